@@ -1,0 +1,13 @@
+//! keyrot-core: the zero-downtime IAM access key rotation engine and the API's token policy.
+//!
+//! It performs no IO and never reads the clock: adapters implement its [ports](crate::ports),
+//! and every decision takes `now` as an argument.
+#![doc = include_str!("../README.md")]
+
+pub mod model;
+pub mod policy;
+pub mod ports;
+
+pub use model::*;
+pub use policy::{Policy, PolicyBuilder, PolicyError, Selection};
+pub use ports::*;

@@ -1,0 +1,459 @@
+//! Domain types: users, access keys, secrets and what the store knows about them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// A point in time. keyrot-core never reads the clock: every `Timestamp` comes from the caller.
+pub use jiff::Timestamp;
+
+/// An input that does not name a valid IAM user or access key id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// IAM user names are 1 to 64 characters.
+    #[error("user name must be 1 to 64 characters, got {0}")]
+    UserNameLength(usize),
+    /// IAM user names use letters, digits and `+=,.@_-` only.
+    #[error("user name may contain only letters, digits and +=,.@_- (found {0:?})")]
+    UserNameCharacter(char),
+    /// Access key ids are 16 to 128 characters.
+    #[error("access key id must be 16 to 128 characters, got {0}")]
+    KeyIdLength(usize),
+    /// Access key ids are upper-case letters and digits.
+    #[error("access key id may contain only upper-case letters and digits (found {0:?})")]
+    KeyIdCharacter(char),
+}
+
+/// The name of an IAM user, validated against IAM's rules.
+///
+/// Validation here is what keeps hostile input (`../`, `*`, control characters, very long
+/// strings) out of every adapter and log line.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserName(String);
+
+impl UserName {
+    /// Validates `name` as an IAM user name.
+    pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
+        let name = name.into();
+        let len = name.chars().count();
+        if !(1..=64).contains(&len) {
+            return Err(NameError::UserNameLength(len));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)))
+        {
+            return Err(NameError::UserNameCharacter(bad));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name as IAM spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for UserName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<UserName> for String {
+    fn from(name: UserName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// An access key id such as `AKIAIOSFODNN7EXAMPLE`. Not secret: it is safe to log.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccessKeyId(String);
+
+impl AccessKeyId {
+    /// Validates `id` as an access key id.
+    pub fn new(id: impl Into<String>) -> Result<Self, NameError> {
+        let id = id.into();
+        let len = id.chars().count();
+        if !(16..=128).contains(&len) {
+            return Err(NameError::KeyIdLength(len));
+        }
+        if let Some(bad) = id
+            .chars()
+            .find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit()))
+        {
+            return Err(NameError::KeyIdCharacter(bad));
+        }
+        Ok(Self(id))
+    }
+
+    /// The id as IAM spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AccessKeyId {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for AccessKeyId {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<AccessKeyId> for String {
+    fn from(id: AccessKeyId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for AccessKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AccessKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Whether IAM accepts requests signed with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyStatus {
+    /// The key authenticates.
+    Active,
+    /// The key is kept but does not authenticate; it can be re-activated.
+    Inactive,
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        })
+    }
+}
+
+/// An access key as IAM lists it: no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// The key's id.
+    pub id: AccessKeyId,
+    /// Active or inactive.
+    pub status: KeyStatus,
+    /// When IAM created the key.
+    pub created: Timestamp,
+}
+
+/// The secret half of an access key.
+///
+/// Its `Debug` prints `[redacted]`, it has no `Display`, and its memory is zeroized on drop.
+/// The only way to the bytes is [`SecretAccessKey::expose`], which is easy to find in review.
+#[derive(Clone)]
+pub struct SecretAccessKey(SecretString);
+
+impl SecretAccessKey {
+    /// Wraps secret key material.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(SecretString::from(secret.into()))
+    }
+
+    /// The secret itself, for signing requests or handing to an authorised caller.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretAccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl PartialEq for SecretAccessKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
+    }
+}
+
+impl Eq for SecretAccessKey {}
+
+/// A complete access key: the id and its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The public half.
+    pub access_key_id: AccessKeyId,
+    /// The secret half.
+    pub secret_access_key: SecretAccessKey,
+}
+
+/// A key IAM has just created: what it lists, and the secret it shows only this once.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The key as [`crate::Iam::list_keys`] would list it.
+    pub key: AccessKey,
+    /// The secret; lose it and the key is an orphan.
+    pub secret: SecretAccessKey,
+}
+
+impl NewKey {
+    /// The key's credentials.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            access_key_id: self.key.id.clone(),
+            secret_access_key: self.secret.clone(),
+        }
+    }
+}
+
+/// What IAM says about when a key was last used.
+///
+/// Only [`LastUsed::Never`] and [`LastUsed::At`] are answers; anything else, an error included,
+/// is [`LastUsed::Unknown`], which keyrot treats as "maybe in use", never as "unused".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastUsed {
+    /// IAM answered that the key has never been used.
+    Never,
+    /// IAM answered with the last time the key was used.
+    At(Timestamp),
+    /// No answer: an error, a throttle, or a reply keyrot could not read.
+    Unknown,
+}
+
+/// The staging labels keyrot uses on a stored version (Secrets Manager's names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stages {
+    /// `AWSCURRENT`: the version callers are given.
+    pub current: bool,
+    /// `AWSPENDING`: a staged key not yet proven to work.
+    pub pending: bool,
+    /// `AWSPREVIOUS`: the version that was current before.
+    pub previous: bool,
+}
+
+impl fmt::Display for Stages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (self.current, "current"),
+            (self.pending, "pending"),
+            (self.previous, "previous"),
+        ];
+        let mut first = true;
+        for (_, name) in names.iter().filter(|(on, _)| *on) {
+            if !first {
+                f.write_str("+")?;
+            }
+            f.write_str(name)?;
+            first = false;
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
+
+/// One stored version of a user's secret: which key it holds and its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    /// The key whose secret this version holds.
+    pub key_id: AccessKeyId,
+    /// Its staging labels.
+    pub stages: Stages,
+}
+
+/// A fact keyrot records about a key, with the time it became true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mark {
+    /// The key existed before keyrot managed the user; keyrot never had its secret.
+    Adopted,
+    /// Another key was published in its place: the grace period runs from here.
+    Superseded,
+    /// The key was deactivated: the recovery window runs from here.
+    Deactivated,
+}
+
+impl Mark {
+    /// A stable lower-case name, used in storage and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Adopted => "adopted",
+            Self::Superseded => "superseded",
+            Self::Deactivated => "deactivated",
+        }
+    }
+}
+
+/// The recorded marks of one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// When the key was adopted.
+    pub adopted: Option<Timestamp>,
+    /// When the key stopped being current.
+    pub superseded: Option<Timestamp>,
+    /// When keyrot deactivated the key.
+    pub deactivated: Option<Timestamp>,
+}
+
+impl Marks {
+    /// The time recorded for `mark`, if any.
+    pub fn get(&self, mark: Mark) -> Option<Timestamp> {
+        match mark {
+            Mark::Adopted => self.adopted,
+            Mark::Superseded => self.superseded,
+            Mark::Deactivated => self.deactivated,
+        }
+    }
+
+    /// Records `mark` at `at`.
+    pub fn set(&mut self, mark: Mark, at: Timestamp) {
+        let slot = match mark {
+            Mark::Adopted => &mut self.adopted,
+            Mark::Superseded => &mut self.superseded,
+            Mark::Deactivated => &mut self.deactivated,
+        };
+        *slot = Some(at);
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Everything the secret store holds about one user, without secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredUser {
+    /// The stored versions, newest first where the store knows the order.
+    pub versions: Vec<StoredVersion>,
+    /// Recorded marks, by key.
+    pub marks: BTreeMap<AccessKeyId, Marks>,
+}
+
+impl StoredUser {
+    /// The key named by the current version.
+    pub fn current(&self) -> Option<&AccessKeyId> {
+        self.versions
+            .iter()
+            .find(|v| v.stages.current)
+            .map(|v| &v.key_id)
+    }
+
+    /// The key named by the pending version, unless that version is also current.
+    pub fn pending(&self) -> Option<&AccessKeyId> {
+        self.versions
+            .iter()
+            .find(|v| v.stages.pending && !v.stages.current)
+            .map(|v| &v.key_id)
+    }
+
+    /// Whether a stored version holds `key`'s secret.
+    pub fn has_version(&self, key: &AccessKeyId) -> bool {
+        self.versions.iter().any(|v| &v.key_id == key)
+    }
+
+    /// Whether keyrot knows `key`: it stored its secret or adopted it.
+    pub fn knows(&self, key: &AccessKeyId) -> bool {
+        self.has_version(key) || self.marks_of(key).adopted.is_some()
+    }
+
+    /// The marks recorded for `key` (empty when none).
+    pub fn marks_of(&self, key: &AccessKeyId) -> Marks {
+        self.marks.get(key).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_follow_iam_rules() {
+        assert!(UserName::new("ci-deployer.prod@example+1=a,b_c").is_ok());
+        assert_eq!(UserName::new(""), Err(NameError::UserNameLength(0)));
+        assert_eq!(
+            UserName::new("x".repeat(65)),
+            Err(NameError::UserNameLength(65))
+        );
+        assert_eq!(
+            UserName::new("../etc"),
+            Err(NameError::UserNameCharacter('/'))
+        );
+        assert_eq!(UserName::new("a*"), Err(NameError::UserNameCharacter('*')));
+        assert_eq!(
+            UserName::new("jos\u{e9}"),
+            Err(NameError::UserNameCharacter('\u{e9}'))
+        );
+    }
+
+    #[test]
+    fn key_ids_follow_iam_rules() {
+        assert!(AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").is_ok());
+        assert_eq!(AccessKeyId::new("AKIA"), Err(NameError::KeyIdLength(4)));
+        assert_eq!(
+            AccessKeyId::new("akiaiosfodnn7example"),
+            Err(NameError::KeyIdCharacter('a'))
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let creds = Credentials {
+            access_key_id: AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap(),
+            secret_access_key: SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        };
+        let shown = format!("{creds:?} {creds:#?}");
+        assert!(!shown.contains("wJalr"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("AKIAIOSFODNN7EXAMPLE"));
+    }
+
+    #[test]
+    fn stages_print_compactly() {
+        let s = Stages {
+            current: true,
+            pending: true,
+            previous: false,
+        };
+        assert_eq!(s.to_string(), "current+pending");
+        assert_eq!(Stages::default().to_string(), "-");
+    }
+}

@@ -1,0 +1,320 @@
+//! The rotation policy: periods, and which users keyrot manages.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use crate::model::UserName;
+
+/// Which users keyrot manages. Management is opt-in: nobody is managed by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Users carrying the IAM tag `key` with value `value` (e.g. `keyrot:managed=true`).
+    Tagged {
+        /// The tag key.
+        key: String,
+        /// The tag value.
+        value: String,
+    },
+    /// Exactly these users.
+    Listed(BTreeSet<UserName>),
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Self::Tagged {
+            key: "keyrot:managed".into(),
+            value: "true".into(),
+        }
+    }
+}
+
+impl fmt::Display for Selection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tagged { key, value } => write!(f, "users tagged {key}={value}"),
+            Self::Listed(users) => {
+                f.write_str("users ")?;
+                for (i, user) in users.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{user}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A policy that cannot work, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// A period was zero.
+    #[error("{0} must be longer than zero")]
+    Zero(&'static str),
+    /// The maximum grace was shorter than the grace.
+    #[error("max_grace ({max_grace:?}) must be at least grace ({grace:?})")]
+    MaxGraceBelowGrace {
+        /// The grace period.
+        grace: Duration,
+        /// The maximum grace period.
+        max_grace: Duration,
+    },
+    /// The old key's lifecycle would not end before the next rotation is due.
+    #[error(
+        "rotation_period ({rotation_period:?}) must be at least verify_timeout + max_grace + \
+         recovery_window ({needed:?}), so that the old key is gone before the next rotation"
+    )]
+    PeriodTooShort {
+        /// The rotation period.
+        rotation_period: Duration,
+        /// The shortest period that works with the other settings.
+        needed: Duration,
+    },
+    /// A period was too long to compute with.
+    #[error("{0} is too long (more than 100 years)")]
+    TooLong(&'static str),
+    /// An explicit user list was empty.
+    #[error("the list of managed users is empty; name at least one user or select by tag")]
+    NoUsers,
+    /// A tag selector had an empty key.
+    #[error("the tag key that selects managed users is empty")]
+    EmptyTagKey,
+}
+
+/// How and when keys are rotated. Build one with [`Policy::builder`]; it is valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    rotation_period: Duration,
+    grace: Duration,
+    max_grace: Duration,
+    recovery_window: Duration,
+    verify_timeout: Duration,
+    schedule_interval: Duration,
+    selection: Selection,
+    exempt: BTreeSet<UserName>,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+impl Policy {
+    /// A builder with the usual production values: rotate every 90 days, 7 days of grace (at
+    /// most 14), a 7-day recovery window, 5 minutes to verify, runs every hour, users tagged
+    /// `keyrot:managed=true`.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            policy: Self {
+                rotation_period: 90 * DAY,
+                grace: 7 * DAY,
+                max_grace: 14 * DAY,
+                recovery_window: 7 * DAY,
+                verify_timeout: Duration::from_secs(300),
+                schedule_interval: Duration::from_secs(3600),
+                selection: Selection::default(),
+                exempt: BTreeSet::new(),
+            },
+        }
+    }
+
+    /// A current key older than this is due for rotation.
+    pub fn rotation_period(&self) -> Duration {
+        self.rotation_period
+    }
+
+    /// How long a superseded key stays active at least.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// After this long a superseded key is deactivated even if still in use, with an alert.
+    pub fn max_grace(&self) -> Duration {
+        self.max_grace
+    }
+
+    /// How long a deactivated key is kept (and can be rolled back to) before deletion.
+    pub fn recovery_window(&self) -> Duration {
+        self.recovery_window
+    }
+
+    /// How long a new key may take to authenticate before keyrot gives up on it.
+    pub fn verify_timeout(&self) -> Duration {
+        self.verify_timeout
+    }
+
+    /// How often the rotation runs; used for warnings ahead of action.
+    pub fn schedule_interval(&self) -> Duration {
+        self.schedule_interval
+    }
+
+    /// Which users are managed.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// Users never touched, whatever the selection says.
+    pub fn exempt(&self) -> &BTreeSet<UserName> {
+        &self.exempt
+    }
+
+    /// Whether `user` is exempt.
+    pub fn is_exempt(&self, user: &UserName) -> bool {
+        self.exempt.contains(user)
+    }
+}
+
+/// Builds a [`Policy`]; [`PolicyBuilder::build`] checks that it can work.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PolicyBuilder {
+    policy: Policy,
+}
+
+impl PolicyBuilder {
+    /// Sets [`Policy::rotation_period`].
+    pub fn rotation_period(mut self, period: Duration) -> Self {
+        self.policy.rotation_period = period;
+        self
+    }
+
+    /// Sets [`Policy::grace`].
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.policy.grace = grace;
+        self
+    }
+
+    /// Sets [`Policy::max_grace`].
+    pub fn max_grace(mut self, max_grace: Duration) -> Self {
+        self.policy.max_grace = max_grace;
+        self
+    }
+
+    /// Sets [`Policy::recovery_window`].
+    pub fn recovery_window(mut self, window: Duration) -> Self {
+        self.policy.recovery_window = window;
+        self
+    }
+
+    /// Sets [`Policy::verify_timeout`].
+    pub fn verify_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.verify_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Policy::schedule_interval`].
+    pub fn schedule_interval(mut self, interval: Duration) -> Self {
+        self.policy.schedule_interval = interval;
+        self
+    }
+
+    /// Sets [`Policy::selection`].
+    pub fn selection(mut self, selection: Selection) -> Self {
+        self.policy.selection = selection;
+        self
+    }
+
+    /// Adds users to [`Policy::exempt`].
+    pub fn exempt(mut self, users: impl IntoIterator<Item = UserName>) -> Self {
+        self.policy.exempt.extend(users);
+        self
+    }
+
+    /// Checks the policy and returns it.
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        let p = self.policy;
+        let periods = [
+            ("rotation_period", p.rotation_period),
+            ("grace", p.grace),
+            ("max_grace", p.max_grace),
+            ("recovery_window", p.recovery_window),
+            ("verify_timeout", p.verify_timeout),
+            ("schedule_interval", p.schedule_interval),
+        ];
+        for (name, value) in periods {
+            if value.is_zero() {
+                return Err(PolicyError::Zero(name));
+            }
+            if value > CENTURY {
+                return Err(PolicyError::TooLong(name));
+            }
+        }
+        if p.max_grace < p.grace {
+            return Err(PolicyError::MaxGraceBelowGrace {
+                grace: p.grace,
+                max_grace: p.max_grace,
+            });
+        }
+        let needed = p.verify_timeout + p.max_grace + p.recovery_window;
+        if p.rotation_period < needed {
+            return Err(PolicyError::PeriodTooShort {
+                rotation_period: p.rotation_period,
+                needed,
+            });
+        }
+        match &p.selection {
+            Selection::Listed(users) if users.is_empty() => return Err(PolicyError::NoUsers),
+            Selection::Tagged { key, .. } if key.is_empty() => {
+                return Err(PolicyError::EmptyTagKey);
+            }
+            _ => {}
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn defaults_are_valid() {
+        let p = Policy::builder().build().unwrap();
+        assert_eq!(p.rotation_period(), 90 * DAY);
+        assert_eq!(p.grace(), 7 * DAY);
+    }
+
+    #[test]
+    fn minutes_work_for_demos() {
+        let p = Policy::builder()
+            .rotation_period(10 * MIN)
+            .grace(2 * MIN)
+            .max_grace(3 * MIN)
+            .recovery_window(2 * MIN)
+            .verify_timeout(MIN)
+            .schedule_interval(MIN)
+            .build();
+        assert!(p.is_ok(), "{p:?}");
+    }
+
+    #[test]
+    fn rejects_policies_that_cannot_work() {
+        let err = |b: PolicyBuilder| b.build().unwrap_err().to_string();
+        assert_eq!(
+            err(Policy::builder().grace(Duration::ZERO)),
+            "grace must be longer than zero"
+        );
+        assert!(err(Policy::builder().grace(20 * DAY)).starts_with("max_grace (1209600s)"));
+        assert!(
+            err(Policy::builder().rotation_period(20 * DAY))
+                .starts_with("rotation_period (1728000s) must be at least")
+        );
+        assert_eq!(
+            err(Policy::builder().selection(Selection::Listed(BTreeSet::new()))),
+            "the list of managed users is empty; name at least one user or select by tag"
+        );
+        assert_eq!(
+            err(Policy::builder().selection(Selection::Tagged {
+                key: String::new(),
+                value: "x".into()
+            })),
+            "the tag key that selects managed users is empty"
+        );
+        assert_eq!(
+            err(Policy::builder().rotation_period(CENTURY * 2)),
+            "rotation_period is too long (more than 100 years)"
+        );
+    }
+}

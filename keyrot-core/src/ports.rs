@@ -1,0 +1,292 @@
+//! Ports: the narrow traits behind which keyrot meets IAM, the secret store, the verifier, the
+//! notifier and time. Adapters implement them (keyrot-aws for AWS, [`crate::fake`] in memory);
+//! no AWS SDK type crosses them.
+//!
+//! With the `mock` feature every port also has a mockall mock (`MockIam`, `MockSecretStore`,
+//! ...) for unit-testing code that uses keyrot.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{
+    AccessKey, AccessKeyId, Credentials, KeyStatus, LastUsed, Mark, NewKey, StoredUser, Timestamp,
+    UserName,
+};
+use crate::policy::Selection;
+
+/// Any error an adapter met underneath (an SDK error, a broken connection).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an IAM call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    /// The user already has the most access keys IAM allows (two).
+    #[error("the user already has two access keys")]
+    LimitExceeded,
+    /// The user or key does not exist.
+    #[error("no such user or access key")]
+    NoSuchEntity,
+    /// IAM asked us to slow down; retrying later will work.
+    #[error("throttled by IAM")]
+    Throttled,
+    /// IAM refused: keyrot's role lacks a permission.
+    #[error("access denied by IAM")]
+    AccessDenied(#[source] BoxError),
+    /// Any other failure: a network error, a 5xx, a reply that could not be read.
+    #[error("IAM call failed")]
+    Other(#[source] BoxError),
+}
+
+impl IamError {
+    /// Whether the same call may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Other(_))
+    }
+}
+
+/// Why a secret store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A version with this key's request token already exists with different contents.
+    #[error("a different secret is already stored for this key")]
+    Conflict,
+    /// The version to promote does not exist.
+    #[error("no stored version for this key")]
+    NoSuchVersion,
+    /// The store asked us to slow down.
+    #[error("throttled by the secret store")]
+    Throttled,
+    /// The store refused: keyrot's role lacks a permission.
+    #[error("access denied by the secret store")]
+    AccessDenied(#[source] BoxError),
+    /// A stored value could not be read as keyrot's payload.
+    #[error("stored secret is malformed")]
+    Malformed(#[source] BoxError),
+    /// Any other failure.
+    #[error("secret store call failed")]
+    Other(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Other(_))
+    }
+}
+
+/// Why a key could not be verified (as opposed to "does not authenticate yet").
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The key authenticated, but as someone else: it must not be published.
+    #[error("the key authenticates as {actual}, not as the user")]
+    WrongIdentity {
+        /// The identity (ARN) the key authenticated as.
+        actual: String,
+    },
+    /// The verification call itself failed.
+    #[error("verification call failed")]
+    Other(#[source] BoxError),
+}
+
+/// Why a notification could not be sent. Never stops a rotation.
+#[derive(Debug, thiserror::Error)]
+#[error("notification failed")]
+pub struct NotifyError(#[source] pub BoxError);
+
+/// IAM, in keyrot's words.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Iam: Send + Sync {
+    /// The users `selection` picks (exemptions are applied by the caller).
+    async fn managed_users(&self, selection: &Selection) -> Result<Vec<UserName>, IamError>;
+
+    /// A user's access keys (at most two).
+    async fn list_keys(&self, user: &UserName) -> Result<Vec<AccessKey>, IamError>;
+
+    /// Creates a new access key; the secret is returned only here.
+    async fn create_key(&self, user: &UserName) -> Result<NewKey, IamError>;
+
+    /// Activates or deactivates a key.
+    async fn set_status(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        status: KeyStatus,
+    ) -> Result<(), IamError>;
+
+    /// Deletes a key for good.
+    async fn delete_key(&self, user: &UserName, key: &AccessKeyId) -> Result<(), IamError>;
+
+    /// When the key was last used. Any failure is [`LastUsed::Unknown`], never "never used".
+    async fn last_used(&self, key: &AccessKeyId) -> LastUsed;
+}
+
+/// The secret store (Secrets Manager), one secret per user, one version per key.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// What is stored for `user`: versions with their labels, and recorded marks. Empty when
+    /// nothing is stored yet.
+    async fn load(&self, user: &UserName) -> Result<StoredUser, StoreError>;
+
+    /// Stores `credentials` as the pending version, with a request token derived from the key
+    /// id so that a retry is idempotent. `created` is the key's creation time.
+    async fn put_pending(
+        &self,
+        user: &UserName,
+        credentials: &Credentials,
+        created: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Makes the version holding `key` current; the version that was current becomes previous.
+    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError>;
+
+    /// Records `mark` for `key` at `at`, replacing an earlier time for the same mark.
+    async fn mark(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        mark: Mark,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets every mark of `key` (after it is deleted, or when it is current again).
+    async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError>;
+
+    /// The credentials stored for `key`, if any.
+    async fn credentials(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+    ) -> Result<Option<Credentials>, StoreError>;
+
+    /// The current credentials, if any: what callers of the API are given.
+    async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError>;
+}
+
+/// Does a key authenticate yet?
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Verifier: Send + Sync {
+    /// `Ok(true)` once requests signed with `credentials` authenticate as `user`; `Ok(false)`
+    /// while IAM has not propagated the key yet.
+    async fn authenticates(
+        &self,
+        user: &UserName,
+        credentials: &Credentials,
+    ) -> Result<bool, VerifyError>;
+}
+
+/// Something an administrator should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A new key was published.
+    Rotated {
+        /// Whose key.
+        user: UserName,
+        /// The key now current.
+        new: AccessKeyId,
+        /// The key it replaced, if keyrot knew one.
+        old: Option<AccessKeyId>,
+    },
+    /// A superseded key is still used and will be deactivated anyway at `at`.
+    WillForceDeactivate {
+        /// Whose key.
+        user: UserName,
+        /// The key.
+        key: AccessKeyId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A superseded key was deactivated although it may still be in use.
+    ForcedDeactivation {
+        /// Whose key.
+        user: UserName,
+        /// The key.
+        key: AccessKeyId,
+    },
+    /// A new key never authenticated and was deleted.
+    Discarded {
+        /// Whose key.
+        user: UserName,
+        /// The key.
+        key: AccessKeyId,
+    },
+    /// keyrot cannot proceed for a user without a person.
+    Blocked {
+        /// Whose keys.
+        user: UserName,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A step failed.
+    Failed {
+        /// Whose keys.
+        user: UserName,
+        /// What failed, without secrets.
+        error: String,
+    },
+}
+
+impl Notice {
+    /// The user the notice is about.
+    pub fn user(&self) -> &UserName {
+        match self {
+            Self::Rotated { user, .. }
+            | Self::WillForceDeactivate { user, .. }
+            | Self::ForcedDeactivation { user, .. }
+            | Self::Discarded { user, .. }
+            | Self::Blocked { user, .. }
+            | Self::Failed { user, .. } => user,
+        }
+    }
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rotated { user, new, old } => match old {
+                Some(old) => write!(f, "{user}: rotated {old} -> {new}"),
+                None => write!(f, "{user}: published {new}"),
+            },
+            Self::WillForceDeactivate { user, key, at } => write!(
+                f,
+                "{user}: {key} is still in use and will be deactivated at {at}"
+            ),
+            Self::ForcedDeactivation { user, key } => write!(
+                f,
+                "{user}: deactivated {key} at the end of the maximum grace although it may still \
+                 be in use"
+            ),
+            Self::Discarded { user, key } => write!(
+                f,
+                "{user}: deleted new key {key}: it did not authenticate within the verify timeout"
+            ),
+            Self::Blocked { user, reason } => write!(f, "{user}: blocked: {reason}"),
+            Self::Failed { user, error } => write!(f, "{user}: failed: {error}"),
+        }
+    }
+}
+
+/// Tells an administrator.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends `notice`. A failure is logged by the caller and never stops a rotation.
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError>;
+}
+
+/// Time, as the edge provides it. keyrot-core itself never reads the clock: the driver asks
+/// this port, which the Lambda adapter and the CLI implement with the system clock and the
+/// simulation with a virtual one.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+
+    /// Waits for `duration`.
+    async fn sleep(&self, duration: Duration);
+}
