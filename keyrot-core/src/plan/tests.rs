@@ -1,0 +1,569 @@
+//! Table-driven tests: one per planner branch, in the form
+//! `check("OLD active 101d current; NEW active 1m pending", expect!["verify AKIANEW000000000"])`.
+//!
+//! Each `;`-separated entry is a key: `NAME STATUS AGE FLAGS...`, where STATUS is `active`,
+//! `inactive`, or `gone` (a stored version or marks for a key IAM no longer lists), and the flags
+//! are `current`, `pending`, `previous`, `stored` (a version with no label), `adopted=AGO`,
+//! `superseded=AGO`, `deactivated=AGO`, `used=AGO|never|unknown` and `verified`. An entry
+//! `force` forces rotation. Ages are `30s`, `5m`, `2h` or `90d` before now.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use expect_test::{Expect, expect};
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::{Stages, StoredVersion};
+
+const DAY: u64 = 86_400;
+
+fn now() -> Timestamp {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn policy() -> Policy {
+    Policy::builder()
+        .rotation_period(Duration::from_secs(90 * DAY))
+        .grace(Duration::from_secs(7 * DAY))
+        .max_grace(Duration::from_secs(14 * DAY))
+        .recovery_window(Duration::from_secs(7 * DAY))
+        .verify_timeout(Duration::from_secs(300))
+        .schedule_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap()
+}
+
+fn key_id(name: &str) -> AccessKeyId {
+    AccessKeyId::new(format!("AKIA{name:0<12}")).unwrap()
+}
+
+fn ago(text: &str) -> Timestamp {
+    let (n, unit) = text.split_at(text.len() - 1);
+    let n: u64 = n.parse().unwrap();
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * DAY,
+        _ => panic!("bad age {text}"),
+    };
+    now() - Duration::from_secs(secs)
+}
+
+fn observation(input: &str) -> Observation {
+    let mut obs = Observation::new(
+        UserName::new("ci").unwrap(),
+        Vec::new(),
+        StoredUser::default(),
+    );
+    for entry in input.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "force" {
+            obs.force = true;
+            continue;
+        }
+        let mut words = entry.split_whitespace();
+        let id = key_id(words.next().unwrap());
+        let status = words.next().unwrap();
+        let created = ago(words.next().unwrap());
+        match status {
+            "active" | "inactive" => obs.keys.push(AccessKey {
+                id: id.clone(),
+                status: if status == "active" {
+                    KeyStatus::Active
+                } else {
+                    KeyStatus::Inactive
+                },
+                created,
+            }),
+            "gone" => {}
+            other => panic!("bad status {other}"),
+        }
+        let mut stages = Stages::default();
+        let mut stored = false;
+        for flag in words {
+            let (name, value) = flag.split_once('=').unwrap_or((flag, ""));
+            match name {
+                "current" => (stages.current, stored) = (true, true),
+                "pending" => (stages.pending, stored) = (true, true),
+                "previous" => (stages.previous, stored) = (true, true),
+                "stored" => stored = true,
+                "verified" => {
+                    obs.verified.insert(id.clone());
+                }
+                "used" => {
+                    let answer = match value {
+                        "never" => LastUsed::Never,
+                        "unknown" => LastUsed::Unknown,
+                        age => LastUsed::At(ago(age)),
+                    };
+                    obs.last_used.insert(id.clone(), answer);
+                }
+                mark => {
+                    let mark = match mark {
+                        "adopted" => Mark::Adopted,
+                        "superseded" => Mark::Superseded,
+                        "deactivated" => Mark::Deactivated,
+                        other => panic!("bad flag {other}"),
+                    };
+                    obs.stored
+                        .marks
+                        .entry(id.clone())
+                        .or_default()
+                        .set(mark, ago(value));
+                }
+            }
+        }
+        if stored {
+            obs.stored
+                .versions
+                .push(StoredVersion { key_id: id, stages });
+        }
+    }
+    obs
+}
+
+use crate::model::Mark;
+
+fn check(input: &str, expect: Expect) {
+    let step = plan(&observation(input), &policy(), now());
+    expect.assert_eq(&step.to_string());
+}
+
+#[test]
+fn new_user_without_keys_gets_one() {
+    check("", expect!["create and stage a new key"]);
+}
+
+#[test]
+fn a_legacy_key_is_adopted_first() {
+    check("OLD active 200d", expect!["adopt AKIAOLD000000000"]);
+}
+
+#[test]
+fn an_old_adopted_key_is_rotated() {
+    check(
+        "OLD active 200d adopted=1m",
+        expect!["create and stage a new key"],
+    );
+}
+
+#[test]
+fn a_young_adopted_key_waits() {
+    check(
+        "OLD active 10d adopted=1m",
+        expect!["idle until rotation at 2026-03-22T00:00:00Z"],
+    );
+}
+
+#[test]
+fn two_active_legacy_keys_block() {
+    check(
+        "A active 10d; B active 5d",
+        expect![
+            "blocked: the user has two active keys keyrot did not create; deactivate the one not in service"
+        ],
+    );
+}
+
+#[test]
+fn an_inactive_legacy_key_makes_room() {
+    check(
+        "A inactive 10d; B active 5d",
+        expect!["make room: delete inactive AKIAA00000000000"],
+    );
+    check(
+        "A active 10d; B inactive 5d",
+        expect!["make room: delete inactive AKIAB00000000000"],
+    );
+    check(
+        "A inactive 10d; B inactive 50d",
+        expect!["make room: delete inactive AKIAB00000000000"],
+    );
+}
+
+#[test]
+fn an_orphan_is_checked_then_deleted_if_never_used() {
+    check(
+        "CUR active 10d current; ORPH active 1m",
+        expect!["check last use of AKIAORPH00000000"],
+    );
+    check(
+        "CUR active 10d current; ORPH active 1m used=never",
+        expect!["delete orphan AKIAORPH00000000"],
+    );
+}
+
+#[test]
+fn an_unknown_key_that_may_be_in_use_blocks() {
+    check(
+        "CUR active 10d current; ORPH active 1m used=5s",
+        expect![
+            "blocked: AKIAORPH00000000 is not managed by keyrot and may be in use; delete it or deactivate it"
+        ],
+    );
+    check(
+        "CUR active 10d current; ORPH active 1m used=unknown",
+        expect![
+            "blocked: AKIAORPH00000000 is not managed by keyrot and may be in use; delete it or deactivate it"
+        ],
+    );
+}
+
+#[test]
+fn an_orphan_beside_an_adopted_key_is_deleted() {
+    // A crash between CreateAccessKey and storing the secret during the first rotation.
+    check(
+        "OLD active 200d adopted=1h; ORPH active 1m used=never",
+        expect!["delete orphan AKIAORPH00000000"],
+    );
+}
+
+#[test]
+fn an_unusable_current_key_blocks_unless_forced() {
+    check(
+        "CUR inactive 10d current",
+        expect![
+            "blocked: the current key AKIACUR000000000 was deleted or deactivated outside keyrot; rotate with --force or roll back"
+        ],
+    );
+    check(
+        "CUR gone 10d current",
+        expect![
+            "blocked: the current key AKIACUR000000000 was deleted or deactivated outside keyrot; rotate with --force or roll back"
+        ],
+    );
+    check(
+        "CUR inactive 10d current; force",
+        expect!["create and stage a new key"],
+    );
+}
+
+#[test]
+fn a_pending_key_is_verified_then_published() {
+    check(
+        "CUR active 91d current; NEW active 1m pending",
+        expect!["verify AKIANEW000000000"],
+    );
+    check(
+        "CUR active 91d current; NEW active 1m pending verified",
+        expect!["publish AKIANEW000000000"],
+    );
+    check(
+        "OLD active 91d adopted=1h; NEW active 1m pending verified",
+        expect!["publish AKIANEW000000000"],
+    );
+}
+
+#[test]
+fn a_pending_key_past_the_verify_timeout_is_discarded() {
+    check(
+        "CUR active 91d current; NEW active 6m pending",
+        expect!["discard AKIANEW000000000"],
+    );
+    check(
+        "CUR active 91d current; NEW active 6m pending verified",
+        expect!["discard AKIANEW000000000"],
+    );
+    check(
+        "CUR active 91d current; NEW inactive 1m pending",
+        expect!["discard AKIANEW000000000"],
+    );
+}
+
+#[test]
+fn a_superseded_key_is_marked_then_waits_for_grace() {
+    check(
+        "NEW active 1d current pending; OLD active 91d previous",
+        expect!["record AKIAOLD000000000 superseded"],
+    );
+    check(
+        "NEW active 1d current pending; OLD active 91d previous superseded=1d",
+        expect!["grace of AKIAOLD000000000 until 2026-01-07T00:00:00Z"],
+    );
+}
+
+#[test]
+fn after_grace_last_use_decides() {
+    let old = "NEW active 8d current; OLD active 98d previous superseded=8d";
+    check(old, expect!["check last use of AKIAOLD000000000"]);
+    check(
+        &format!("{old} used=9d"),
+        expect!["deactivate AKIAOLD000000000"],
+    );
+    check(
+        &format!("{old} used=never"),
+        expect!["deactivate AKIAOLD000000000"],
+    );
+    check(
+        &format!("{old} used=1h"),
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-07T00:00:00Z"],
+    );
+    check(
+        &format!("{old} used=unknown"),
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-07T00:00:00Z"],
+    );
+}
+
+#[test]
+fn at_max_grace_a_key_in_use_is_forced_off() {
+    check(
+        "NEW active 15d current; OLD active 98d previous superseded=14d used=1h",
+        expect!["force deactivate AKIAOLD000000000"],
+    );
+    check(
+        "NEW active 15d current; OLD active 98d previous superseded=14d used=unknown",
+        expect!["force deactivate AKIAOLD000000000"],
+    );
+}
+
+#[test]
+fn an_inactive_key_waits_out_the_recovery_window_then_goes() {
+    check(
+        "NEW active 9d current; OLD inactive 98d previous superseded=9d",
+        expect!["record AKIAOLD000000000 deactivated"],
+    );
+    check(
+        "NEW active 9d current; OLD inactive 98d previous superseded=9d deactivated=1d",
+        expect!["AKIAOLD000000000 inactive; deleted at 2026-01-07T00:00:00Z"],
+    );
+    check(
+        "NEW active 16d current; OLD inactive 98d previous superseded=16d deactivated=7d",
+        expect!["delete AKIAOLD000000000"],
+    );
+}
+
+#[test]
+fn marks_of_gone_and_current_keys_are_forgotten() {
+    check(
+        "NEW active 20d current; OLD gone 0d superseded=20d deactivated=13d",
+        expect!["forget marks of AKIAOLD000000000"],
+    );
+    // After a rollback the old key is current again and its marks are stale.
+    check(
+        "OLD active 98d current superseded=20d deactivated=13d",
+        expect!["forget marks of AKIAOLD000000000"],
+    );
+}
+
+#[test]
+fn a_young_current_key_waits_for_its_rotation() {
+    check(
+        "CUR active 10d current",
+        expect!["idle until rotation at 2026-03-22T00:00:00Z"],
+    );
+    check(
+        "CUR active 10d current pending",
+        expect!["idle until rotation at 2026-03-22T00:00:00Z"],
+    );
+    check(
+        "CUR active 10d current; force",
+        expect!["create and stage a new key"],
+    );
+    check(
+        "CUR active 90d current",
+        expect!["create and stage a new key"],
+    );
+}
+
+#[test]
+fn the_earliest_wait_is_reported() {
+    check(
+        "NEW active 1d current; OLD active 91d previous superseded=1d",
+        expect!["grace of AKIAOLD000000000 until 2026-01-07T00:00:00Z"],
+    );
+}
+
+#[test]
+fn a_due_rotation_waits_for_the_old_key_to_go() {
+    check(
+        "CUR active 10d current; OLD active 100d previous superseded=10d used=1h; force",
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-05T00:00:00Z"],
+    );
+    check(
+        "A active 100d adopted=1d; B active 100d adopted=1d",
+        expect![
+            "blocked: rotation is due but AKIAB00000000000 must be kept for now; wait or delete it by hand"
+        ],
+    );
+}
+
+#[test]
+fn more_than_two_keys_block() {
+    check(
+        "A active 1d current; B active 1d; C active 1d",
+        expect!["blocked: IAM lists 3 keys; at most two are possible"],
+    );
+}
+
+#[test]
+fn a_warning_goes_out_one_interval_before_forced_deactivation() {
+    let p = policy();
+    let key = key_id("OLD");
+    let forced_at = now() + Duration::from_secs(1800);
+    let step = Step::Wait(Wait::AwaitingDisuse {
+        key: key.clone(),
+        forced_at,
+    });
+    assert_eq!(warning_ahead(&step, &p, now()), Some((key, forced_at)));
+    let later = Step::Wait(Wait::AwaitingDisuse {
+        key: key_id("OLD"),
+        forced_at: now() + Duration::from_secs(7200),
+    });
+    assert_eq!(warning_ahead(&later, &p, now()), None);
+}
+
+#[test]
+fn durations_print_for_people() {
+    assert_eq!(human(Duration::from_secs(90 * DAY)), "90d");
+    assert_eq!(human(Duration::from_secs(DAY + 7200)), "1d2h");
+    assert_eq!(human(Duration::from_secs(5400)), "1h30m");
+    assert_eq!(human(Duration::from_secs(300)), "5m");
+    assert_eq!(human(Duration::from_secs(42)), "42s");
+}
+
+// Property: whatever was observed, the step the planner picks never breaks a safety rule.
+
+fn arb_observation() -> impl Strategy<Value = Observation> {
+    let key = (
+        0..4usize,                                                                // name
+        any::<bool>(),                                                            // active
+        0..200u64,                      // age in days (or minutes when < 10)
+        proptest::option::of(0..4u8),   // stage: current/pending/previous/stored
+        proptest::option::of(0..30u64), // adopted days ago
+        proptest::option::of(0..30u64), // superseded days ago
+        proptest::option::of(0..30u64), // deactivated days ago
+        proptest::option::of(prop_oneof![Just(None), (0..30u64).prop_map(Some)]), // used
+        any::<bool>(),                  // verified
+        proptest::option::of(any::<bool>()), // in IAM (false: gone)
+    );
+    (proptest::collection::vec(key, 0..4), any::<bool>()).prop_map(|(keys, force)| {
+        let mut obs = Observation::new(
+            UserName::new("prop").unwrap(),
+            Vec::new(),
+            StoredUser::default(),
+        );
+        obs.force = force;
+        let mut seen = BTreeMap::new();
+        for (name, active, age, stage, adopted, superseded, deactivated, used, verified, in_iam) in
+            keys
+        {
+            let id = key_id(["A", "B", "C", "D"][name]);
+            if seen.insert(id.clone(), ()).is_some() {
+                continue;
+            }
+            let created = if age < 10 {
+                now() - Duration::from_secs(age * 60)
+            } else {
+                now() - Duration::from_secs(age * DAY)
+            };
+            if in_iam != Some(false) {
+                obs.keys.push(AccessKey {
+                    id: id.clone(),
+                    status: if active {
+                        KeyStatus::Active
+                    } else {
+                        KeyStatus::Inactive
+                    },
+                    created,
+                });
+            }
+            if let Some(stage) = stage {
+                let has_current = obs.stored.versions.iter().any(|v| v.stages.current);
+                let has_pending = obs.stored.versions.iter().any(|v| v.stages.pending);
+                let stages = Stages {
+                    current: stage == 0 && !has_current,
+                    pending: stage == 1 && !has_pending,
+                    previous: stage == 2,
+                };
+                obs.stored.versions.push(StoredVersion {
+                    key_id: id.clone(),
+                    stages,
+                });
+            }
+            let marks = [
+                (Mark::Adopted, adopted),
+                (Mark::Superseded, superseded),
+                (Mark::Deactivated, deactivated),
+            ];
+            for (mark, days) in marks {
+                if let Some(days) = days {
+                    let at = now() - Duration::from_secs(days * DAY);
+                    obs.stored
+                        .marks
+                        .entry(id.clone())
+                        .or_default()
+                        .set(mark, at);
+                }
+            }
+            if let Some(used) = used {
+                let answer = match used {
+                    None => LastUsed::Unknown,
+                    Some(0) => LastUsed::Never,
+                    Some(days) => LastUsed::At(now() - Duration::from_secs(days * 3600)),
+                };
+                obs.last_used.insert(id.clone(), answer);
+            }
+            if verified {
+                obs.verified.insert(id);
+            }
+        }
+        obs
+    })
+}
+
+proptest! {
+    #[test]
+    fn planner_never_breaks_a_safety_rule(obs in arb_observation()) {
+        let p = policy();
+        let step = plan(&obs, &p, now());
+        prop_assert_eq!(&step, &plan(&obs, &p, now()), "the planner is deterministic");
+        let current = obs.stored.current();
+        let touched = match &step {
+            Step::DeleteOrphan(k) | Step::MakeRoom(k) | Step::Delete(k) | Step::Discard(k)
+            | Step::Deactivate { key: k, .. } => Some(k),
+            _ => None,
+        };
+        if let Some(k) = touched {
+            prop_assert!(Some(k) != current, "{step} touches the current key");
+            prop_assert!(obs.key(k).is_some(), "{step} names a key IAM does not list");
+        }
+        match &step {
+            Step::CreateAndStage => prop_assert!(obs.keys.len() < 2, "asked for a third key"),
+            Step::DeleteOrphan(k) => {
+                prop_assert!(!obs.stored.knows(k));
+                prop_assert_eq!(obs.last_used.get(k), Some(&LastUsed::Never));
+            }
+            Step::MakeRoom(k) => {
+                prop_assert!(!obs.stored.knows(k));
+                prop_assert_eq!(obs.key(k).unwrap().status, KeyStatus::Inactive);
+            }
+            Step::Publish(k) => {
+                let key = obs.key(k).unwrap();
+                prop_assert!(obs.verified.contains(k));
+                prop_assert_eq!(key.status, KeyStatus::Active);
+                prop_assert!(now() <= key.created + p.verify_timeout());
+            }
+            Step::Deactivate { key, forced } => {
+                let since = obs.stored.marks_of(key).superseded.unwrap();
+                prop_assert!(now() >= since + p.grace(), "deactivated within grace");
+                if *forced {
+                    prop_assert!(now() >= since + p.max_grace());
+                } else {
+                    match obs.last_used.get(key) {
+                        Some(LastUsed::Never) => {}
+                        Some(LastUsed::At(at)) => prop_assert!(*at < since, "used since"),
+                        other => prop_assert!(false, "deactivated on {other:?}"),
+                    }
+                }
+            }
+            Step::Delete(k) => {
+                let key = obs.key(k).unwrap();
+                prop_assert_eq!(key.status, KeyStatus::Inactive);
+                let since = obs.stored.marks_of(k).deactivated.unwrap();
+                prop_assert!(now() >= since + p.recovery_window());
+            }
+            _ => {}
+        }
+    }
+}
