@@ -4,10 +4,14 @@
 //! and every decision takes `now` as an argument.
 #![doc = include_str!("../README.md")]
 
+pub mod driver;
 pub mod model;
+pub mod plan;
 pub mod policy;
 pub mod ports;
 
+pub use driver::{Outcome, Ports, Rotator, RunOptions, RunReport, StepError, UserReport};
 pub use model::*;
+pub use plan::{Blocked, Observation, Step, Wait, plan};
 pub use policy::{Policy, PolicyBuilder, PolicyError, Selection};
 pub use ports::*;
