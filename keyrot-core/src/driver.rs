@@ -1,4 +1,4 @@
-//! The driver: observes a user, asks the [planner](crate::plan), performs the one step, records
+//! The driver: observes a user, asks the [planner](mod@crate::plan), performs the one step, records
 //! its effect and asks again, until the user is waiting or blocked. Runs all managed users with
 //! bounded concurrency; one user's failure never stops the others.
 

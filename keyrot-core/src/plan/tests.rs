@@ -125,6 +125,8 @@ fn observation(input: &str) -> Observation {
 
 use crate::model::Mark;
 
+// `expect![]` reads best passed by value, as in rust-analyzer's tests.
+#[allow(clippy::needless_pass_by_value)]
 fn check(input: &str, expect: Expect) {
     let step = plan(&observation(input), &policy(), now());
     expect.assert_eq(&step.to_string());

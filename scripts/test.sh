@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# keyrot's one test command: formatting, lints, every test (unit, simulation, contract, end to
+# end) and the docs. CI runs exactly this (.ci/run); so should you before pushing.
+#
+# Environment:
+#   CARGO_TARGET_DIR   where to build (default: ~/.cache/keyrot/target, shared by clones and
+#                      reused between runs, so CI on the same machine builds incrementally)
+#   KEYROT_SIM_SEEDS   how many seeds the simulation runs (default 500)
+#   KEYROT_SIM_DAYS    how many simulated days per seed (default 200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyrot/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental artefacts only cost disk and time in a run that is not repeated by hand.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "no AWS, tokio or Lambda crate in keyrot-core"
+if cargo tree -p keyrot-core -e normal --prefix none --locked \
+    | grep -E '^(aws-|tokio |hyper |lambda_)'; then
+  echo "keyrot-core must stay pure: the crates above leaked into its dependencies" >&2
+  exit 1
+fi
+
+step "all checks passed"
