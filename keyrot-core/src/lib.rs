@@ -5,6 +5,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod driver;
+pub mod fake;
 pub mod model;
 pub mod plan;
 pub mod policy;

@@ -16,8 +16,10 @@
 //! 3. A pending key (staged, not current) is verified, then published, before the verify
 //!    timeout ends; past it, it is discarded (deleted).
 //! 4. A superseded key stays active for the grace period, and after it until IAM answers that it
-//!    was not used since it was superseded (an unknown answer means "maybe in use"); at the
-//!    maximum grace it is deactivated anyway, with an alert. After the recovery window an
+//!    is idle: never used, used only before it was superseded, or not used for the policy's
+//!    quiet period (consumers refetch on their own schedule, so a key is still used briefly
+//!    after a rotation). An unknown answer means "maybe in use". At the maximum grace it is
+//!    deactivated anyway, with an alert. After the recovery window an
 //!    inactive superseded key is deleted.
 //! 5. Rotation is due when the key in service is older than the rotation period (or forced):
 //!    a new key is created and staged, never while the user already has two keys.
@@ -402,24 +404,23 @@ fn superseded(obs: &Observation, policy: &Policy, now: Timestamp, key: &AccessKe
                 });
             }
             let forced_at = since + policy.max_grace();
-            match obs.last_used.get(&key.id) {
-                None => Step::CheckLastUsed(key.id.clone()),
-                Some(LastUsed::Never) => Step::Deactivate {
+            let idle = match obs.last_used.get(&key.id) {
+                None => return Step::CheckLastUsed(key.id.clone()),
+                Some(LastUsed::Never) => true,
+                Some(LastUsed::At(at)) => *at < since || *at + policy.quiet_period() <= now,
+                // No answer means "maybe in use", never "unused".
+                Some(LastUsed::Unknown) => false,
+            };
+            if idle || now >= forced_at {
+                Step::Deactivate {
                     key: key.id.clone(),
-                    forced: false,
-                },
-                Some(LastUsed::At(at)) if *at < since => Step::Deactivate {
-                    key: key.id.clone(),
-                    forced: false,
-                },
-                Some(LastUsed::At(_) | LastUsed::Unknown) if now >= forced_at => Step::Deactivate {
-                    key: key.id.clone(),
-                    forced: true,
-                },
-                Some(LastUsed::At(_) | LastUsed::Unknown) => Step::Wait(Wait::AwaitingDisuse {
+                    forced: !idle,
+                }
+            } else {
+                Step::Wait(Wait::AwaitingDisuse {
                     key: key.id.clone(),
                     forced_at,
-                }),
+                })
             }
         }
         KeyStatus::Inactive => {

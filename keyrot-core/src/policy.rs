@@ -61,6 +61,14 @@ pub enum PolicyError {
         /// The maximum grace period.
         max_grace: Duration,
     },
+    /// A key could never count as idle before the maximum grace forces it off.
+    #[error("quiet_period ({quiet_period:?}) must be at most max_grace ({max_grace:?})")]
+    QuietAboveMaxGrace {
+        /// The quiet period.
+        quiet_period: Duration,
+        /// The maximum grace period.
+        max_grace: Duration,
+    },
     /// The old key's lifecycle would not end before the next rotation is due.
     #[error(
         "rotation_period ({rotation_period:?}) must be at least verify_timeout + max_grace + \
@@ -90,6 +98,7 @@ pub struct Policy {
     grace: Duration,
     max_grace: Duration,
     recovery_window: Duration,
+    quiet_period: Duration,
     verify_timeout: Duration,
     schedule_interval: Duration,
     selection: Selection,
@@ -101,8 +110,8 @@ const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Policy {
     /// A builder with the usual production values: rotate every 90 days, 7 days of grace (at
-    /// most 14), a 7-day recovery window, 5 minutes to verify, runs every hour, users tagged
-    /// `keyrot:managed=true`.
+    /// most 14), a key counts as idle after 1 day without use, a 7-day recovery window,
+    /// 5 minutes to verify, runs every hour, users tagged `keyrot:managed=true`.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
             policy: Self {
@@ -110,6 +119,7 @@ impl Policy {
                 grace: 7 * DAY,
                 max_grace: 14 * DAY,
                 recovery_window: 7 * DAY,
+                quiet_period: DAY,
                 verify_timeout: Duration::from_secs(300),
                 schedule_interval: Duration::from_secs(3600),
                 selection: Selection::default(),
@@ -136,6 +146,14 @@ impl Policy {
     /// How long a deactivated key is kept (and can be rolled back to) before deletion.
     pub fn recovery_window(&self) -> Duration {
         self.recovery_window
+    }
+
+    /// A superseded key counts as no longer in use once IAM answers that it was never used or
+    /// last used at least this long ago. Consumers that refetch the key keep using the old one
+    /// briefly after a rotation; this is how long keyrot waits for them to have moved. It
+    /// should exceed IAM's last-used reporting lag (hours).
+    pub fn quiet_period(&self) -> Duration {
+        self.quiet_period
     }
 
     /// How long a new key may take to authenticate before keyrot gives up on it.
@@ -196,6 +214,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets [`Policy::quiet_period`].
+    pub fn quiet_period(mut self, quiet: Duration) -> Self {
+        self.policy.quiet_period = quiet;
+        self
+    }
+
     /// Sets [`Policy::verify_timeout`].
     pub fn verify_timeout(mut self, timeout: Duration) -> Self {
         self.policy.verify_timeout = timeout;
@@ -228,6 +252,7 @@ impl PolicyBuilder {
             ("grace", p.grace),
             ("max_grace", p.max_grace),
             ("recovery_window", p.recovery_window),
+            ("quiet_period", p.quiet_period),
             ("verify_timeout", p.verify_timeout),
             ("schedule_interval", p.schedule_interval),
         ];
@@ -242,6 +267,12 @@ impl PolicyBuilder {
         if p.max_grace < p.grace {
             return Err(PolicyError::MaxGraceBelowGrace {
                 grace: p.grace,
+                max_grace: p.max_grace,
+            });
+        }
+        if p.quiet_period > p.max_grace {
+            return Err(PolicyError::QuietAboveMaxGrace {
+                quiet_period: p.quiet_period,
                 max_grace: p.max_grace,
             });
         }
@@ -283,6 +314,7 @@ mod tests {
             .grace(2 * MIN)
             .max_grace(3 * MIN)
             .recovery_window(2 * MIN)
+            .quiet_period(MIN)
             .verify_timeout(MIN)
             .schedule_interval(MIN)
             .build();
@@ -311,6 +343,10 @@ mod tests {
                 value: "x".into()
             })),
             "the tag key that selects managed users is empty"
+        );
+        assert_eq!(
+            err(Policy::builder().quiet_period(15 * DAY)),
+            "quiet_period (1296000s) must be at most max_grace (1209600s)"
         );
         assert_eq!(
             err(Policy::builder().rotation_period(CENTURY * 2)),

@@ -28,6 +28,7 @@ fn policy() -> Policy {
         .grace(Duration::from_secs(7 * DAY))
         .max_grace(Duration::from_secs(14 * DAY))
         .recovery_window(Duration::from_secs(7 * DAY))
+        .quiet_period(Duration::from_secs(DAY))
         .verify_timeout(Duration::from_secs(300))
         .schedule_interval(Duration::from_secs(3600))
         .build()
@@ -301,6 +302,11 @@ fn after_grace_last_use_decides() {
         &format!("{old} used=1h"),
         expect!["AKIAOLD000000000 still in use; forced off at 2026-01-07T00:00:00Z"],
     );
+    // Used after it was superseded, but not for a whole quiet period: consumers have moved on.
+    check(
+        &format!("{old} used=1d"),
+        expect!["deactivate AKIAOLD000000000"],
+    );
     check(
         &format!("{old} used=unknown"),
         expect!["AKIAOLD000000000 still in use; forced off at 2026-01-07T00:00:00Z"],
@@ -554,7 +560,10 @@ proptest! {
                 } else {
                     match obs.last_used.get(key) {
                         Some(LastUsed::Never) => {}
-                        Some(LastUsed::At(at)) => prop_assert!(*at < since, "used since"),
+                        Some(LastUsed::At(at)) => prop_assert!(
+                            *at < since || *at + p.quiet_period() <= now(),
+                            "deactivated a key used {at} within the quiet period"
+                        ),
                         other => prop_assert!(false, "deactivated on {other:?}"),
                     }
                 }

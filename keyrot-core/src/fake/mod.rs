@@ -1,0 +1,181 @@
+//! In-memory fakes of every port that behave like AWS, for the seeded simulation, the examples
+//! and the CLI's local backend.
+//!
+//! The fakes are faithful to AWS as documented, not to an emulator such as moto: IAM refuses a
+//! third access key with `LimitExceeded` and changes nothing; a new key authenticates only after
+//! a propagation delay (IAM is eventually consistent); `GetAccessKeyLastUsed` answers "never" or
+//! a time, and any failure is [`LastUsed::Unknown`](crate::LastUsed::Unknown); Secrets Manager
+//! moves `AWSPENDING` on `PutSecretValue`, moves `AWSCURRENT` and attaches `AWSPREVIOUS` on
+//! `UpdateSecretVersionStage`, leaves `AWSPENDING` on a promoted version, ignores a repeated
+//! `ClientRequestToken` with the same contents and refuses it with different contents.
+//!
+//! Like keyrot-core itself the fakes perform no IO and never read the system clock: they take
+//! time from a shared virtual [`SimClock`], and every random choice (key ids, secrets, faults)
+//! comes from a seeded ChaCha generator, so a seed reproduces a run exactly.
+//!
+//! # Faults
+//!
+//! [`FakeIam`], [`FakeSecretStore`] and [`FakeVerifier`] share one [`FaultPlan`] (clones of a
+//! plan share its state). Before each call the plan decides, from its seeded generator or from
+//! faults scripted with [`FaultPlan::fail_at`], whether the call
+//! - fails before it has any effect ([`FaultKind::FailBefore`], or [`FaultKind::Throttle`],
+//!   which answers with the port's `Throttled` error),
+//! - has its effect but loses the response, so the caller sees an error
+//!   ([`FaultKind::FailAfter`]),
+//! - kills the process ([`FaultKind::Crash`] before the effect, [`FaultKind::CrashAfter`]
+//!   after it): that call and every later call on every fake sharing the plan fail, with no
+//!   effect, until [`FaultPlan::restart`].
+//!
+//! The plan also counts calls per operation (see [`op`]), and can add a virtual latency and a
+//! client-side token-bucket rate limit: a call then sleeps on the [`SimClock`].
+//!
+//! Setup and inspection helpers (`add_user`, `add_key`, `snapshot`, ...) bypass faults,
+//! counters and the event log: they are the test's hand, not keyrot's.
+//!
+//! ```
+//! use keyrot_core::fake::{FakeAws, FaultRates};
+//! use keyrot_core::{Iam, Selection, Timestamp, UserName};
+//!
+//! let aws = FakeAws::new(Timestamp::UNIX_EPOCH, 7, FaultRates::none());
+//! let alice = UserName::new("alice")?;
+//! aws.iam.add_managed_user(alice.clone());
+//! let users = futures::executor::block_on(aws.iam.managed_users(&Selection::default()))?;
+//! assert_eq!(users, [alice]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{AccessKeyId, Timestamp};
+
+pub mod clock;
+pub mod faults;
+pub mod iam;
+pub mod notifier;
+pub mod store;
+pub mod verifier;
+
+pub use clock::{SimClock, YieldNow, yield_now};
+pub use faults::{FaultKind, FaultPlan, FaultRates, InjectedFault, RateLimit, Trigger, op};
+pub use iam::{AuthFailure, FakeIam, IamAction, IamEvent};
+pub use notifier::{NullNotifier, RecordingNotifier};
+pub use store::{FakeSecretStore, VersionInfo};
+pub use verifier::{FAKE_ACCOUNT_ID, FakeVerifier};
+
+/// The Secrets Manager `ClientRequestToken` (and so the version id) of the version that holds
+/// `key`'s secret: 32 to 64 characters, derived from the key id alone, so that a retried
+/// `PutSecretValue` for the same key is idempotent.
+///
+/// Usual key ids (20 characters) give `keyrot-v1-` + the id, padded with `-` to 32 characters.
+/// Ids too long for that (over 54 characters) give `keyrot-v1h-` + the first 53 hex digits of
+/// the id's SHA-256. Both forms are injective in practice: ids are upper-case letters and
+/// digits, so neither form can produce the other.
+///
+/// ```
+/// use keyrot_core::AccessKeyId;
+/// use keyrot_core::fake::request_token;
+///
+/// let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE")?;
+/// assert_eq!(request_token(&key), "keyrot-v1-AKIAIOSFODNN7EXAMPLE--");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn request_token(key: &AccessKeyId) -> String {
+    const PREFIX: &str = "keyrot-v1-";
+    const MIN: usize = 32;
+    const MAX: usize = 64;
+    let id = key.as_str();
+    if PREFIX.len() + id.len() <= MAX {
+        let mut token = format!("{PREFIX}{id}");
+        while token.len() < MIN {
+            token.push('-');
+        }
+        token
+    } else {
+        let digest = Sha256::digest(id.as_bytes());
+        let mut token = String::from("keyrot-v1h-");
+        for byte in digest {
+            token.push_str(&format!("{byte:02x}"));
+        }
+        token.truncate(MAX);
+        token
+    }
+}
+
+/// Everything a simulation needs, wired together: one clock, one fault plan shared by IAM, the
+/// store and the verifier, and a recording notifier.
+#[derive(Debug, Clone)]
+pub struct FakeAws {
+    /// The virtual clock every fake reads.
+    pub clock: SimClock,
+    /// The fault plan shared by `iam`, `store` and `verifier`.
+    pub plan: FaultPlan,
+    /// IAM.
+    pub iam: FakeIam,
+    /// Secrets Manager.
+    pub store: FakeSecretStore,
+    /// STS `GetCallerIdentity`, against `iam`.
+    pub verifier: FakeVerifier,
+    /// Notices sent, for inspection.
+    pub notifier: RecordingNotifier,
+}
+
+impl FakeAws {
+    /// Fakes starting at `start`, with faults drawn at `rates` and key ids drawn from `seed`.
+    pub fn new(start: Timestamp, seed: u64, rates: FaultRates) -> Self {
+        let clock = SimClock::new(start);
+        let plan = FaultPlan::seeded(seed, rates);
+        // A different stream for ids and secrets than for faults.
+        let iam = FakeIam::new(clock.clone(), plan.clone(), seed ^ 0x6b65_7972_6f74);
+        let store = FakeSecretStore::new(clock.clone(), plan.clone());
+        let verifier = FakeVerifier::new(iam.clone(), plan.clone());
+        Self {
+            clock,
+            plan,
+            iam,
+            store,
+            verifier,
+            notifier: RecordingNotifier::new(),
+        }
+    }
+}
+
+/// `at + d`, saturating at the end of time.
+pub(crate) fn add(at: Timestamp, d: Duration) -> Timestamp {
+    at.saturating_add(d).unwrap_or(Timestamp::MAX)
+}
+
+/// `at - d`, saturating at the beginning of time.
+pub(crate) fn sub(at: Timestamp, d: Duration) -> Timestamp {
+    at.saturating_sub(d).unwrap_or(Timestamp::MIN)
+}
+
+/// How long from `earlier` to `later`; zero if `later` is not later.
+pub(crate) fn since(later: Timestamp, earlier: Timestamp) -> Duration {
+    Duration::try_from(later.duration_since(earlier)).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_tokens_are_32_to_64_chars_and_distinct() {
+        let short = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap();
+        let mid = AccessKeyId::new("A".repeat(54)).unwrap();
+        let long = AccessKeyId::new("A".repeat(55)).unwrap();
+        let longer = AccessKeyId::new("A".repeat(128)).unwrap();
+        let tokens: Vec<_> = [&short, &mid, &long, &longer]
+            .into_iter()
+            .map(request_token)
+            .collect();
+        for token in &tokens {
+            assert!((32..=64).contains(&token.len()), "{token}");
+        }
+        assert_eq!(tokens[1], format!("keyrot-v1-{}", "A".repeat(54)));
+        assert!(tokens[2].starts_with("keyrot-v1h-"));
+        assert_ne!(tokens[2], tokens[3]);
+        assert_eq!(request_token(&short), request_token(&short.clone()));
+    }
+}
