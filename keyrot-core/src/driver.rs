@@ -434,10 +434,11 @@ impl Rotator {
                         attempt = verify_attempts,
                         "new key does not authenticate yet"
                     );
-                    self.ports
-                        .clock
-                        .sleep(backoff.min(left + Duration::from_secs(1)))
-                        .await;
+                    if !left.is_zero() {
+                        // Past the deadline the planner discards the key without waiting.
+                        let wait = backoff.min(left + Duration::from_secs(1));
+                        self.ports.clock.sleep(wait).await;
+                    }
                     if verify_attempts == 1 {
                         steps.push(step);
                     }
@@ -570,6 +571,7 @@ impl Rotator {
                     obs.verified.insert(key.clone());
                     *fresh = Some(credentials);
                 } else {
+                    obs.unverified.insert(key.clone());
                     let created = obs.key(key).map_or(now, |k| k.created);
                     return Ok(Progress::NotYet {
                         deadline: created + self.policy.verify_timeout(),

@@ -13,8 +13,9 @@
 //!      was never used; any other answer blocks (it may be someone's key in use).
 //!    - if keyrot knows no key yet, the user's one existing key is adopted as the key in
 //!      service; of two, an inactive one is removed to make room, two active ones block.
-//! 3. A pending key (staged, not current) is verified, then published, before the verify
-//!    timeout ends; past it, it is discarded (deleted).
+//! 3. A pending key (staged, not current) is verified, then published. One that still does not
+//!    authenticate when the verify timeout has passed since its creation is discarded
+//!    (deleted); a run that crashed before verifying leaves it to be verified by the next.
 //! 4. A superseded key stays active for the grace period, and after it until IAM answers that it
 //!    is idle: never used, used only before it was superseded, or not used for the policy's
 //!    quiet period (consumers refetch on their own schedule, so a key is still used briefly
@@ -48,6 +49,8 @@ pub struct Observation {
     pub last_used: BTreeMap<AccessKeyId, LastUsed>,
     /// Keys proven to authenticate during this run.
     pub verified: BTreeSet<AccessKeyId>,
+    /// Keys that did not authenticate when tried during this run.
+    pub unverified: BTreeSet<AccessKeyId>,
     /// Rotate now, whatever the key's age.
     pub force: bool,
 }
@@ -61,6 +64,7 @@ impl Observation {
             stored,
             last_used: BTreeMap::new(),
             verified: BTreeSet::new(),
+            unverified: BTreeSet::new(),
             force: false,
         }
     }
@@ -333,12 +337,13 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
         .and_then(|id| obs.key(id))
         .filter(|k| Some(&k.id) != current.map(|c| &c.id));
     if let Some(pending) = pending {
-        let deadline = pending.created + policy.verify_timeout();
-        let in_time = now <= deadline;
-        return if pending.status == KeyStatus::Inactive || !in_time {
+        let timed_out = now > pending.created + policy.verify_timeout();
+        return if pending.status == KeyStatus::Inactive {
             Step::Discard(pending.id.clone())
         } else if obs.verified.contains(&pending.id) {
             Step::Publish(pending.id.clone())
+        } else if obs.unverified.contains(&pending.id) && timed_out {
+            Step::Discard(pending.id.clone())
         } else {
             Step::Verify(pending.id.clone())
         };
