@@ -1,0 +1,171 @@
+//! The network between keyrot and AWS, in virtual time: every call waits for its turn in a
+//! token bucket, then takes a fixed latency, then reaches the fake.
+//!
+//! This is the same model as [`FaultPlan`](keyrot_core::fake::FaultPlan)'s latency and rate
+//! limit (one GCRA bucket shared by IAM, the store and the verifier), but it sleeps on a
+//! [`VirtualClock`], so calls in flight at the same time overlap.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyrot_core::fake::{FakeIam, FakeSecretStore, FakeVerifier, RateLimit};
+use keyrot_core::{
+    AccessKey, AccessKeyId, Credentials, Iam, IamError, KeyStatus, LastUsed, Mark, NewKey,
+    SecretStore, Selection, StoreError, StoredUser, Timestamp, UserName, Verifier, VerifyError,
+};
+
+use crate::vclock::VirtualClock;
+
+/// Latency and a shared token bucket.
+#[derive(Debug)]
+pub(crate) struct Network {
+    clock: VirtualClock,
+    latency: Duration,
+    limit: RateLimit,
+    /// The bucket's theoretical arrival time (GCRA).
+    tat: Mutex<Option<Timestamp>>,
+}
+
+impl Network {
+    pub(crate) fn new(clock: VirtualClock, latency: Duration, limit: RateLimit) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            latency,
+            limit,
+            tat: Mutex::new(None),
+        })
+    }
+
+    /// Waits for the call's turn in the bucket, then for the round trip.
+    async fn round_trip(&self) {
+        let now = self.clock.now();
+        let turn = {
+            let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = tat.map_or(now, |t| t.max(now));
+            let tolerance = self.limit.interval() * (self.limit.burst() - 1);
+            *tat = Some(
+                at.saturating_add(self.limit.interval())
+                    .unwrap_or(Timestamp::MAX),
+            );
+            at.saturating_sub(tolerance).unwrap_or(Timestamp::MIN)
+        };
+        let wait = Duration::try_from(turn.duration_since(now)).unwrap_or(Duration::ZERO);
+        self.clock.sleep(wait + self.latency).await;
+    }
+}
+
+/// [`FakeIam`] behind the network.
+#[derive(Debug)]
+pub(crate) struct RemoteIam(pub(crate) FakeIam, pub(crate) Arc<Network>);
+
+#[async_trait]
+impl Iam for RemoteIam {
+    async fn managed_users(&self, selection: &Selection) -> Result<Vec<UserName>, IamError> {
+        self.1.round_trip().await;
+        self.0.managed_users(selection).await
+    }
+
+    async fn list_keys(&self, user: &UserName) -> Result<Vec<AccessKey>, IamError> {
+        self.1.round_trip().await;
+        self.0.list_keys(user).await
+    }
+
+    async fn create_key(&self, user: &UserName) -> Result<NewKey, IamError> {
+        self.1.round_trip().await;
+        self.0.create_key(user).await
+    }
+
+    async fn set_status(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        status: KeyStatus,
+    ) -> Result<(), IamError> {
+        self.1.round_trip().await;
+        self.0.set_status(user, key, status).await
+    }
+
+    async fn delete_key(&self, user: &UserName, key: &AccessKeyId) -> Result<(), IamError> {
+        self.1.round_trip().await;
+        self.0.delete_key(user, key).await
+    }
+
+    async fn last_used(&self, key: &AccessKeyId) -> LastUsed {
+        self.1.round_trip().await;
+        self.0.last_used(key).await
+    }
+}
+
+/// [`FakeSecretStore`] behind the network.
+#[derive(Debug)]
+pub(crate) struct RemoteStore(pub(crate) FakeSecretStore, pub(crate) Arc<Network>);
+
+#[async_trait]
+impl SecretStore for RemoteStore {
+    async fn load(&self, user: &UserName) -> Result<StoredUser, StoreError> {
+        self.1.round_trip().await;
+        self.0.load(user).await
+    }
+
+    async fn put_pending(
+        &self,
+        user: &UserName,
+        credentials: &Credentials,
+        created: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.put_pending(user, credentials, created).await
+    }
+
+    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.promote(user, key).await
+    }
+
+    async fn mark(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        mark: Mark,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.mark(user, key, mark, at).await
+    }
+
+    async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.clear_marks(user, key).await
+    }
+
+    async fn credentials(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+    ) -> Result<Option<Credentials>, StoreError> {
+        self.1.round_trip().await;
+        self.0.credentials(user, key).await
+    }
+
+    async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError> {
+        self.1.round_trip().await;
+        self.0.current(user).await
+    }
+}
+
+/// [`FakeVerifier`] behind the network.
+#[derive(Debug)]
+pub(crate) struct RemoteVerifier(pub(crate) FakeVerifier, pub(crate) Arc<Network>);
+
+#[async_trait]
+impl Verifier for RemoteVerifier {
+    async fn authenticates(
+        &self,
+        user: &UserName,
+        credentials: &Credentials,
+    ) -> Result<bool, VerifyError> {
+        self.1.round_trip().await;
+        self.0.authenticates(user, credentials).await
+    }
+}
