@@ -34,7 +34,10 @@ fn a_full_rotation_logs_no_secret() {
     let aws = FakeAws::new(start, 42, FaultRates::none());
     let user = UserName::new("deployer").unwrap();
     aws.iam.add_managed_user(user.clone());
-    let legacy = aws.iam.add_key(&user, KeyStatus::Active, start - 100 * 24 * 60 * MIN).unwrap();
+    let legacy = aws
+        .iam
+        .add_key(&user, KeyStatus::Active, start - 100 * 24 * 60 * MIN)
+        .unwrap();
     let policy = Policy::builder()
         .rotation_period(30 * MIN)
         .grace(5 * MIN)
@@ -65,7 +68,8 @@ fn a_full_rotation_logs_no_secret() {
     tracing::subscriber::with_default(subscriber, || {
         // Errors on the way: a lost response when storing, a failed verification.
         aws.plan.fail_at("store.put_pending", FaultKind::FailAfter);
-        aws.plan.fail_at("verifier.authenticates", FaultKind::FailBefore);
+        aws.plan
+            .fail_at("verifier.authenticates", FaultKind::FailBefore);
         for _ in 0..90 {
             let report = block_on(rotator.run(&RunOptions::default())).unwrap();
             printed.push_str(&format!("{report}\n{report:?}\n"));
@@ -94,16 +98,23 @@ fn a_full_rotation_logs_no_secret() {
             _ => None,
         })
         .collect();
-    assert!(created.len() >= 3, "the run must really rotate: {created:?}");
-    assert!(logs.contains("published"), "the capture must hold the rotation's logs");
+    assert!(
+        created.len() >= 3,
+        "the run must really rotate: {created:?}"
+    );
+    assert!(
+        logs.contains("published"),
+        "the capture must hold the rotation's logs"
+    );
     let mut secrets = vec![legacy.secret.expose().to_owned()];
     for id in &created {
         // Deleted keys are gone from IAM, but the store still has their versions.
         if let Some(secret) = aws.iam.secret_of(id) {
             secrets.push(secret.expose().to_owned());
         } else if let Some(v) = aws.store.versions(&user).iter().find(|v| &v.key_id == id) {
-            let creds =
-                block_on(keyrot_core::SecretStore::credentials(&aws.store, &user, &v.key_id));
+            let creds = block_on(keyrot_core::SecretStore::credentials(
+                &aws.store, &user, &v.key_id,
+            ));
             if let Ok(Some(c)) = creds {
                 secrets.push(c.secret_access_key.expose().to_owned());
             }
@@ -112,9 +123,18 @@ fn a_full_rotation_logs_no_secret() {
     assert!(secrets.len() >= 3, "secrets to look for: {}", secrets.len());
     for secret in &secrets {
         assert!(secret.len() >= 20);
-        assert!(!logs.contains(secret.as_str()), "a secret leaked into the logs");
-        assert!(!printed.contains(secret.as_str()), "a secret leaked into reports or notices");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret leaked into the logs"
+        );
+        assert!(
+            !printed.contains(secret.as_str()),
+            "a secret leaked into reports or notices"
+        );
         // Nor a recognisable piece of one.
-        assert!(!logs.contains(&secret[..16]), "part of a secret leaked into the logs");
+        assert!(
+            !logs.contains(&secret[..16]),
+            "part of a secret leaked into the logs"
+        );
     }
 }

@@ -163,6 +163,10 @@ struct Seen {
     served: BTreeMap<AccessKeyId, Option<Timestamp>>,
     /// Served keys seen inactive or deleted, so each is judged once.
     retired: BTreeSet<AccessKeyId>,
+    /// When each served key was first seen inactive.
+    inactive_since: BTreeMap<AccessKeyId, Timestamp>,
+    /// Served keys seen deleted, so each is judged once.
+    deleted: BTreeSet<AccessKeyId>,
     /// Each user's current key, and how many of the user's runs failed since it became
     /// current: liveness can only hold while AWS answers, so each failed run excuses one
     /// schedule interval.
@@ -223,6 +227,12 @@ impl World {
                 .and_then(|c| keys.iter().find(|k| &k.id == c));
             if let Some(id) = &current {
                 match current_key {
+                    // Zero downtime: what callers are given authenticates at once.
+                    Some(k) if now < k.created + self.aws.iam.propagation_delay() => {
+                        seen.violations.push(format!(
+                            "{user}: current key {id} does not authenticate yet"
+                        ))
+                    }
                     Some(k) if k.status == KeyStatus::Active => {}
                     Some(_) => seen
                         .violations
@@ -263,6 +273,29 @@ impl World {
                         now.duration_since(at)
                     )),
                     Some(_) => {}
+                }
+            }
+            // A deactivated key is kept, and can be rolled back to, for the recovery window.
+            for key in keys.iter().filter(|k| k.status == KeyStatus::Inactive) {
+                if seen.served.contains_key(&key.id) {
+                    seen.inactive_since.entry(key.id.clone()).or_insert(now);
+                }
+            }
+            let deleted: Vec<(AccessKeyId, Timestamp)> = seen
+                .inactive_since
+                .iter()
+                .filter(|(id, _)| seen.owner.get(*id) == Some(&user) && !seen.deleted.contains(*id))
+                .filter(|(id, _)| !keys.iter().any(|k| &k.id == *id))
+                .map(|(id, at)| (id.clone(), *at))
+                .collect();
+            for (id, since) in deleted {
+                seen.deleted.insert(id.clone());
+                if now < since + self.policy.recovery_window() {
+                    seen.violations.push(format!(
+                        "{user}: {id} deleted {} after it was deactivated, within the recovery \
+                         window",
+                        now.duration_since(since)
+                    ));
                 }
             }
             // Liveness: the key in service is replaced within period + grace + one interval.
@@ -498,8 +531,14 @@ impl Sim {
             .iter()
             .map(|u| Consumer {
                 user: u.clone(),
-                // Consumers refetch within the quiet period, on their own schedule.
-                refresh: HOUR * rng.random_range(1..=12),
+                // Most consumers refetch within the quiet period, on their own schedule; some
+                // are slow and still use the old key when its grace ends (but refetch before
+                // the maximum grace forces it off).
+                refresh: if rng.random_bool(0.3) {
+                    HOUR * rng.random_range(25..=36)
+                } else {
+                    HOUR * rng.random_range(1..=12)
+                },
                 fetched: start,
                 credentials: legacy.iter().find(|(l, _)| l == u).map(|(_, c)| c.clone()),
             })
@@ -537,6 +576,13 @@ impl Sim {
                 let concurrent = self.rng.random_bool(0.05);
                 let duplicate = self.rng.random_bool(0.1);
                 let force = self.rng.random_bool(0.01);
+                if self.rng.random_bool(0.2) {
+                    // IAM's last-used answers fail often enough to matter: "unknown" must
+                    // always mean "maybe in use".
+                    self.aws
+                        .plan
+                        .fail_at("iam.last_used", keyrot_core::fake::FaultKind::FailBefore);
+                }
                 let options = RunOptions {
                     force,
                     ..RunOptions::default()
