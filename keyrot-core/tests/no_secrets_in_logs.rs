@@ -2,6 +2,9 @@
 //! line of TRACE-level tracing output from a whole lifecycle (with faults and a rollback) is
 //! captured and searched for every secret IAM issued.
 
+// A test: a panic is how it reports a failure, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

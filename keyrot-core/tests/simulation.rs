@@ -6,6 +6,11 @@
 //! `KEYROT_SIM_SEEDS` (default 500) and `KEYROT_SIM_DAYS` (default 200) scale the run;
 //! `KEYROT_SIM_SEED=N` runs one seed.
 
+// A test: a panic is how it reports a failure, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// It prints its totals, and a trace on request.
+#![allow(clippy::print_stdout)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -231,7 +236,7 @@ impl World {
                     Some(k) if now < k.created + self.aws.iam.propagation_delay() => {
                         seen.violations.push(format!(
                             "{user}: current key {id} does not authenticate yet"
-                        ))
+                        ));
                     }
                     Some(k) if k.status == KeyStatus::Active => {}
                     Some(_) => seen
@@ -699,11 +704,11 @@ impl Sim {
         let now = self.aws.clock.now();
         for consumer in &mut self.consumers {
             let due = now >= consumer.fetched + consumer.refresh;
-            if due || consumer.credentials.is_none() {
-                if let Some(current) = self.aws.store.current_credentials(&consumer.user) {
-                    consumer.credentials = Some(current);
-                    consumer.fetched = now;
-                }
+            if (due || consumer.credentials.is_none())
+                && let Some(current) = self.aws.store.current_credentials(&consumer.user)
+            {
+                consumer.credentials = Some(current);
+                consumer.fetched = now;
             }
             if let Some(credentials) = &consumer.credentials {
                 totals.consumer_uses += 1;
