@@ -7,6 +7,8 @@
 #                      reused between runs, so CI on the same machine builds incrementally)
 #   KEYROT_SIM_SEEDS   how many seeds the simulation runs (default 500)
 #   KEYROT_SIM_DAYS    how many simulated days per seed (default 200)
+#   KEYROT_VENV        the Python venv with moto and cfn-lint (default: ~/.cache/keyrot/venv,
+#                      created by scripts/venv.sh when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "Python tools (moto, cfn-lint, cargo-lambda; pinned in scripts/requirements.txt)"
+# The contract suite starts moto's server from this venv on 127.0.0.1 (keyrot_aws::moto).
+./scripts/venv.sh >/dev/null
 
 step "format"
 cargo fmt --all -- --check

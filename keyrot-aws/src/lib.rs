@@ -1,4 +1,41 @@
-//! keyrot-aws: keyrot's ports implemented with the AWS SDK (IAM, Secrets Manager, STS, SES).
+//! keyrot's ports implemented with the AWS SDK: [`AwsIam`], [`AwsSecretStore`],
+//! [`AwsVerifier`] and [`SesNotifier`], plus the API's secrets ([`load_api_secrets`]).
 //!
-//! Not written yet: this crate is an empty placeholder in the workspace until the AWS adapters
-//! land (issue "keyrot-aws"). Nothing here works; use `keyrot_core::fake` meanwhile.
+//! This crate holds no policy: what to do and when is keyrot-core's business. It maps calls
+//! and errors, and nothing else.
+//!
+//! Build the SDK clients once with [`AwsSettings`] and [`AwsClients`] (aws-config's standard
+//! chain: environment, profiles, container and instance credentials, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL`), then the adapters from them:
+//!
+//! ```no_run
+//! use keyrot_aws::{AwsClients, AwsIam, AwsSecretStore, AwsSettings, AwsVerifier};
+//!
+//! # async fn run() {
+//! let clients = AwsClients::from_settings(&AwsSettings::default()).await;
+//! let iam = AwsIam::new(clients.iam.clone());
+//! let store = AwsSecretStore::new(clients.secrets.clone()).with_prefix("keyrot/users/");
+//! let verifier = AwsVerifier::new(clients.config.clone());
+//! # let _ = (iam, store, verifier);
+//! # }
+//! ```
+//!
+//! Every adapter passes the same contract suite as keyrot-core's in-memory fakes, against
+//! moto's server (`tests/contract.rs`).
+
+mod api_secrets;
+mod config;
+mod error;
+mod iam;
+pub mod moto;
+mod notifier;
+mod store;
+mod time;
+mod verifier;
+
+pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
+pub use config::{AwsClients, AwsSettings};
+pub use iam::AwsIam;
+pub use notifier::{SesNotifier, subject};
+pub use store::{AwsSecretStore, DEFAULT_PREFIX, MANAGED_BY_TAG};
+pub use verifier::AwsVerifier;

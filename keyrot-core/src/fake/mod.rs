@@ -46,9 +46,8 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 
-use crate::model::{AccessKeyId, Timestamp};
+use crate::model::Timestamp;
 
 pub mod clock;
 pub mod faults;
@@ -64,44 +63,7 @@ pub use notifier::{NullNotifier, RecordingNotifier};
 pub use store::{FakeSecretStore, VersionInfo};
 pub use verifier::{FAKE_ACCOUNT_ID, FakeVerifier};
 
-/// The Secrets Manager `ClientRequestToken` (and so the version id) of the version that holds
-/// `key`'s secret: 32 to 64 characters, derived from the key id alone, so that a retried
-/// `PutSecretValue` for the same key is idempotent.
-///
-/// Usual key ids (20 characters) give `keyrot-v1-` + the id, padded with `-` to 32 characters.
-/// Ids too long for that (over 54 characters) give `keyrot-v1h-` + the first 53 hex digits of
-/// the id's SHA-256. Both forms are injective in practice: ids are upper-case letters and
-/// digits, so neither form can produce the other.
-///
-/// ```
-/// use keyrot_core::AccessKeyId;
-/// use keyrot_core::fake::request_token;
-///
-/// let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE")?;
-/// assert_eq!(request_token(&key), "keyrot-v1-AKIAIOSFODNN7EXAMPLE--");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn request_token(key: &AccessKeyId) -> String {
-    const PREFIX: &str = "keyrot-v1-";
-    const MIN: usize = 32;
-    const MAX: usize = 64;
-    let id = key.as_str();
-    if PREFIX.len() + id.len() <= MAX {
-        let mut token = format!("{PREFIX}{id}");
-        while token.len() < MIN {
-            token.push('-');
-        }
-        token
-    } else {
-        let digest = Sha256::digest(id.as_bytes());
-        let mut token = String::from("keyrot-v1h-");
-        for byte in digest {
-            token.push_str(&format!("{byte:02x}"));
-        }
-        token.truncate(MAX);
-        token
-    }
-}
+pub use crate::model::request_token;
 
 /// Everything a simulation needs, wired together: one clock, one fault plan shared by IAM, the
 /// store and the verifier, and a recording notifier.
@@ -159,6 +121,7 @@ pub(crate) fn since(later: Timestamp, earlier: Timestamp) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AccessKeyId;
 
     #[test]
     fn request_tokens_are_32_to_64_chars_and_distinct() {

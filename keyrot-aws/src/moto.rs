@@ -1,0 +1,220 @@
+//! Test support: moto's AWS emulator on loopback, as keyrot's own tests use it.
+//!
+//! [`Moto::shared`] starts one `moto_server` per process on 127.0.0.1 on a free port, with
+//! authentication enforced: the server accepts a handful of unsigned calls, which create an
+//! administrator with a key and an allow-all policy, and from then on refuses any request not
+//! signed with a key it knows. Requests signed with keys keyrot created, deactivated or deleted
+//! are therefore really checked (within moto's limits, which the contract suite lists).
+//!
+//! The server runs under a small watchdog that stops it when this process exits. It comes from
+//! keyrot's Python venv (`scripts/venv.sh`, pinned in `scripts/requirements.txt`), or from the
+//! `moto_server` that `KEYROT_MOTO_SERVER` names.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+
+use crate::AwsSettings;
+
+/// The unsigned calls moto accepts before it enforces authentication: exactly the bootstrap's
+/// (CreateUser, CreateAccessKey, PutUserPolicy).
+const UNSIGNED_CALLS: u32 = 3;
+
+/// How long the server may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running moto server and the administrator key that signs the tests' own calls.
+#[derive(Debug)]
+pub struct Moto {
+    endpoint: String,
+    admin_key_id: String,
+    admin_secret: String,
+    _child: Child,
+}
+
+/// Why moto could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum MotoError {
+    /// The venv could not be made.
+    #[error(
+        "could not install moto with scripts/venv.sh ({0}); run ./scripts/venv.sh to see why, or \
+         set KEYROT_MOTO_SERVER to a moto_server (pip install 'moto[server]==5.2.5')"
+    )]
+    Venv(String),
+    /// The server did not start.
+    #[error("moto_server did not start: {0}")]
+    Start(String),
+    /// The bootstrap calls failed.
+    #[error("could not create moto's administrator: {0}")]
+    Bootstrap(String),
+}
+
+impl Moto {
+    /// The process's moto server, started (and bootstrapped) on first use. Blocks; call it
+    /// from a blocking context or `spawn_blocking`.
+    pub fn shared() -> Result<&'static Self, &'static MotoError> {
+        static SHARED: OnceLock<Result<Moto, MotoError>> = OnceLock::new();
+        SHARED.get_or_init(Self::start).as_ref()
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Settings that reach this server (region us-east-1, quick retries).
+    pub fn settings(&self) -> AwsSettings {
+        AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(self.endpoint.clone()),
+            initial_backoff: Some(Duration::from_millis(20)),
+            ..AwsSettings::default()
+        }
+    }
+
+    /// An SDK configuration signed with the administrator's key.
+    pub async fn admin_config(&self) -> SdkConfig {
+        self.admin_config_with(&self.settings()).await
+    }
+
+    /// As [`Moto::admin_config`], with other settings (another endpoint in front of moto,
+    /// other retries).
+    pub async fn admin_config_with(&self, settings: &AwsSettings) -> SdkConfig {
+        settings
+            .load_with_key(&self.admin_key_id, &self.admin_secret)
+            .await
+    }
+
+    fn start() -> Result<Self, MotoError> {
+        let server = server_path()?;
+        let port = free_port().map_err(|e| MotoError::Start(format!("no free port: {e}")))?;
+        // The watchdog holds the read end of our stdin pipe: when this process exits, it reads
+        // EOF and stops the server, so no moto outlives the tests.
+        let watchdog = "import subprocess, sys\n\
+                        p = subprocess.Popen(sys.argv[1:])\n\
+                        sys.stdin.read()\n\
+                        p.terminate()\n\
+                        p.wait(10)\n";
+        let python = server.with_file_name("python");
+        let python = if python.exists() {
+            python
+        } else {
+            PathBuf::from("python3")
+        };
+        let child = Command::new(python)
+            .arg("-c")
+            .arg(watchdog)
+            .arg(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", UNSIGNED_CALLS.to_string())
+            .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| MotoError::Start(format!("{}: {e}", server.display())))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_until_listening(addr)?;
+        let endpoint = format!("http://{addr}");
+        let (admin_key_id, admin_secret) = bootstrap(&endpoint)?;
+        Ok(Self {
+            endpoint,
+            admin_key_id,
+            admin_secret,
+            _child: child,
+        })
+    }
+}
+
+fn server_path() -> Result<PathBuf, MotoError> {
+    if let Some(path) = std::env::var_os("KEYROT_MOTO_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/venv.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| MotoError::Venv(format!("{}: {e}", script.display())))?;
+    if !out.status.success() {
+        return Err(MotoError::Venv(format!(
+            "{} exited with {}",
+            script.display(),
+            out.status
+        )));
+    }
+    let venv = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok(PathBuf::from(venv).join("bin/moto_server"))
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_until_listening(addr: SocketAddr) -> Result<(), MotoError> {
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while waited < START_TIMEOUT {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, step) {
+            // An HTTP answer, not just a bound socket.
+            let request = "GET /moto-api/ HTTP/1.0\r\nHost: localhost\r\n\r\n";
+            use io::Write;
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let mut head = [0u8; 12];
+                if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/") {
+                    return Ok(());
+                }
+            }
+        }
+        thread::sleep(step);
+        waited += step;
+    }
+    Err(MotoError::Start(format!(
+        "nothing answered on {addr} within {START_TIMEOUT:?}"
+    )))
+}
+
+/// Creates the administrator with moto's unsigned calls and returns its key.
+fn bootstrap(endpoint: &str) -> Result<(String, String), MotoError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| MotoError::Bootstrap(e.to_string()))?;
+    runtime.block_on(async {
+        let settings = AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(endpoint.to_owned()),
+            max_attempts: Some(1),
+            ..AwsSettings::default()
+        };
+        let iam = aws_sdk_iam::Client::new(&settings.load_with_key("bootstrap", "bootstrap").await);
+        let fail = |e: aws_sdk_iam::error::SdkError<_, _>| {
+            MotoError::Bootstrap(crate::error::boxed(e).to_string())
+        };
+        iam.create_user().user_name("keyrot-test-admin").send().await.map_err(fail)?;
+        let key = iam
+            .create_access_key()
+            .user_name("keyrot-test-admin")
+            .send()
+            .await
+            .map_err(|e| MotoError::Bootstrap(crate::error::boxed(e).to_string()))?;
+        let key = key
+            .access_key()
+            .ok_or_else(|| MotoError::Bootstrap("CreateAccessKey returned no key".into()))?;
+        let allow_all =
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        iam.put_user_policy()
+            .user_name("keyrot-test-admin")
+            .policy_name("allow-all")
+            .policy_document(allow_all)
+            .send()
+            .await
+            .map_err(|e| MotoError::Bootstrap(crate::error::boxed(e).to_string()))?;
+        Ok((key.access_key_id().to_owned(), key.secret_access_key().to_owned()))
+    })
+}

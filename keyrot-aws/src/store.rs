@@ -1,0 +1,576 @@
+//! [`SecretStore`] on aws-sdk-secretsmanager.
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
+use aws_sdk_secretsmanager::types::{SecretVersionsListEntry, Tag};
+use keyrot_core::{
+    AccessKeyId, BoxError, Credentials, Mark, Marks, SecretAccessKey, SecretStore, Stages,
+    StoreError, StoredUser, StoredVersion, Timestamp, UserName, key_of_request_token,
+    request_token,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Kind, kind, store_error};
+
+/// Where per-user secrets live unless configured otherwise: `keyrot/users/<UserName>`.
+pub const DEFAULT_PREFIX: &str = "keyrot/users/";
+
+/// The tag every secret keyrot creates carries, so that people and policies can find them.
+pub const MANAGED_BY_TAG: (&str, &str) = ("keyrot:managed-by", "keyrot");
+
+/// Tags whose key starts with this record [`Marks`], one tag per access key.
+const MARK_TAG_PREFIX: &str = "keyrot:mark:";
+
+/// The version a new secret is created with, so that the first `PutSecretValue` does not
+/// become `AWSCURRENT` on its own: Secrets Manager attaches `AWSCURRENT` to a secret's first
+/// version whatever stages the call asks for, and keyrot publishes only verified keys.
+const PLACEHOLDER_VERSION: &str = "keyrot-v0-placeholder-0000000000";
+const PLACEHOLDER_VALUE: &str = r#"{"keyrot":"no access key has been published yet"}"#;
+
+const AWSCURRENT: &str = "AWSCURRENT";
+const AWSPENDING: &str = "AWSPENDING";
+const AWSPREVIOUS: &str = "AWSPREVIOUS";
+
+/// The JSON every keyrot secret version holds. Consumers that read Secrets Manager directly
+/// (`GetSecretValue` with `VersionStage=AWSCURRENT`) get exactly this:
+///
+/// ```json
+/// {"AccessKeyId": "AKIA...", "SecretAccessKey": "...", "UserName": "deployer",
+///  "CreateDate": "2025-06-01T12:00:00Z"}
+/// ```
+///
+/// `CreateDate` is the key's creation time in IAM (RFC 3339).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Payload {
+    access_key_id: String,
+    secret_access_key: String,
+    user_name: String,
+    create_date: String,
+}
+
+/// Secrets Manager through the AWS SDK: one secret per managed user.
+///
+/// - The secret is `<prefix><UserName>` (prefix [`DEFAULT_PREFIX`] unless set), tagged
+///   [`MANAGED_BY_TAG`] and `keyrot:user`, created on first use with a placeholder version
+///   (see below) and, if configured, a customer KMS key.
+/// - Each access key is one version holding the JSON payload described on [`Payload`], with
+///   the version id [`request_token`] of its key, so a retried `PutSecretValue` is idempotent
+///   and a different value under the same id is refused ([`StoreError::Conflict`]).
+/// - New keys go in with `VersionStages=[AWSPENDING]`; promotion is
+///   `UpdateSecretVersionStage(AWSCURRENT, MoveToVersionId, RemoveFromVersionId)`, after which
+///   Secrets Manager moves `AWSPREVIOUS` to the version that lost `AWSCURRENT`.
+/// - Versions are listed with `ListSecretVersionIds(IncludeDeprecated=true)`, so a version that
+///   lost its labels still counts as known (as in the in-memory fake).
+/// - Marks (adopted, superseded, deactivated) are tags of the secret: `keyrot:mark:<key id>`
+///   with a value such as `key=AKIA... superseded=2025-06-01T12:00:00Z`.
+/// - The current value is always read with `VersionStage=AWSCURRENT` explicitly.
+/// - Secrets Manager attaches `AWSCURRENT` to the first version of a secret whatever the call
+///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
+///   that a pending key never becomes current before it is verified. Readers see no current key
+///   until the first one is published.
+#[derive(Debug, Clone)]
+pub struct AwsSecretStore {
+    client: aws_sdk_secretsmanager::Client,
+    prefix: String,
+    kms_key_id: Option<String>,
+}
+
+/// What one user's secret holds.
+#[derive(Debug)]
+struct Secret {
+    tags: Vec<Tag>,
+    /// The version labelled `AWSCURRENT`, the placeholder included.
+    current_version: Option<String>,
+    /// The versions holding keys, newest first.
+    versions: Vec<Version>,
+}
+
+/// One version of a user's secret.
+#[derive(Debug)]
+struct Version {
+    id: String,
+    key_id: AccessKeyId,
+    stages: Stages,
+}
+
+impl AwsSecretStore {
+    /// A store under [`DEFAULT_PREFIX`], encrypted with the account's default key.
+    pub fn new(client: aws_sdk_secretsmanager::Client) -> Self {
+        Self {
+            client,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            kms_key_id: None,
+        }
+    }
+
+    /// Names secrets `<prefix><UserName>` instead.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Encrypts new secrets with this KMS key (id, ARN or alias).
+    pub fn with_kms_key(mut self, kms_key_id: impl Into<String>) -> Self {
+        self.kms_key_id = Some(kms_key_id.into());
+        self
+    }
+
+    /// The name of `user`'s secret.
+    pub fn secret_name(&self, user: &UserName) -> String {
+        format!("{}{user}", self.prefix)
+    }
+
+    /// Creates `user`'s secret with its placeholder version; an existing secret is fine.
+    async fn create_secret(&self, user: &UserName) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .create_secret()
+            .name(self.secret_name(user))
+            .description(format!(
+                "The current IAM access key of {user}, rotated by keyrot"
+            ))
+            .set_kms_key_id(self.kms_key_id.clone())
+            .client_request_token(PLACEHOLDER_VERSION)
+            .secret_string(PLACEHOLDER_VALUE)
+            .tags(tag(MANAGED_BY_TAG.0, MANAGED_BY_TAG.1))
+            .tags(tag("keyrot:user", user.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if kind(&e) == Kind::Exists => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// The secret's description (labels and tags), or `None` if it does not exist.
+    async fn describe(&self, user: &UserName) -> Result<Option<DescribeSecretOutput>, StoreError> {
+        match self
+            .client
+            .describe_secret()
+            .secret_id(self.secret_name(user))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if kind(&e) == Kind::NotFound => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Everything stored for `user`, or `None` if there is no secret yet.
+    ///
+    /// `DescribeSecret` gives the tags and which version holds `AWSCURRENT` (the placeholder
+    /// included); `ListSecretVersionIds(IncludeDeprecated=true)` adds the versions that lost
+    /// their labels, which `VersionIdsToStages` leaves out.
+    async fn read(&self, user: &UserName) -> Result<Option<Secret>, StoreError> {
+        let Some(described) = self.describe(user).await? else {
+            return Ok(None);
+        };
+        let current_version = described
+            .version_ids_to_stages()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == AWSCURRENT))
+            })
+            .map(|(id, _)| id.clone());
+
+        let mut pages = self
+            .client
+            .list_secret_version_ids()
+            .secret_id(self.secret_name(user))
+            .include_deprecated(true)
+            .into_paginator()
+            .send();
+        let mut listed: Vec<SecretVersionsListEntry> = Vec::new();
+        while let Some(page) = pages.try_next().await.map_err(store_error)? {
+            listed.extend_from_slice(page.versions());
+        }
+        listed.sort_by_key(|v| std::cmp::Reverse(v.created_date().map(|d| d.as_nanos())));
+
+        let mut versions = Vec::with_capacity(listed.len());
+        for entry in listed {
+            let Some(id) = entry.version_id() else {
+                continue;
+            };
+            if id == PLACEHOLDER_VERSION {
+                continue;
+            }
+            let key_id = match key_of_request_token(id) {
+                Some(key_id) => key_id,
+                // A hashed token, or a version someone else wrote: the payload says.
+                None => match self.value(user, ValueOf::Version(id)).await? {
+                    Some(Value::Key(c)) => c.access_key_id,
+                    Some(Value::Placeholder) | None => continue,
+                },
+            };
+            let stages = entry.version_stages();
+            versions.push(Version {
+                id: id.to_owned(),
+                key_id,
+                stages: Stages {
+                    current: stages.iter().any(|s| s == AWSCURRENT),
+                    pending: stages.iter().any(|s| s == AWSPENDING),
+                    previous: stages.iter().any(|s| s == AWSPREVIOUS),
+                },
+            });
+        }
+        Ok(Some(Secret {
+            tags: described.tags().to_vec(),
+            current_version,
+            versions,
+        }))
+    }
+
+    /// The value of one version, checked to be `user`'s; `None` if there is no such version.
+    async fn value(&self, user: &UserName, of: ValueOf<'_>) -> Result<Option<Value>, StoreError> {
+        let request = self
+            .client
+            .get_secret_value()
+            .secret_id(self.secret_name(user));
+        let request = match of {
+            ValueOf::Version(id) => request.version_id(id),
+            ValueOf::Current => request.version_stage(AWSCURRENT),
+        };
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if kind(&e) == Kind::NotFound => return Ok(None),
+            Err(e) => return Err(store_error(e)),
+        };
+        if out.version_id() == Some(PLACEHOLDER_VERSION) {
+            return Ok(Some(Value::Placeholder));
+        }
+        let text = out
+            .secret_string()
+            .ok_or_else(|| malformed("the secret holds binary data, not keyrot's JSON"))?;
+        parse_payload(text, user).map(|c| Some(Value::Key(c)))
+    }
+}
+
+enum ValueOf<'a> {
+    Version(&'a str),
+    Current,
+}
+
+enum Value {
+    Placeholder,
+    Key(Credentials),
+}
+
+#[async_trait]
+impl SecretStore for AwsSecretStore {
+    async fn load(&self, user: &UserName) -> Result<StoredUser, StoreError> {
+        let Some(secret) = self.read(user).await? else {
+            return Ok(StoredUser::default());
+        };
+        let marks = secret
+            .tags
+            .iter()
+            .filter(|t| t.key().is_some_and(|k| k.starts_with(MARK_TAG_PREFIX)))
+            .filter_map(|t| parse_marks(t.value()?))
+            .filter(|(_, marks)| !marks.is_empty())
+            .collect();
+        let versions = secret
+            .versions
+            .into_iter()
+            .map(|v| StoredVersion {
+                key_id: v.key_id,
+                stages: v.stages,
+            })
+            .collect();
+        Ok(StoredUser { versions, marks })
+    }
+
+    async fn put_pending(
+        &self,
+        user: &UserName,
+        credentials: &Credentials,
+        created: Timestamp,
+    ) -> Result<(), StoreError> {
+        let payload = Payload {
+            access_key_id: credentials.access_key_id.as_str().to_owned(),
+            secret_access_key: credentials.secret_access_key.expose().to_owned(),
+            user_name: user.as_str().to_owned(),
+            create_date: created.to_string(),
+        };
+        let payload = serde_json::to_string(&payload).map_err(|e| StoreError::Other(e.into()))?;
+        let put = || {
+            self.client
+                .put_secret_value()
+                .secret_id(self.secret_name(user))
+                .client_request_token(request_token(&credentials.access_key_id))
+                .secret_string(payload.as_str())
+                .version_stages(AWSPENDING)
+                .send()
+        };
+        match put().await {
+            Ok(_) => Ok(()),
+            Err(e) if kind(&e) == Kind::NotFound => {
+                self.create_secret(user).await?;
+                put().await.map(drop).map_err(store_error)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+        let secret = self.read(user).await?.ok_or(StoreError::NoSuchVersion)?;
+        let target = secret
+            .versions
+            .iter()
+            .find(|v| &v.key_id == key)
+            .ok_or(StoreError::NoSuchVersion)?;
+        if target.stages.current {
+            return Ok(());
+        }
+        self.client
+            .update_secret_version_stage()
+            .secret_id(self.secret_name(user))
+            .version_stage(AWSCURRENT)
+            .move_to_version_id(&target.id)
+            .set_remove_from_version_id(secret.current_version.clone())
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn mark(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        mark: Mark,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let tags = match self.describe(user).await? {
+            Some(described) => described.tags().to_vec(),
+            None => {
+                self.create_secret(user).await?;
+                Vec::new()
+            }
+        };
+        let tag_key = mark_tag_key(key);
+        let mut marks = tags
+            .iter()
+            .find(|t| t.key() == Some(tag_key.as_str()))
+            .and_then(|t| parse_marks(t.value()?))
+            .map(|(_, marks)| marks)
+            .unwrap_or_default();
+        marks.set(mark, at);
+        self.client
+            .tag_resource()
+            .secret_id(self.secret_name(user))
+            .tags(tag(&tag_key, &format_marks(key, &marks)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+        match self
+            .client
+            .untag_resource()
+            .secret_id(self.secret_name(user))
+            .tag_keys(mark_tag_key(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if kind(&e) == Kind::NotFound => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn credentials(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let Some(secret) = self.read(user).await? else {
+            return Ok(None);
+        };
+        let Some(version) = secret.versions.iter().find(|v| &v.key_id == key) else {
+            return Ok(None);
+        };
+        match self.value(user, ValueOf::Version(&version.id)).await? {
+            Some(Value::Key(c)) if &c.access_key_id == key => Ok(Some(c)),
+            Some(Value::Key(_)) => Err(malformed("a version holds another key than its id says")),
+            Some(Value::Placeholder) | None => Ok(None),
+        }
+    }
+
+    async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError> {
+        match self.value(user, ValueOf::Current).await? {
+            Some(Value::Key(c)) => Ok(Some(c)),
+            Some(Value::Placeholder) | None => Ok(None),
+        }
+    }
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// The tag key holding `key`'s marks. Tag keys hold at most 128 characters; the longest key
+/// ids (128) do not fit after the prefix, so those are named by a digest (the value names the
+/// key in full either way).
+fn mark_tag_key(key: &AccessKeyId) -> String {
+    const MAX: usize = 128;
+    let id = key.as_str();
+    if MARK_TAG_PREFIX.len() + id.len() <= MAX {
+        format!("{MARK_TAG_PREFIX}{id}")
+    } else {
+        let token = request_token(key);
+        format!("{MARK_TAG_PREFIX}{token}")
+    }
+}
+
+/// `key=<id> adopted=<rfc3339> superseded=<rfc3339> deactivated=<rfc3339>`: only characters
+/// tag values allow, at most 256 of them.
+fn format_marks(key: &AccessKeyId, marks: &Marks) -> String {
+    let mut value = format!("key={key}");
+    for mark in [Mark::Adopted, Mark::Superseded, Mark::Deactivated] {
+        if let Some(at) = marks.get(mark) {
+            value.push_str(&format!(" {}={at}", mark.as_str()));
+        }
+    }
+    value
+}
+
+/// Reads [`format_marks`]'s output; `None` for a value keyrot did not write. Unknown fields
+/// are ignored, so a later version may add some.
+fn parse_marks(value: &str) -> Option<(AccessKeyId, Marks)> {
+    let mut key = None;
+    let mut marks = Marks::default();
+    for field in value.split_whitespace() {
+        let (name, value) = field.split_once('=')?;
+        if name == "key" {
+            key = Some(AccessKeyId::new(value).ok()?);
+            continue;
+        }
+        let mark = [Mark::Adopted, Mark::Superseded, Mark::Deactivated]
+            .into_iter()
+            .find(|m| m.as_str() == name);
+        if let Some(mark) = mark {
+            marks.set(mark, value.parse().ok()?);
+        }
+    }
+    Some((key?, marks))
+}
+
+/// Reads a version's JSON. Errors never quote the input: it holds a secret.
+fn parse_payload(text: &str, user: &UserName) -> Result<Credentials, StoreError> {
+    let payload: Payload = serde_json::from_str(text).map_err(|e| {
+        malformed(format!(
+            "the secret is not keyrot's JSON payload ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if payload.user_name != user.as_str() {
+        return Err(malformed(format!(
+            "the secret names user {:?}, not {user}",
+            payload.user_name
+        )));
+    }
+    Ok(Credentials {
+        access_key_id: AccessKeyId::new(payload.access_key_id)
+            .map_err(|e| StoreError::Malformed(Box::new(e)))?,
+        secret_access_key: SecretAccessKey::new(payload.secret_access_key),
+    })
+}
+
+fn malformed(what: impl Into<String>) -> StoreError {
+    StoreError::Malformed(BoxError::from(what.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> AccessKeyId {
+        AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap()
+    }
+
+    #[test]
+    fn marks_round_trip_through_a_tag_value() {
+        let mut marks = Marks::default();
+        marks.set(Mark::Adopted, "2025-01-01T00:00:00Z".parse().unwrap());
+        marks.set(Mark::Deactivated, "2025-03-04T05:06:07.5Z".parse().unwrap());
+        let value = format_marks(&key(), &marks);
+        assert_eq!(
+            value,
+            "key=AKIAIOSFODNN7EXAMPLE adopted=2025-01-01T00:00:00Z deactivated=2025-03-04T05:06:07.5Z"
+        );
+        assert!(value.len() <= 256);
+        assert!(
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c))
+        );
+        assert_eq!(parse_marks(&value), Some((key(), marks)));
+    }
+
+    #[test]
+    fn the_longest_key_still_fits_in_a_tag() {
+        let long = AccessKeyId::new("A".repeat(128)).unwrap();
+        let mut marks = Marks::default();
+        for mark in [Mark::Adopted, Mark::Superseded, Mark::Deactivated] {
+            marks.set(mark, "2025-03-04T05:06:07.123456789Z".parse().unwrap());
+        }
+        assert!(mark_tag_key(&long).len() <= 128);
+        assert!(format_marks(&long, &marks).len() <= 256);
+        assert_eq!(
+            parse_marks(&format_marks(&long, &marks)),
+            Some((long, marks))
+        );
+    }
+
+    #[test]
+    fn foreign_tag_values_are_not_marks() {
+        assert_eq!(parse_marks("hello"), None);
+        assert_eq!(parse_marks("adopted=2025-01-01T00:00:00Z"), None);
+        assert_eq!(parse_marks("key=lowercase"), None);
+        assert_eq!(
+            parse_marks("key=AKIAIOSFODNN7EXAMPLE adopted=yesterday"),
+            None
+        );
+    }
+
+    #[test]
+    fn payload_errors_never_quote_the_secret() {
+        let user = UserName::new("deployer").unwrap();
+        let text = r#"{"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":12345678,"UserName":"deployer","CreateDate":"x"}"#;
+        let err = parse_payload(text, &user).unwrap_err();
+        let chain = keyrot_core::driver::error_chain(&err);
+        assert!(!chain.contains("12345678"), "{chain}");
+
+        let other = r#"{"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"s3cr3t","UserName":"mallory","CreateDate":"x"}"#;
+        let err = parse_payload(other, &user).unwrap_err();
+        let chain = keyrot_core::driver::error_chain(&err);
+        assert!(
+            chain.contains("mallory") && !chain.contains("s3cr3t"),
+            "{chain}"
+        );
+    }
+
+    #[test]
+    fn payload_is_the_documented_json() {
+        let payload = Payload {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI".into(),
+            user_name: "deployer".into(),
+            create_date: "2025-06-01T12:00:00Z".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&payload).unwrap(),
+            r#"{"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"wJalrXUtnFEMI","UserName":"deployer","CreateDate":"2025-06-01T12:00:00Z"}"#
+        );
+        let user = UserName::new("deployer").unwrap();
+        let c = parse_payload(&serde_json::to_string(&payload).unwrap(), &user).unwrap();
+        assert_eq!(c.secret_access_key.expose(), "wJalrXUtnFEMI");
+    }
+}
