@@ -463,6 +463,9 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         ck.check(key_id in keys, "customer KMS key exists", keys)
         aliases = [a["AliasName"] for a in kms_client.list_aliases()["Aliases"] if a.get("TargetKeyId") == key_id]
         ck.check(aliases == [f"alias/{stack}-secrets"], "customer KMS key alias", aliases)
+        ck.check(outputs.get("KmsKeyArn") == want_env["KEYROT_KMS_KEY_ID"], "output KmsKeyArn names the key", outputs.get("KmsKeyArn"))
+    else:
+        ck.check("KmsKeyArn" not in outputs, "no KmsKeyArn output without a customer key")
     return stack_id
 
 
@@ -494,6 +497,8 @@ def rehearse_update(c, ck: Checks, stack: str, params: dict[str, str]) -> None:
 
 
 def rehearse_delete(c, ck: Checks, stack: str, stack_id: str) -> None:
+    # The customer KMS key is retained by the template (DeletionPolicy), but moto never deletes a
+    # KMS key anyway, so its fate is not checked here.
     cf, lam, logs = c["cloudformation"], c["lambda"], c["logs"]
     cf.delete_stack(StackName=stack)
     desc = wait_stack(cf, stack_id, "DELETE_COMPLETE")

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Removes what keyrot created in an AWS account: the CloudFormation stack (functions, roles,
+# schedule, API, API key, signing key and client registry, alarms, log groups), then the per-user
+# secrets the rotator created under the stack's secret prefix, the customer KMS key if the stack
+# made one, and, with --bucket, the zips deploy.sh uploaded.
+# The IAM access keys of the managed users are left alone: they belong to the users, and
+# consumers may still be using the current ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() {
+  cat <<'EOF_USAGE'
+Usage: scripts/teardown.sh [options]
+
+  --stack NAME             stack name (default: keyrot)
+  --region REGION          AWS region (default: the AWS CLI's)
+  --keep-user-secrets      keep the per-user secrets (and the customer KMS key that encrypts them)
+  --force-delete-secrets   delete the per-user secrets at once, without a recovery window
+  --recovery-window DAYS   recovery window of the per-user secrets and the KMS key's pending
+                           deletion, 7 to 30 (default: 30)
+  --bucket BUCKET          also delete the zips and templates deploy.sh uploaded to this bucket
+  --prefix PREFIX          their S3 key prefix (default: keyrot/)
+  --yes                    do not ask for confirmation
+  -h, --help               this text
+EOF_USAGE
+}
+
+die() { printf 'teardown.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf '\n==> %s\n' "$*"; }
+
+stack=keyrot
+region=""
+keep_secrets=false
+force=false
+window=30
+bucket=""
+prefix="keyrot/"
+yes=false
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
+    --region) region="${2:?--region needs a value}"; shift 2 ;;
+    --keep-user-secrets) keep_secrets=true; shift ;;
+    --force-delete-secrets) force=true; shift ;;
+    --recovery-window) window="${2:?--recovery-window needs a value}"; shift 2 ;;
+    --bucket) bucket="${2:?--bucket needs a value}"; shift 2 ;;
+    --prefix) prefix="${2:?--prefix needs a value}"; shift 2 ;;
+    --yes) yes=true; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+case "$window" in
+  [7-9] | [12][0-9] | 30) ;;
+  *) die "--recovery-window must be a number of days from 7 to 30" ;;
+esac
+case "$prefix" in */ | "") ;; *) prefix="$prefix/" ;; esac
+command -v aws >/dev/null || die "the AWS CLI (aws) is needed"
+
+aws_() {
+  if [ -n "$region" ]; then aws --region "$region" "$@"; else aws "$@"; fi
+}
+output() {
+  aws_ cloudformation describe-stacks --stack-name "$stack" \
+    --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text
+}
+parameter() {
+  aws_ cloudformation describe-stacks --stack-name "$stack" \
+    --query "Stacks[0].Parameters[?ParameterKey=='$1'].ParameterValue" --output text
+}
+
+aws_ cloudformation describe-stacks --stack-name "$stack" >/dev/null 2>&1 \
+  || die "no stack named $stack$([ -n "$region" ] && echo " in $region")"
+secret_prefix="$(parameter SecretPrefix)"
+kms_key="$(output KmsKeyArn)"
+[ "$kms_key" = None ] && kms_key=""
+if [ -z "$secret_prefix" ] || [ "$secret_prefix" = None ]; then die "the stack has no SecretPrefix parameter"; fi
+
+if ! $yes; then
+  [ -t 0 ] || die "not a terminal: pass --yes to confirm"
+  what="the stack $stack"
+  $keep_secrets || what="$what, the secrets under $secret_prefix"
+  $keep_secrets || [ -z "$kms_key" ] || what="$what, the KMS key $kms_key"
+  [ -z "$bucket" ] || what="$what, the uploads in s3://$bucket/$prefix"
+  printf 'This deletes %s.\nType the stack name to go on: ' "$what"
+  read -r answer
+  [ "$answer" = "$stack" ] || die "not confirmed"
+fi
+
+say "deleting stack $stack"
+aws_ cloudformation delete-stack --stack-name "$stack"
+aws_ cloudformation wait stack-delete-complete --stack-name "$stack" \
+  || die "the stack did not delete; see: aws cloudformation describe-stack-events --stack-name $stack"
+
+if $keep_secrets; then
+  say "keeping the per-user secrets under $secret_prefix$([ -n "$kms_key" ] && echo " and the KMS key $kms_key")"
+else
+  say "deleting the per-user secrets under $secret_prefix"
+  # Only secrets keyrot created: the exact (case-sensitive) prefix and the keyrot:managed-by tag.
+  count=0
+  while IFS=$'\t' read -r name arn; do
+    [ -n "$arn" ] || continue
+    case "$name" in "$secret_prefix"*) ;; *) continue ;; esac
+    if $force; then
+      aws_ secretsmanager delete-secret --secret-id "$arn" --force-delete-without-recovery >/dev/null
+    else
+      aws_ secretsmanager delete-secret --secret-id "$arn" --recovery-window-in-days "$window" >/dev/null
+    fi
+    echo "deleted $name"
+    count=$((count + 1))
+  done < <(aws_ secretsmanager list-secrets \
+    --filters Key=name,Values="$secret_prefix" Key=tag-key,Values=keyrot:managed-by Key=tag-value,Values=keyrot \
+    --query 'SecretList[].[Name,ARN]' --output text)
+  if $force; then
+    echo "$count secrets deleted without recovery"
+  else
+    echo "$count secrets scheduled for deletion in $window days (aws secretsmanager restore-secret undoes it)"
+  fi
+  if [ -n "$kms_key" ]; then
+    say "scheduling the deletion of the KMS key $kms_key in $window days"
+    aws_ kms schedule-key-deletion --key-id "$kms_key" --pending-window-in-days "$window" >/dev/null
+  fi
+fi
+
+if [ -n "$bucket" ]; then
+  say "deleting deploy.sh's uploads in s3://$bucket/$prefix"
+  aws_ s3 rm --recursive --only-show-errors "s3://$bucket/$prefix" \
+    --exclude '*' --include '*/keyrot-rotate.zip' --include '*/keyrot-api.zip' --include 'cfn/*'
+fi
+
+say "keyrot is gone from $([ -n "$region" ] && echo "$region" || echo "this region")"
+echo "The managed users keep their IAM access keys; remove the keyrot:managed tag from them if keyrot will not return."
