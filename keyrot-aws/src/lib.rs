@@ -32,6 +32,7 @@ mod notifier;
 mod store;
 mod time;
 mod verifier;
+mod wiring;
 
 pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
 pub use config::{AwsClients, AwsSettings};
@@ -39,3 +40,4 @@ pub use iam::AwsIam;
 pub use notifier::{SesNotifier, subject};
 pub use store::{AwsSecretStore, DEFAULT_PREFIX, MANAGED_BY_TAG};
 pub use verifier::AwsVerifier;
+pub use wiring::{BackendSettings, LogNotifier, SystemClock};

@@ -10,6 +10,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod ports;
+pub mod settings;
 pub mod token;
 
 pub use driver::{Outcome, Ports, Rotator, RunOptions, RunReport, StepError, UserReport};

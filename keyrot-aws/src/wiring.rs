@@ -1,0 +1,92 @@
+//! The AWS backend assembled: every port of keyrot-core, from one set of SDK clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyrot_core::{Clock, Notice, Notifier, NotifyError, Ports, Timestamp};
+
+use crate::{AwsClients, AwsIam, AwsSecretStore, AwsVerifier, DEFAULT_PREFIX, SesNotifier};
+
+/// The wall clock and tokio's timer: what the rotator runs on outside tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place production code reads the clock
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// A notifier that only logs: for deployments without an alert address.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
+        tracing::warn!(target: "keyrot::notice", user = %notice.user(), "{notice}");
+        Ok(())
+    }
+}
+
+/// Where the AWS backend keeps secrets and sends alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSettings {
+    /// Per-user secrets are `<prefix><UserName>`. Default [`DEFAULT_PREFIX`].
+    pub secret_prefix: String,
+    /// A customer KMS key for new secrets.
+    pub kms_key_id: Option<String>,
+    /// SES sender identity for alerts; with `alert_to`, alerts are emailed, otherwise logged.
+    pub alert_from: Option<String>,
+    /// Administrators' addresses.
+    pub alert_to: Vec<String>,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            secret_prefix: DEFAULT_PREFIX.to_owned(),
+            kms_key_id: None,
+            alert_from: None,
+            alert_to: Vec::new(),
+        }
+    }
+}
+
+impl BackendSettings {
+    /// The secret store these settings describe.
+    pub fn store(&self, clients: &AwsClients) -> AwsSecretStore {
+        let store = AwsSecretStore::new(clients.secrets.clone()).with_prefix(&self.secret_prefix);
+        match &self.kms_key_id {
+            Some(key) => store.with_kms_key(key),
+            None => store,
+        }
+    }
+
+    /// Every port, on AWS: IAM, Secrets Manager, STS, SES (or the log when no alert address
+    /// is set), and the system clock.
+    pub fn ports(&self, clients: &AwsClients) -> Ports {
+        let notifier: Arc<dyn Notifier> = match (&self.alert_from, self.alert_to.is_empty()) {
+            (Some(from), false) => Arc::new(SesNotifier::new(
+                clients.ses.clone(),
+                from,
+                self.alert_to.clone(),
+            )),
+            _ => Arc::new(LogNotifier),
+        };
+        Ports {
+            iam: Arc::new(AwsIam::new(clients.iam.clone())),
+            store: Arc::new(self.store(clients)),
+            verifier: Arc::new(AwsVerifier::new(clients.config.clone())),
+            notifier,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
