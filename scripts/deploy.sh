@@ -25,6 +25,8 @@ Options:
   --client-id ID           id of the client the API key is registered as (default: default)
   --client-cidrs LIST      CIDRs this client may call from (default: --allowed-cidrs, or the
                            stack's AllowedCidrs)
+  --api-key-id ID           register this API Gateway key (already in the stack's usage plan)
+                           instead of the stack's own
   --no-client              do not touch the client registry
   --parameter KEY=VALUE    any other template parameter (repeatable), e.g. ScheduleExpression=rate(6 hours)
   --skip-build             deploy the zips already built in the lambda directory
@@ -46,6 +48,7 @@ client_id=default
 client_scope=""
 client_cidrs=""
 allowed_cidrs=""
+client_key_id=""
 register_client=true
 build=true
 overrides=()
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
     --client-scope) client_scope="${2:?--client-scope needs a value}"; shift 2 ;;
     --client-id) client_id="${2:?--client-id needs a value}"; shift 2 ;;
     --client-cidrs) client_cidrs="${2:?--client-cidrs needs a value}"; shift 2 ;;
+    --api-key-id) client_key_id="${2:?--api-key-id needs a value}"; shift 2 ;;
     --no-client) register_client=false; shift ;;
     --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
     --region) region="${2:?--region needs a value}"; shift 2 ;;
@@ -87,6 +91,27 @@ aws_() {
 venv="$(./scripts/venv.sh)"
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/keyrot/target}"
 lambda_dir="$target_dir/lambda"
+
+# ------------------------------------------------------------------ before the build
+existed=false
+status="$(aws_ cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].StackStatus' \
+  --output text 2>/dev/null || true)"
+case "$status" in
+  "") ;;
+  ROLLBACK_COMPLETE | ROLLBACK_FAILED | DELETE_FAILED)
+    die "stack $stack is $status: look at its events, remove it (scripts/teardown.sh --stack $stack) and deploy again" ;;
+  *_IN_PROGRESS) die "stack $stack is busy ($status); wait for it to finish" ;;
+  *) existed=true ;;
+esac
+if ! $existed; then
+  for needed in AlertFromEmail AdminEmail AllowedCidrs; do
+    printf '%s\n' ${overrides[@]+"${overrides[@]}"} | grep -q "^$needed=" \
+      || die "a new stack needs --alert-from, --admin-email and --allowed-cidrs ($needed is missing)"
+  done
+  if $register_client && [ -z "$client_scope" ]; then
+    die "a new stack needs --client-scope for its first client (or --no-client)"
+  fi
+fi
 
 # ------------------------------------------------------------------ build
 if $build; then
@@ -127,34 +152,29 @@ overrides+=(
 )
 
 # ------------------------------------------------------------------ stack
-existed=false
-if aws_ cloudformation describe-stacks --stack-name "$stack" >/dev/null 2>&1; then existed=true; fi
-if ! $existed; then
-  for needed in AlertFromEmail AdminEmail AllowedCidrs; do
-    printf '%s\n' "${overrides[@]}" | grep -q "^$needed=" \
-      || die "a new stack needs --alert-from, --admin-email and --allowed-cidrs ($needed is missing)"
-  done
-  if $register_client && [ -z "$client_scope" ]; then
-    die "a new stack needs --client-scope for its first client (or --no-client)"
-  fi
-fi
 if $existed; then say "updating stack $stack"; else say "creating stack $stack"; fi
-# `deploy` creates or updates through a change set, waits for it, keeps the previous value of
-# every parameter not given here, and with --no-fail-on-empty-changeset treats "no updates" as
-# success.
 # A template body over 51,200 bytes has to go through S3.
 template_args=()
 if [ "$(wc -c <cfn/template.yaml)" -gt 51200 ]; then
   template_args=(--s3-bucket "$bucket" --s3-prefix "${prefix}cfn")
 fi
-aws_ cloudformation deploy \
+# `deploy` creates or updates through a change set, waits for it, keeps the previous value of
+# every parameter not given here, and with --no-fail-on-empty-changeset treats "no updates" as
+# success.
+deploy_log="$(mktemp)"
+if ! aws_ cloudformation deploy \
   --stack-name "$stack" \
   --template-file cfn/template.yaml \
   --capabilities CAPABILITY_IAM \
   --no-fail-on-empty-changeset \
-  "${template_args[@]}" \
-  --parameter-overrides "${overrides[@]}" \
-  || die "the stack did not deploy; see: aws cloudformation describe-stack-events --stack-name $stack"
+  ${template_args[@]+"${template_args[@]}"} \
+  --parameter-overrides "${overrides[@]}" 2> >(tee "$deploy_log" >&2); then
+  # Some endpoints refuse an empty change set outright instead of creating a FAILED one.
+  grep -q 'No updates are to be performed' "$deploy_log" \
+    || die "the stack did not deploy; see: aws cloudformation describe-stack-events --stack-name $stack"
+  echo "no changes to the stack"
+fi
+rm -f "$deploy_log"
 
 output() {
   aws_ cloudformation describe-stacks --stack-name "$stack" \
@@ -175,7 +195,7 @@ fi
 
 # ------------------------------------------------------------------ client registry
 if $register_client; then
-  say "registering the API key as client '$client_id' in the client registry"
+  say "registering the API key ${client_key_id:-$api_key_id} as client '$client_id' in the client registry"
   # A new client may call from the API's allowlist unless --client-cidrs narrows it; an existing
   # one keeps its own list unless --client-cidrs replaces it.
   default_cidrs="${allowed_cidrs:-$(aws_ cloudformation describe-stacks --stack-name "$stack" \
@@ -184,9 +204,10 @@ if $register_client; then
   trap 'rm -rf "$workdir"' EXIT
   chmod 700 "$workdir"
   # The key's value goes from the AWS CLI into the digest only: never an argument, a file or output.
-  digest="$(aws_ apigateway get-api-key --api-key "$api_key_id" --include-value --query value --output text \
+  client_key_id="${client_key_id:-$api_key_id}"
+  digest="$(aws_ apigateway get-api-key --api-key "$client_key_id" --include-value --query value --output text \
     | tr -d '\n' | sha256sum | cut -d ' ' -f 1)"
-  [ "${#digest}" -eq 64 ] || die "could not read the API key $api_key_id"
+  [ "${#digest}" -eq 64 ] || die "could not read the API key $client_key_id"
   aws_ secretsmanager get-secret-value --secret-id "$clients_secret" --query SecretString --output text \
     >"$workdir/clients.json"
   CLIENT_ID="$client_id" CLIENT_SCOPE="$client_scope" CLIENT_CIDRS="$client_cidrs" \
@@ -228,7 +249,7 @@ cat <<EOF
 keyrot is deployed: $endpoint
 
 Get the API key (it is in no output and no file; keep it out of your shell history):
-  export KEYROT_API_KEY="\$(aws apigateway get-api-key --api-key $api_key_id --include-value --query value --output text)"
+  export KEYROT_API_KEY="\$(aws apigateway get-api-key --api-key ${client_key_id:-$api_key_id} --include-value --query value --output text)"
 
 Get a token (valid for two minutes) and fetch the current key of user $user:
   TOKEN="\$(curl -sS -X POST -H "x-api-key: \$KEYROT_API_KEY" $endpoint/generate-token \\
