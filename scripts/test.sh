@@ -45,4 +45,7 @@ if cargo tree -p keyrot-core -e normal --prefix none --locked \
   exit 1
 fi
 
+step "CloudFormation: cfn-lint, cfn-guard rules and bad templates, moto rehearsal"
+./cfn/check.sh
+
 step "all checks passed"
