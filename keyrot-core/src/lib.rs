@@ -4,6 +4,7 @@
 //! and every decision takes `now` as an argument.
 #![doc = include_str!("../README.md")]
 
+pub mod api;
 pub mod driver;
 pub mod fake;
 pub mod model;

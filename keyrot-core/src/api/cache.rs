@@ -1,0 +1,130 @@
+//! The cache of current keys: user -> (credentials, when they were fetched).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::model::{Credentials, Timestamp, UserName};
+
+/// The most users the cache holds. Only users with a stored key are cached, so this bounds
+/// memory even if the store held more users than expected.
+const MAX_ENTRIES: usize = 10_000;
+
+/// Current keys by user, each served for `ttl` after it was fetched. A zero `ttl` caches
+/// nothing.
+pub(super) struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<BTreeMap<UserName, Entry>>,
+}
+
+struct Entry {
+    credentials: Credentials,
+    fetched_at: Timestamp,
+}
+
+impl KeyCache {
+    pub(super) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, BTreeMap<UserName, Entry>> {
+        // Nothing panics while holding the lock; if something did, the map is still whole.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a key fetched at `fetched_at` may still be served at `now`. A `now` before
+    /// `fetched_at` (the adapter's clock stepped back) counts as stale.
+    fn is_fresh(&self, fetched_at: Timestamp, now: Timestamp) -> bool {
+        let until = fetched_at
+            .saturating_add(self.ttl)
+            .unwrap_or(Timestamp::MAX);
+        fetched_at <= now && now < until
+    }
+
+    /// The cached key of `user` and when it was fetched, if still fresh at `now`.
+    pub(super) fn get(&self, user: &UserName, now: Timestamp) -> Option<(Credentials, Timestamp)> {
+        let entries = self.entries();
+        let entry = entries.get(user)?;
+        self.is_fresh(entry.fetched_at, now)
+            .then(|| (entry.credentials.clone(), entry.fetched_at))
+    }
+
+    /// Remembers `credentials` as `user`'s key, fetched at `now`.
+    pub(super) fn put(&self, user: &UserName, credentials: &Credentials, now: Timestamp) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries();
+        if !entries.contains_key(user) && entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, e| self.is_fresh(e.fetched_at, now));
+            if entries.len() >= MAX_ENTRIES {
+                return;
+            }
+        }
+        entries.insert(
+            user.clone(),
+            Entry {
+                credentials: credentials.clone(),
+                fetched_at: now,
+            },
+        );
+    }
+
+    /// Forgets `user`'s key.
+    pub(super) fn remove(&self, user: &UserName) {
+        self.entries().remove(user);
+    }
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("ttl", &self.ttl)
+            .field("entries", &self.entries().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccessKeyId, SecretAccessKey};
+
+    fn creds(id: &str) -> Credentials {
+        Credentials {
+            access_key_id: AccessKeyId::new(id).unwrap(),
+            secret_access_key: SecretAccessKey::new("s".repeat(40)),
+        }
+    }
+
+    #[test]
+    fn entries_live_for_the_ttl() {
+        let t0: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        let user = UserName::new("alice").unwrap();
+        let cache = KeyCache::new(Duration::from_secs(30));
+        assert!(cache.get(&user, t0).is_none());
+        cache.put(&user, &creds("AKIA0000000000000001"), t0);
+        let hit = |at: Timestamp| cache.get(&user, at).map(|(c, t)| (c.access_key_id, t));
+        let id = AccessKeyId::new("AKIA0000000000000001").unwrap();
+        assert_eq!(hit(t0), Some((id.clone(), t0)));
+        assert_eq!(hit(t0 + Duration::from_secs(29)), Some((id, t0)));
+        assert_eq!(hit(t0 + Duration::from_secs(30)), None);
+        assert_eq!(hit(t0 - Duration::from_secs(1)), None);
+        cache.remove(&user);
+        assert_eq!(hit(t0), None);
+        assert!(format!("{cache:?}").contains("entries: 0"));
+    }
+
+    #[test]
+    fn zero_ttl_caches_nothing() {
+        let t0: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        let user = UserName::new("alice").unwrap();
+        let cache = KeyCache::new(Duration::ZERO);
+        cache.put(&user, &creds("AKIA0000000000000001"), t0);
+        assert!(cache.get(&user, t0).is_none());
+    }
+}

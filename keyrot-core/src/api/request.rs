@@ -1,0 +1,322 @@
+//! Reading a request: size limits, the credentials in its headers, the user name in its query.
+//! Every failure is a [`Rejection`] with a precise reason for the audit log.
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use http::request::Parts;
+
+use super::{ErrorCode, Limits};
+use crate::model::UserName;
+use crate::token::{AuthError, TokenError, TokenRejection};
+
+/// Why a request was refused: the code the caller sees, and the reason (and perhaps a
+/// detail) only the audit log sees.
+#[derive(Debug)]
+pub(super) struct Rejection {
+    pub(super) code: ErrorCode,
+    pub(super) reason: &'static str,
+    pub(super) detail: Option<String>,
+}
+
+impl Rejection {
+    pub(super) fn new(code: ErrorCode, reason: &'static str) -> Self {
+        Self {
+            code,
+            reason,
+            detail: None,
+        }
+    }
+
+    /// Adds a detail for the audit log. It must hold no secret and no unescaped caller input.
+    pub(super) fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub(super) fn from_auth(err: AuthError) -> Self {
+        let reason = match err {
+            AuthError::Missing => "api_key_missing",
+            AuthError::TooLong => "api_key_too_long",
+            AuthError::Unknown => "api_key_unknown",
+        };
+        Self::new(ErrorCode::Unauthorized, reason)
+    }
+
+    pub(super) fn from_token(err: &TokenRejection) -> Self {
+        // The rejection's message quotes attacker-chosen header values only cut short and
+        // escaped (`{:?}`), and never the token.
+        Self::new(ErrorCode::Unauthorized, err.code()).with_detail(err.to_string())
+    }
+
+    pub(super) fn from_issue_error(err: &TokenError) -> Self {
+        Self::new(ErrorCode::InternalError, "token_issue_failed").with_detail(err.to_string())
+    }
+}
+
+/// Refuses a request whose URI, headers or body is over `limits`, before anything reads them.
+pub(super) fn check_limits(parts: &Parts, body: &[u8], limits: &Limits) -> Result<(), Rejection> {
+    let uri_len = parts.uri.path().len() + parts.uri.query().map_or(0, |q| q.len() + 1);
+    if uri_len > limits.max_uri_len {
+        return Err(Rejection::new(ErrorCode::UriTooLong, "uri_too_long"));
+    }
+    if parts.headers.len() > limits.max_header_count {
+        return Err(Rejection::new(
+            ErrorCode::HeadersTooLarge,
+            "too_many_headers",
+        ));
+    }
+    let mut total = 0usize;
+    for (name, value) in &parts.headers {
+        let len = name.as_str().len() + value.len();
+        if len > limits.max_header_len {
+            return Err(Rejection::new(
+                ErrorCode::HeadersTooLarge,
+                "header_too_large",
+            ));
+        }
+        total = total.saturating_add(len);
+    }
+    if total > limits.max_headers_len {
+        return Err(Rejection::new(
+            ErrorCode::HeadersTooLarge,
+            "headers_too_large",
+        ));
+    }
+    if body.len() > limits.max_body_len {
+        return Err(Rejection::new(ErrorCode::BodyTooLarge, "body_too_large"));
+    }
+    Ok(())
+}
+
+/// A credential carried in a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Credential {
+    /// The API key, in `x-api-key`.
+    ApiKey,
+    /// The token, in `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+impl Credential {
+    fn header(self) -> HeaderName {
+        match self {
+            Self::ApiKey => HeaderName::from_static("x-api-key"),
+            Self::Bearer => AUTHORIZATION,
+        }
+    }
+
+    fn refuse(self, api_key: &'static str, authorization: &'static str) -> Rejection {
+        let reason = match self {
+            Self::ApiKey => api_key,
+            Self::Bearer => authorization,
+        };
+        Rejection::new(ErrorCode::Unauthorized, reason)
+    }
+}
+
+/// The API key or bearer token in `headers`: exactly one header field, visible ASCII, with
+/// surrounding spaces and tabs removed; for a token, the `Bearer` scheme (in any case), one
+/// or more spaces, then `b64token` characters (RFC 6750 §2.1).
+pub(super) fn credential(headers: &HeaderMap, kind: Credential) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(kind.header()).into_iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Err(kind.refuse("api_key_missing", "authorization_missing")),
+        (Some(_), Some(_)) => {
+            return Err(kind.refuse("api_key_duplicated", "authorization_duplicated"));
+        }
+        (Some(value), None) => value,
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| kind.refuse("api_key_not_ascii", "authorization_not_ascii"))?
+        .trim_matches([' ', '\t']);
+    if text.is_empty() {
+        return Err(kind.refuse("api_key_missing", "authorization_missing"));
+    }
+    match kind {
+        Credential::ApiKey => Ok(text),
+        Credential::Bearer => bearer_token(text),
+    }
+}
+
+fn bearer_token(value: &str) -> Result<&str, Rejection> {
+    let not_bearer = || Rejection::new(ErrorCode::Unauthorized, "authorization_not_bearer");
+    let (scheme, rest) = value.split_once(' ').ok_or_else(not_bearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(not_bearer());
+    }
+    let token = rest.trim_start_matches(' ');
+    let body = token.trim_end_matches('=');
+    let is_b64token = !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if !is_b64token {
+        return Err(Rejection::new(
+            ErrorCode::Unauthorized,
+            "authorization_malformed",
+        ));
+    }
+    Ok(token)
+}
+
+/// The user named by the query of `/active-key`: exactly one `username` parameter,
+/// percent-decoded (RFC 3986: `+` is a plus sign), that is a valid IAM user name. Empty
+/// `&`-separated segments are skipped.
+pub(super) fn username(query: Option<&str>) -> Result<UserName, Rejection> {
+    let bad_query = |reason| Rejection::new(ErrorCode::InvalidQuery, reason);
+    let mut found: Option<Vec<u8>> = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name).ok_or_else(|| bad_query("query_bad_encoding"))?;
+        if name != b"username" {
+            return Err(bad_query("query_unknown_parameter"));
+        }
+        if found.is_some() {
+            return Err(bad_query("username_repeated"));
+        }
+        found = Some(percent_decode(value).ok_or_else(|| bad_query("query_bad_encoding"))?);
+    }
+    let raw = found.ok_or(Rejection::new(
+        ErrorCode::MissingUsername,
+        "username_missing",
+    ))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| Rejection::new(ErrorCode::InvalidUsername, "username_not_utf8"))?;
+    UserName::new(text).map_err(|err| {
+        // The error quotes at most one offending character, escaped.
+        Rejection::new(ErrorCode::InvalidUsername, "username_invalid").with_detail(err.to_string())
+    })
+}
+
+/// Decodes `%XX` escapes; every other byte stands for itself. `None` for a `%` not followed by
+/// two hex digits.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let (&hi, &lo) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
+            out.push((hex_digit(hi)? << 4) | hex_digit(lo)?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    // `to_digit` accepts only 0-9 a-f A-F here (no sign, unlike `from_str_radix`).
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn reason<T: std::fmt::Debug>(result: Result<T, Rejection>) -> &'static str {
+        result.unwrap_err().reason
+    }
+
+    #[test]
+    fn percent_decoding_is_rfc_3986() {
+        assert_eq!(percent_decode("a+b").unwrap(), b"a+b");
+        assert_eq!(percent_decode("a%2Bb%2b").unwrap(), b"a+b+");
+        assert_eq!(percent_decode("%2e%2E%2F").unwrap(), b"../");
+        assert_eq!(percent_decode("").unwrap(), b"");
+        for bad in ["%", "%2", "%zz", "a%2", "%+1", "%-1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn usernames_from_queries() {
+        let ok = |q: &str| username(Some(q)).unwrap().as_str().to_owned();
+        assert_eq!(ok("username=deployer"), "deployer");
+        assert_eq!(ok("username=a+b"), "a+b");
+        assert_eq!(ok("username=a%2Bb"), "a+b");
+        assert_eq!(ok("&username=x&"), "x");
+        assert_eq!(ok("user%6Eame=x"), "x");
+        assert_eq!(reason(username(None)), "username_missing");
+        let long = format!("username={}", "a".repeat(65));
+        let refused = [
+            ("", "username_missing"),
+            ("&&", "username_missing"),
+            ("username", "username_invalid"),
+            ("username=", "username_invalid"),
+            ("username=a&username=a", "username_repeated"),
+            ("username=a&x=1", "query_unknown_parameter"),
+            ("Username=a", "query_unknown_parameter"),
+            ("username=%", "query_bad_encoding"),
+            ("username=%ff", "username_not_utf8"),
+            ("username=a%20b", "username_invalid"),
+            ("username=..%2Fx", "username_invalid"),
+            ("username=*", "username_invalid"),
+            (long.as_str(), "username_invalid"),
+        ];
+        for (query, expected) in refused {
+            assert_eq!(reason(username(Some(query))), expected, "{query}");
+        }
+    }
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    /// The credential in `pairs`, or the reason it was refused.
+    fn read(pairs: &[(&str, &[u8])], kind: Credential) -> Result<String, &'static str> {
+        credential(&headers(pairs), kind)
+            .map(str::to_owned)
+            .map_err(|r| r.reason)
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let token = |v: &[u8]| read(&[("authorization", v)], Credential::Bearer);
+        assert_eq!(token(b"Bearer a.b.c").unwrap(), "a.b.c");
+        assert_eq!(token(b"bearer a.b.c").unwrap(), "a.b.c");
+        assert_eq!(token(b"BEARER  a.b.c ").unwrap(), "a.b.c");
+        assert_eq!(token(b"Bearer abc==").unwrap(), "abc==");
+        assert_eq!(token(b"Bearer"), Err("authorization_not_bearer"));
+        assert_eq!(token(b"Basic YTpi"), Err("authorization_not_bearer"));
+        assert_eq!(token(b"Bearer\ta.b.c"), Err("authorization_not_bearer"));
+        assert_eq!(token(b"Bearer a b"), Err("authorization_malformed"));
+        assert_eq!(token(b"Bearer a,b"), Err("authorization_malformed"));
+        assert_eq!(token(b"Bearer =="), Err("authorization_malformed"));
+        assert_eq!(token(b"Bearer a=b"), Err("authorization_malformed"));
+        assert_eq!(token(b"  "), Err("authorization_missing"));
+        assert_eq!(token(b"Bearer \xe9"), Err("authorization_not_ascii"));
+        assert_eq!(read(&[], Credential::Bearer), Err("authorization_missing"));
+        let twice: &[(&str, &[u8])] = &[
+            ("authorization", b"Bearer a"),
+            ("Authorization", b"Bearer a"),
+        ];
+        assert_eq!(
+            read(twice, Credential::Bearer),
+            Err("authorization_duplicated")
+        );
+    }
+
+    #[test]
+    fn api_keys() {
+        let key = |v: &[u8]| read(&[("x-api-key", v)], Credential::ApiKey);
+        assert_eq!(key(b" krk_1 ").unwrap(), "krk_1");
+        assert_eq!(key(b""), Err("api_key_missing"));
+        assert_eq!(key(b"k\xff"), Err("api_key_not_ascii"));
+        let twice: &[(&str, &[u8])] = &[("x-api-key", b"a"), ("X-Api-Key", b"b")];
+        assert_eq!(read(twice, Credential::ApiKey), Err("api_key_duplicated"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Writing responses: JSON bodies and the headers every response carries.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use super::{ApiOutcome, ErrorCode, Success};
+use crate::model::Timestamp;
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    expires_at: String,
+}
+
+/// The names follow the AWS SDKs' credential fields.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyBody<'a> {
+    user_name: &'a str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    /// When the API read the key from the store (it may have served it from its cache since).
+    retrieved_at: String,
+}
+
+#[derive(Serialize)]
+struct HealthBody {
+    status: &'static str,
+}
+
+/// A JSON response with the headers every response carries.
+fn json(status: StatusCode, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// The error response for `code`: `{"error": {"code", "message"}}`.
+pub(super) fn error(code: ErrorCode) -> Response<String> {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.as_str(),
+            message: code.message(),
+        },
+    };
+    let text = serde_json::to_string(&body).unwrap_or_else(|_| {
+        // Serialising two plain strings does not fail; this keeps the response JSON anyway.
+        format!(r#"{{"error":{{"code":"{}"}}}}"#, code.as_str())
+    });
+    json(code.status(), text)
+}
+
+/// The response for a successful request at `now`.
+pub(super) fn success(success: &Success, now: Timestamp) -> (Response<String>, ApiOutcome) {
+    let (text, outcome) = match success {
+        Success::Token(issued) => {
+            let body = TokenBody {
+                token: issued.expose_token(),
+                token_type: "Bearer",
+                expires_in: issued
+                    .expires_at()
+                    .as_second()
+                    .saturating_sub(now.as_second())
+                    .max(0)
+                    .unsigned_abs(),
+                expires_at: issued.expires_at().to_string(),
+            };
+            (serde_json::to_string(&body), ApiOutcome::TokenIssued)
+        }
+        Success::Key {
+            user,
+            credentials,
+            retrieved_at,
+        } => {
+            let body = KeyBody {
+                user_name: user.as_str(),
+                access_key_id: credentials.access_key_id.as_str(),
+                secret_access_key: credentials.secret_access_key.expose(),
+                retrieved_at: retrieved_at.to_string(),
+            };
+            (serde_json::to_string(&body), ApiOutcome::KeyServed)
+        }
+        Success::Health => (
+            serde_json::to_string(&HealthBody { status: "ok" }),
+            ApiOutcome::Healthy,
+        ),
+    };
+    match text {
+        Ok(text) => (json(StatusCode::OK, text), outcome),
+        Err(_) => (
+            error(ErrorCode::InternalError),
+            ApiOutcome::Failed(ErrorCode::InternalError),
+        ),
+    }
+}
