@@ -54,7 +54,7 @@ struct Payload {
 /// - The secret is `<prefix><UserName>` (prefix [`DEFAULT_PREFIX`] unless set), tagged
 ///   [`MANAGED_BY_TAG`] and `keyrot:user`, created on first use with a placeholder version
 ///   (see below) and, if configured, a customer KMS key.
-/// - Each access key is one version holding the JSON payload described on [`Payload`], with
+/// - Each access key is one version holding the JSON payload below, with
 ///   the version id [`request_token`] of its key, so a retried `PutSecretValue` is idempotent
 ///   and a different value under the same id is refused ([`StoreError::Conflict`]).
 /// - New keys go in with `VersionStages=[AWSPENDING]`; promotion is
@@ -69,6 +69,15 @@ struct Payload {
 ///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
 ///   that a pending key never becomes current before it is verified. Readers see no current key
 ///   until the first one is published.
+///
+/// Consumers that read Secrets Manager directly (`GetSecretValue` with
+/// `VersionStage=AWSCURRENT`) get this JSON; `CreateDate` is the key's creation time in IAM
+/// (RFC 3339):
+///
+/// ```json
+/// {"AccessKeyId": "AKIA...", "SecretAccessKey": "...", "UserName": "deployer",
+///  "CreateDate": "2025-06-01T12:00:00Z"}
+/// ```
 #[derive(Debug, Clone)]
 pub struct AwsSecretStore {
     client: aws_sdk_secretsmanager::Client,

@@ -31,7 +31,12 @@ pub struct LogNotifier;
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
-        tracing::warn!(target: "keyrot::notice", user = %notice.user(), "{notice}");
+        match notice {
+            Notice::Rotated { .. } => {
+                tracing::info!(target: "keyrot::notice", user = %notice.user(), "{notice}");
+            }
+            _ => tracing::warn!(target: "keyrot::notice", user = %notice.user(), "{notice}"),
+        }
         Ok(())
     }
 }

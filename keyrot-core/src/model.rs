@@ -402,6 +402,61 @@ impl StoredUser {
     }
 }
 
+/// The Secrets Manager `ClientRequestToken` (and so the version id) of the version that holds
+/// `key`'s secret: 32 to 64 characters, derived from the key id alone, so that a retried
+/// `PutSecretValue` for the same key is idempotent.
+///
+/// Usual key ids (20 characters) give `keyrot-v1-` + the id, padded with `-` to 32 characters.
+/// Ids too long for that (over 54 characters) give `keyrot-v1h-` + the first 53 hex digits of
+/// the id's SHA-256. Both forms are injective in practice: ids are upper-case letters and
+/// digits, so neither form can produce the other. [`key_of_request_token`] reverses the first.
+///
+/// ```
+/// use keyrot_core::AccessKeyId;
+/// use keyrot_core::request_token;
+///
+/// let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE")?;
+/// assert_eq!(request_token(&key), "keyrot-v1-AKIAIOSFODNN7EXAMPLE--");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn request_token(key: &AccessKeyId) -> String {
+    const PREFIX: &str = "keyrot-v1-";
+    const MIN: usize = 32;
+    const MAX: usize = 64;
+    let id = key.as_str();
+    if PREFIX.len() + id.len() <= MAX {
+        let mut token = format!("{PREFIX}{id}");
+        while token.len() < MIN {
+            token.push('-');
+        }
+        token
+    } else {
+        let digest = Sha256::digest(id.as_bytes());
+        let mut token = String::from("keyrot-v1h-");
+        for byte in digest {
+            token.push_str(&format!("{byte:02x}"));
+        }
+        token.truncate(MAX);
+        token
+    }
+}
+
+/// The key id a [`request_token`] of the first form names, or `None` for any other version id
+/// (a hashed token, or a version keyrot did not write).
+///
+/// ```
+/// use keyrot_core::{AccessKeyId, key_of_request_token, request_token};
+///
+/// let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE")?;
+/// assert_eq!(key_of_request_token(&request_token(&key)), Some(key));
+/// assert_eq!(key_of_request_token("3f9c2a5e-1d7b-4c8e-9a0f-6b2d4e8c1a7f"), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn key_of_request_token(token: &str) -> Option<AccessKeyId> {
+    let id = token.strip_prefix("keyrot-v1-")?.trim_end_matches('-');
+    AccessKeyId::new(id).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,59 +512,4 @@ mod tests {
         assert_eq!(s.to_string(), "current+pending");
         assert_eq!(Stages::default().to_string(), "-");
     }
-}
-
-/// The Secrets Manager `ClientRequestToken` (and so the version id) of the version that holds
-/// `key`'s secret: 32 to 64 characters, derived from the key id alone, so that a retried
-/// `PutSecretValue` for the same key is idempotent.
-///
-/// Usual key ids (20 characters) give `keyrot-v1-` + the id, padded with `-` to 32 characters.
-/// Ids too long for that (over 54 characters) give `keyrot-v1h-` + the first 53 hex digits of
-/// the id's SHA-256. Both forms are injective in practice: ids are upper-case letters and
-/// digits, so neither form can produce the other. [`key_of_request_token`] reverses the first.
-///
-/// ```
-/// use keyrot_core::AccessKeyId;
-/// use keyrot_core::request_token;
-///
-/// let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE")?;
-/// assert_eq!(request_token(&key), "keyrot-v1-AKIAIOSFODNN7EXAMPLE--");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn request_token(key: &AccessKeyId) -> String {
-    const PREFIX: &str = "keyrot-v1-";
-    const MIN: usize = 32;
-    const MAX: usize = 64;
-    let id = key.as_str();
-    if PREFIX.len() + id.len() <= MAX {
-        let mut token = format!("{PREFIX}{id}");
-        while token.len() < MIN {
-            token.push('-');
-        }
-        token
-    } else {
-        let digest = Sha256::digest(id.as_bytes());
-        let mut token = String::from("keyrot-v1h-");
-        for byte in digest {
-            token.push_str(&format!("{byte:02x}"));
-        }
-        token.truncate(MAX);
-        token
-    }
-}
-
-/// The key id a [`request_token`] of the first form names, or `None` for any other version id
-/// (a hashed token, or a version keyrot did not write).
-///
-/// ```
-/// use keyrot_core::{AccessKeyId, key_of_request_token, request_token};
-///
-/// let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE")?;
-/// assert_eq!(key_of_request_token(&request_token(&key)), Some(key));
-/// assert_eq!(key_of_request_token("3f9c2a5e-1d7b-4c8e-9a0f-6b2d4e8c1a7f"), None);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn key_of_request_token(token: &str) -> Option<AccessKeyId> {
-    let id = token.strip_prefix("keyrot-v1-")?.trim_end_matches('-');
-    AccessKeyId::new(id).ok()
 }

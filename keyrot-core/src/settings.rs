@@ -300,6 +300,16 @@ impl PolicySettings {
     }
 }
 
+/// A variable lookup over fixed pairs, for [`PolicySettings::from_env`] and its kin when the
+/// settings come from somewhere other than the process environment (a map, a test).
+pub fn lookup_in(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
 fn users_of(setting: &str, names: &[String]) -> Result<BTreeSet<UserName>, SettingsError> {
     names
         .iter()
@@ -387,17 +397,9 @@ mod tests {
         }
     }
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
     #[test]
     fn environment_sets_every_field() {
-        let s = PolicySettings::from_env(env(&[
+        let s = PolicySettings::from_env(lookup_in(&[
             ("KEYROT_ROTATION_PERIOD", "30d"),
             ("KEYROT_GRACE_PERIOD", "2d"),
             ("KEYROT_MAX_GRACE_PERIOD", "3d"),
@@ -430,7 +432,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting() {
-        let err = PolicySettings::from_env(env(&[("KEYROT_GRACE_PERIOD", "7 days")])).unwrap_err();
+        let err =
+            PolicySettings::from_env(lookup_in(&[("KEYROT_GRACE_PERIOD", "7 days")])).unwrap_err();
         assert!(
             err.to_string().starts_with("KEYROT_GRACE_PERIOD: "),
             "{err}"

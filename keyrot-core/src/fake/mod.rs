@@ -46,7 +46,6 @@
 
 use std::time::Duration;
 
-
 use crate::model::Timestamp;
 
 pub mod clock;

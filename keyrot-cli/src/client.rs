@@ -1,0 +1,243 @@
+//! The API's client side: `keyrot token`, `keyrot get-key` and `keyrot credential-process`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// How long one call to the API may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of one keyrot API.
+#[derive(Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoint: String,
+    api_key: String,
+}
+
+/// `POST /generate-token`'s answer.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Token {
+    /// The JWT.
+    pub token: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `GET /active-key`'s answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ActiveKey {
+    /// The user.
+    pub user_name: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for ActiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveKey")
+            .field("user_name", &self.user_name)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a `credential_process` prints (version 1 of the AWS format).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProcessCredentials<'a> {
+    version: u8,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    /// When the SDK should ask again: soon, so that consumers follow rotations.
+    expiration: String,
+}
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint could not be reached.
+    #[error("cannot reach {endpoint}: {message}")]
+    Unreachable {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        message: String,
+    },
+    /// The API refused; its error code and message.
+    #[error("{endpoint} answered {status}: {code}: {message}")]
+    Refused {
+        /// The endpoint.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The API's error code.
+        code: String,
+        /// The API's message.
+        message: String,
+    },
+    /// The answer was not what the API sends.
+    #[error("{endpoint} sent an unexpected answer")]
+    Unexpected {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl ApiClient {
+    /// A client of the API at `endpoint` (e.g. `http://127.0.0.1:8080` or the deployed stage
+    /// URL), presenting `api_key`.
+    pub fn new(endpoint: &str, api_key: String) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            api_key,
+        })
+    }
+
+    /// A fresh token.
+    pub async fn token(&self) -> Result<Token, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/generate-token", self.endpoint))
+            .header("x-api-key", &self.api_key);
+        self.call(request).await
+    }
+
+    /// `user`'s current key, with a fresh token.
+    pub async fn active_key(&self, user: &str) -> Result<ActiveKey, ClientError> {
+        let token = self.token().await?;
+        let request = self
+            .http
+            .get(format!(
+                "{}/active-key?username={}",
+                self.endpoint,
+                encode(user)
+            ))
+            .header("x-api-key", &self.api_key)
+            .bearer_auth(&token.token);
+        self.call(request).await
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            message: e.without_url().to_string(),
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                message: e.without_url().to_string(),
+            })?;
+        if !status.is_success() {
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(b) => (b.error.code, b.error.message),
+                Err(_) => (
+                    "unknown".to_owned(),
+                    String::from_utf8_lossy(&body).chars().take(200).collect(),
+                ),
+            };
+            return Err(ClientError::Refused {
+                endpoint: self.endpoint.clone(),
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|source| ClientError::Unexpected {
+            endpoint: self.endpoint.clone(),
+            source,
+        })
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The `credential_process` JSON for `key`, expiring `refresh` after `now`.
+pub fn process_credentials(key: &ActiveKey, now: Timestamp, refresh: Duration) -> String {
+    let expiration = now
+        .checked_add(jiff::SignedDuration::try_from(refresh).unwrap_or(jiff::SignedDuration::ZERO))
+        .unwrap_or(now);
+    let credentials = ProcessCredentials {
+        version: 1,
+        access_key_id: &key.access_key_id,
+        secret_access_key: &key.secret_access_key,
+        expiration: expiration
+            .round(jiff::Unit::Second)
+            .unwrap_or(expiration)
+            .to_string(),
+    };
+    serde_json::to_string(&credentials).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_process_json_is_what_aws_sdks_read() {
+        let key = ActiveKey {
+            user_name: "ci".into(),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG".into(),
+        };
+        let now: Timestamp = "2025-06-01T12:00:00.4Z".parse().unwrap();
+        let json = process_credentials(&key, now, Duration::from_secs(300));
+        assert_eq!(
+            json,
+            r#"{"Version":1,"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"wJalrXUtnFEMI/K7MDENG","Expiration":"2025-06-01T12:05:00Z"}"#
+        );
+        assert!(!format!("{key:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn user_names_are_encoded_for_the_query() {
+        assert_eq!(
+            encode("ci+deploy=x,y@z.w_v-u"),
+            "ci%2Bdeploy%3Dx%2Cy%40z.w_v-u"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! `keyrot`: see `keyrot --help`.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command line owns its stdout and stderr
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use keyrot_aws::SystemClock;
+use keyrot_cli::client::{ApiClient, process_credentials};
+use keyrot_cli::config::{BackendKind, Config, Flags};
+use keyrot_cli::embedded::DEMO_USERS;
+use keyrot_cli::service::Backend;
+use keyrot_cli::{server, status};
+use keyrot_core::settings::{Summary, parse_duration};
+use keyrot_core::{Clock, RunOptions, UserName};
+use tracing_subscriber::EnvFilter;
+
+/// Zero-downtime rotation of IAM access keys, kept in Secrets Manager and handed to
+/// authorised callers through a hardened API.
+#[derive(Debug, Parser)]
+#[command(name = "keyrot", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// A TOML configuration file (see the README); also KEYROT_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The backend: embedded (in-memory demo, no AWS account) or aws. Default: aws when an
+    /// endpoint or AWS credentials are configured, embedded otherwise.
+    #[arg(long, global = true, value_enum)]
+    backend: Option<BackendKind>,
+    /// Send every AWS call to this endpoint (an emulator such as moto); implies the aws backend.
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// The AWS region.
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Log filter (error, warn, info, debug, trace, or RUST_LOG syntax); logs go to stderr.
+    #[arg(long, global = true, env = "KEYROT_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and the rotation schedule in one process.
+    Serve {
+        /// Address and port to listen on (default 127.0.0.1:8080); also KEYROT_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Run one reconcile pass and print each user's outcome; exits 1 if any user failed.
+    Rotate {
+        /// Observe and plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rotate now, whatever the keys' ages.
+        #[arg(long)]
+        force: bool,
+        /// Only this user (repeatable); it must be managed.
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Show each managed user's keys, their ages and stages, and the next action and when.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only this user (repeatable).
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Re-activate a user's previous key and make it current again.
+    Rollback {
+        /// The user.
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
+    /// Get a short-lived token from a keyrot API.
+    Token(ApiArgs),
+    /// Fetch a user's current key from a keyrot API (prints the API's JSON).
+    GetKey {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The IAM user whose key to fetch.
+        #[arg(long)]
+        username: String,
+    },
+    /// Print a user's current key as an AWS credential_process: put
+    /// `credential_process = keyrot credential-process --endpoint URL --username U` in
+    /// ~/.aws/config and every AWS SDK and the AWS CLI follow rotations by themselves.
+    CredentialProcess {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The IAM user whose key to fetch.
+        #[arg(long)]
+        username: String,
+        /// How soon the SDK should ask again (keep it well under the grace period).
+        #[arg(long, default_value = "5m", value_parser = duration_arg)]
+        refresh: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:8080 or the deployed stage URL; also
+    /// KEYROT_ENDPOINT.
+    #[arg(long, env = "KEYROT_ENDPOINT", value_name = "URL")]
+    endpoint: String,
+    /// The environment variable holding the API key (never pass a secret as an argument).
+    #[arg(long, default_value = "KEYROT_API_KEY", value_name = "VAR")]
+    api_key_env: String,
+    /// Read the API key from this file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+    api_key_file: Option<PathBuf>,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.global);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("keyrot: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(global: &Global) {
+    let filter = EnvFilter::try_new(&global.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if global.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let mut flags = Flags {
+        config: cli.global.config,
+        backend: cli.global.backend,
+        endpoint_url: cli.global.endpoint_url,
+        region: cli.global.region,
+        listen: None,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    match cli.command {
+        Command::Serve { listen } => {
+            flags.listen = listen;
+            let config = Config::load(&flags, &env).map_err(|e| error_chain(&e))?;
+            serve(&config).await
+        }
+        Command::Rotate {
+            dry_run,
+            force,
+            users,
+        } => {
+            let backend = open(&flags).await?;
+            let options = RunOptions {
+                users: user_names(&users)?,
+                force,
+                dry_run,
+                deadline: None,
+            };
+            let report = backend
+                .rotator
+                .run(&options)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            println!("{report}");
+            Ok(if report.failures() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Status { json, users } => {
+            let backend = open(&flags).await?;
+            let statuses =
+                status::collect(&backend.rotator, &user_names(&users)?, SystemClock.now())
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", status::table(&statuses));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { user } => {
+            let backend = open(&flags).await?;
+            let user = UserName::new(user).map_err(|e| format!("--user: {e}"))?;
+            let key = match backend.rotator.rollback(&user).await {
+                Ok(key) => key,
+                Err(e) => return Ok(failed(&e)),
+            };
+            println!("{user}: {key} is current again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(api) => {
+            let token = match client(&api)?.token().await {
+                Ok(token) => token,
+                Err(e) => return Ok(failed(&e)),
+            };
+            println!(
+                "{}",
+                serde_json::to_string(&token).map_err(|e| e.to_string())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GetKey { api, username } => {
+            let key = match client(&api)?.active_key(&username).await {
+                Ok(key) => key,
+                Err(e) => return Ok(failed(&e)),
+            };
+            let json = serde_json::json!({
+                "UserName": key.user_name,
+                "AccessKeyId": key.access_key_id,
+                "SecretAccessKey": key.secret_access_key,
+            });
+            println!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CredentialProcess {
+            api,
+            username,
+            refresh,
+        } => {
+            let key = match client(&api)?.active_key(&username).await {
+                Ok(key) => key,
+                Err(e) => return Ok(failed(&e)),
+            };
+            println!("{}", process_credentials(&key, SystemClock.now(), refresh));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn open(flags: &Flags) -> Result<Backend, String> {
+    let config =
+        Config::load(flags, &|name| std::env::var(name).ok()).map_err(|e| error_chain(&e))?;
+    if config.backend == BackendKind::Embedded {
+        eprintln!(
+            "keyrot: embedded backend: a fresh in-memory demo that lives only in this command; \
+             pass --endpoint-url or configure AWS credentials to work on real keys"
+        );
+    }
+    Backend::open(&config).await.map_err(|e| error_chain(&e))
+}
+
+async fn serve(config: &Config) -> Result<ExitCode, String> {
+    let backend = Backend::open(config).await.map_err(|e| error_chain(&e))?;
+    let (api, demo_key) = backend.api(config).await.map_err(|e| error_chain(&e))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{addr}");
+
+    match backend.kind {
+        BackendKind::Embedded => println!(
+            "keyrot serve: embedded in-memory backend (demo data; nothing leaves this process)"
+        ),
+        BackendKind::Aws => println!(
+            "keyrot serve: AWS backend{}",
+            config
+                .aws
+                .endpoint_url
+                .as_deref()
+                .map(|u| format!(" at {u}"))
+                .unwrap_or_default()
+        ),
+    }
+    println!("  listening on {base}");
+    println!("  policy: {}", Summary(&backend.policy));
+    if let Some(api_key) = &demo_key {
+        let user = DEMO_USERS[0];
+        println!("  demo users: {}", DEMO_USERS.join(", "));
+        println!();
+        println!("API key of client \"demo\" (every user, loopback only; shown once):");
+        println!("  export KEYROT_API_KEY={api_key}");
+        println!();
+        println!("Try it:");
+        println!(
+            "  TOKEN=$(curl -s -X POST -H \"x-api-key: $KEYROT_API_KEY\" {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
+        );
+        println!(
+            "  curl -s -H \"x-api-key: $KEYROT_API_KEY\" -H \"Authorization: Bearer $TOKEN\" '{base}/active-key?username={user}'"
+        );
+        println!();
+        println!("Or as a consumer would (~/.aws/config):");
+        println!("  [profile {user}]");
+        println!(
+            "  credential_process = keyrot credential-process --endpoint {base} --username {user}"
+        );
+        println!();
+    }
+
+    let rotation = tokio::spawn(server::rotation_schedule(
+        backend.rotator.clone(),
+        backend.policy.schedule_interval(),
+    ));
+    let embedded = backend.embedded.map(Arc::new);
+    let result = server::serve(listener, server::router(api, embedded)).await;
+    rotation.abort();
+    result.map_err(|e| format!("server failed: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client(api: &ApiArgs) -> Result<ApiClient, String> {
+    let key = match &api.api_key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?,
+        None => std::env::var(&api.api_key_env).map_err(|_| {
+            format!(
+                "set {} to the API key (printed by `keyrot serve`, or read with the command in \
+                 the stack's outputs), or pass --api-key-file",
+                api.api_key_env
+            )
+        })?,
+    };
+    ApiClient::new(&api.endpoint, key.trim().to_owned()).map_err(|e| e.to_string())
+}
+
+fn user_names(names: &[String]) -> Result<Vec<UserName>, String> {
+    names
+        .iter()
+        .map(|n| UserName::new(n.as_str()).map_err(|e| format!("--user {n:?}: {e}")))
+        .collect()
+}
+
+/// Reports a failure of the work itself (not of the invocation): exit status 1. Usage and
+/// configuration errors exit with 2.
+fn failed(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("keyrot: {}", error_chain(error));
+    ExitCode::FAILURE
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    keyrot_core::driver::error_chain(error)
+}

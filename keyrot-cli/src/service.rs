@@ -1,0 +1,129 @@
+//! The service assembled from the configuration: the rotator on a backend, and the API.
+
+use std::sync::Arc;
+
+use keyrot_aws::{AwsClients, SystemClock, load_api_secrets};
+use keyrot_core::api::{Api, ApiConfig};
+use keyrot_core::token::{
+    ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
+};
+use keyrot_core::{Clock, Policy, Ports, Rotator};
+
+use crate::config::{BackendKind, Config, ConfigError};
+use crate::embedded::Embedded;
+use crate::random_bytes;
+
+/// A backend and the rotator running on it.
+#[derive(Debug)]
+pub struct Backend {
+    /// Which kind.
+    pub kind: BackendKind,
+    /// The rotation policy.
+    pub policy: Policy,
+    /// The ports.
+    pub ports: Ports,
+    /// The rotator.
+    pub rotator: Arc<Rotator>,
+    /// The in-memory services, for the embedded backend.
+    pub embedded: Option<Embedded>,
+    /// The SDK clients, for the AWS backend.
+    pub clients: Option<AwsClients>,
+}
+
+/// Why the service could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Something the API needs is missing or wrong.
+    #[error("{0}")]
+    Api(String),
+}
+
+impl Backend {
+    /// Opens the configured backend.
+    pub async fn open(config: &Config) -> Result<Self, ServiceError> {
+        let policy = config.policy_for(config.backend)?;
+        let (ports, embedded, clients) = match config.backend {
+            BackendKind::Embedded => {
+                let seed = u64::from_le_bytes(random_bytes().map_err(ServiceError::Api)?);
+                let embedded = Embedded::start(SystemClock.now(), seed);
+                (embedded.ports(), Some(embedded), None)
+            }
+            BackendKind::Aws => {
+                let clients = AwsClients::from_settings(&config.aws).await;
+                (config.backend_settings.ports(&clients), None, Some(clients))
+            }
+        };
+        let rotator = Arc::new(Rotator::new(ports.clone(), policy.clone()));
+        Ok(Self {
+            kind: config.backend,
+            policy,
+            ports,
+            rotator,
+            embedded,
+            clients,
+        })
+    }
+
+    /// The API on this backend. For the embedded backend it makes a signing key and one client
+    /// (`demo`, every user, loopback only) whose API key is returned: show it once. For AWS it
+    /// loads the signing keys and the client registry from Secrets Manager.
+    pub async fn api(&self, config: &Config) -> Result<(Api, Option<String>), ServiceError> {
+        let api_error =
+            |e: &dyn std::error::Error| ServiceError::Api(keyrot_core::driver::error_chain(e));
+        let (signing, retired, registry, demo_key) = match &self.clients {
+            None => {
+                let signing = SigningKey::new(
+                    "demo",
+                    random_bytes::<32>().map_err(ServiceError::Api)?.to_vec(),
+                )
+                .map_err(|e| api_error(&e))?;
+                let api_key = ApiKey::generate_from(random_bytes().map_err(ServiceError::Api)?);
+                let registry = serde_json::json!({"clients": [{
+                    "id": "demo",
+                    "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),
+                    "scope": ["*"],
+                    "allowed_cidrs": ["127.0.0.0/8", "::1/128"],
+                }]});
+                let registry =
+                    ClientRegistry::from_json(&registry.to_string()).map_err(|e| api_error(&e))?;
+                (signing, Vec::new(), registry, Some(api_key))
+            }
+            Some(clients) => {
+                let missing = |what: &str, var: &str| {
+                    ServiceError::Api(format!(
+                        "the API on AWS needs {what}: set {var} or aws.{} in the config file",
+                        var.trim_start_matches("KEYROT_").to_ascii_lowercase()
+                    ))
+                };
+                let signing_secret = config.api.signing_key_secret.as_deref().ok_or_else(|| {
+                    missing("the signing key secret", "KEYROT_SIGNING_KEY_SECRET")
+                })?;
+                let clients_secret = config.api.clients_secret.as_deref().ok_or_else(|| {
+                    missing("the client registry secret", "KEYROT_CLIENTS_SECRET")
+                })?;
+                let (keys, registry) =
+                    load_api_secrets(&clients.secrets, signing_secret, clients_secret)
+                        .await
+                        .map_err(|e| api_error(&e))?;
+                (keys.active, keys.retired, registry, None)
+            }
+        };
+        let mut tokens = TokenConfig::new(&config.api.issuer, &config.api.audience, signing);
+        tokens.lifetime = config.api.token_ttl;
+        tokens.retired_keys = retired;
+        let tokens = TokenPolicy::new(tokens).map_err(|e| api_error(&e))?;
+        let mut api_config = ApiConfig::new(&self.policy);
+        if let Some(ttl) = config.api.key_cache_ttl {
+            api_config.cache_ttl = ttl;
+        } else if api_config.cache_ttl >= self.policy.grace() {
+            // The default TTL is for production grace periods; a demo's may be shorter.
+            api_config.cache_ttl = self.policy.grace() / 4;
+        }
+        let api = Api::new(api_config, tokens, registry, self.ports.store.clone())
+            .map_err(|e| api_error(&e))?;
+        Ok((api, demo_key))
+    }
+}
