@@ -5,6 +5,10 @@
 //! shows up as a failing test), and the fake stays faithful to AWS:
 //!
 //! - moto accepts requests signed with an Inactive key (AWS refuses them);
+//! - moto overwrites a version when a `ClientRequestToken` is reused with another value (AWS
+//!   answers `ResourceExistsException`);
+//! - moto answers `ListSecretVersionIds` on a missing secret with a 500 (AWS:
+//!   `ResourceNotFoundException`); the adapter describes the secret first, so it never asks;
 //! - moto's ListUsers ignores MaxItems and never truncates, so the 250-user scenario proves the
 //!   adapter sees every user, but only the fakes' own tests page;
 //! - moto lets DeleteUser succeed while the user still has keys (AWS answers DeleteConflict);
