@@ -1,4 +1,27 @@
-//! keyrot-lambda: the scheduled rotation function and the API function for AWS Lambda.
+//! keyrot-lambda: keyrot's two AWS Lambda functions, the scheduled rotator (`keyrot-rotate`)
+//! and the API behind API Gateway (`keyrot-api`).
 //!
-//! Not written yet: this crate is an empty placeholder in the workspace until the service lands
-//! (issue "the service"). It builds no binary, so nothing can be deployed from it by mistake.
+//! It decides nothing: every rule is keyrot-core's, every AWS call keyrot-aws'. This crate
+//! reads the functions' configuration ([`config`]), turns Lambda events into calls of the core
+//! and their results into responses ([`rotate`], [`api`]), writes JSON logs and CloudWatch
+//! Embedded Metric Format lines ([`metrics`]), and reports a cold start with a bad
+//! configuration to Lambda as an init error ([`runtime`]). It reads the clock only at the
+//! edge: the rotator through [`keyrot_aws::SystemClock`], the API once per request.
+//!
+//! The key types are [`rotate::RotateFunction`] and [`api::ApiFunction`]; the binaries in
+//! `src/bin` only build one of them from the environment and hand it to the Lambda runtime.
+//!
+//! ```
+//! use keyrot_lambda::config::RotateConfig;
+//!
+//! let env = [("KEYROT_ROTATION_PERIOD", "30d"), ("KEYROT_GRACE_PERIOD", "1 week")];
+//! let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+//! let err = RotateConfig::from_env(lookup).unwrap_err();
+//! assert!(err.to_string().starts_with("KEYROT_GRACE_PERIOD: "));
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod rotate;
+pub mod runtime;

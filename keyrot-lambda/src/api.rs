@@ -1,0 +1,593 @@
+//! The API function: API Gateway REST proxy events in, [`keyrot_core::api::Api`] answers out.
+//!
+//! The adapter adds nothing to the API's rules; it only translates, and reads what the core
+//! must be told:
+//!
+//! - **The path without the stage.** The event's `path` (what lambda_http calls the raw HTTP
+//!   path, `RequestExt::raw_http_path`) is the resource path, `/active-key`; lambda_http's
+//!   `uri().path()` and the request context's `path` carry the stage, `/prod/active-key`.
+//! - **The true source address**: `requestContext.identity.sourceIp`, which API Gateway takes
+//!   from the connection. `X-Forwarded-For` is only a header among others, which the API
+//!   never reads. Without a parseable `sourceIp` (the console's test invocations send
+//!   `test-invoke-source-ip`) the address is `0.0.0.0`, which only a client allowed from
+//!   `0.0.0.0/0` accepts.
+//! - **The request id** of `requestContext.requestId` (else Lambda's), `now` from the system
+//!   clock, read once per request, and a token id of 16 bytes from the operating system's
+//!   generator. Should that generator fail, the token id is empty, and the API refuses to
+//!   issue a token with it (`500 internal_error`, audited) rather than issue a guessable one.
+//!
+//! The event is converted here rather than through lambda_http's `Request`, whose conversion
+//! loses or changes what the API must see: it merges `multiValueHeaders` into single values
+//! (the API refuses a repeated `x-api-key` or `Authorization`, but would only see the last
+//! one), re-encodes the decoded query as a form (a space becomes `+`, so `username=a%20b`
+//! would name the user `a+b`), and panics on a `Host` header that is not a valid host or on a
+//! body flagged base64 that is not. Here repeated headers stay repeated, the query is
+//! re-encoded as RFC 3986 says (the API decodes it back exactly), and nothing a caller sends
+//! can panic. lambda_http's event and response types (its `aws_lambda_events`) are used as
+//! they are.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use base64::Engine;
+use http::Uri;
+use keyrot_aws::{
+    ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
+};
+use keyrot_core::api::{Api, ApiConfig, ApiConfigError, RequestContext};
+use keyrot_core::{Clock, Timestamp};
+use lambda_http::Body;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use lambda_runtime::{LambdaEvent, service_fn};
+use tracing::{info, warn};
+
+use crate::config::{ApiFunctionConfig, ConfigError};
+use crate::metrics::{self, api_line};
+use crate::runtime::CONFIG_ERROR_TYPE;
+
+/// Why the API function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiInitError {
+    /// An environment variable is bad.
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    /// The signing keys or the client registry could not be loaded.
+    #[error("could not load the api's secrets")]
+    Secrets(#[from] ApiSecretsError),
+    /// The API refused its configuration.
+    #[error("invalid api configuration")]
+    Api(#[from] ApiConfigError),
+}
+
+impl ApiInitError {
+    /// The `errorType` reported to Lambda.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Config(_) | Self::Api(_) => CONFIG_ERROR_TYPE,
+            Self::Secrets(ApiSecretsError::Read { .. }) => "keyrot.Retryable.Secrets",
+            Self::Secrets(_) => "keyrot.NotRetryable.Secrets",
+        }
+    }
+}
+
+/// What one request produced: the response and the EMF line to print.
+#[derive(Debug)]
+pub struct Handled {
+    /// The response for API Gateway. A served key or token is in its body.
+    pub response: ApiGatewayProxyResponse,
+    /// The request's metrics (see [`crate::metrics`]).
+    pub metrics: String,
+}
+
+/// The API function: the shared [`Api`] and where its metrics go.
+#[derive(Debug)]
+pub struct ApiFunction {
+    api: Api,
+    namespace: String,
+}
+
+impl ApiFunction {
+    /// A function answering with `api`, writing metrics to `namespace`.
+    pub fn new(api: Api, namespace: impl Into<String>) -> Self {
+        Self {
+            api,
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The function as deployed: configuration from `lookup` (see [`crate::config`]), AWS from
+    /// aws-config's standard chain, the signing keys and the client registry read once from
+    /// Secrets Manager, the users' keys read through [`keyrot_aws::AwsSecretStore`].
+    pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiInitError> {
+        let config = ApiFunctionConfig::from_env(lookup)?;
+        let clients = AwsClients::from_settings(&AwsSettings::default()).await;
+        let (keys, clients_registry) = load_api_secrets(
+            &clients.secrets,
+            &config.signing_key_secret,
+            &config.clients_secret,
+        )
+        .await?;
+        let tokens = config.token_policy(keys.active, keys.retired)?;
+        let store = BackendSettings {
+            secret_prefix: config.secret_prefix.clone(),
+            ..BackendSettings::default()
+        }
+        .store(&clients);
+        let mut api_config = ApiConfig::new(&config.rotation);
+        api_config.cache_ttl = config.key_cache_ttl;
+        let api = Api::new(api_config, tokens, clients_registry, Arc::new(store))?;
+        info!(
+            prefix = %config.secret_prefix,
+            issuer = %config.issuer,
+            audience = %config.audience,
+            cache_ttl = ?config.key_cache_ttl,
+            "api ready"
+        );
+        Ok(Self::new(api, config.metrics_namespace))
+    }
+
+    /// Answers one API Gateway event at `now`; `lambda_request_id` stands in for a missing
+    /// API Gateway request id, `jti` is the id of a token this request may issue.
+    pub async fn handle(
+        &self,
+        event: ApiGatewayProxyRequest,
+        lambda_request_id: &str,
+        now: Timestamp,
+        jti: String,
+    ) -> Handled {
+        let context = request_context(&event, lambda_request_id, now, jti);
+        let request = core_request(event);
+        let answer = self.api.handle(request, context).await;
+        let outcome = answer.outcome();
+        let metrics = api_line(
+            &self.namespace,
+            outcome.as_str(),
+            outcome.status().as_u16(),
+            now,
+        );
+        Handled {
+            response: gateway_response(answer.into_response()),
+            metrics,
+        }
+    }
+}
+
+/// Serves API Gateway events until Lambda ends the process, printing each request's EMF line.
+pub async fn serve(function: ApiFunction) -> Result<(), lambda_runtime::Error> {
+    let function = &function;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
+            // The edge reads the clock, once per request.
+            let now = SystemClock.now();
+            let handled = function
+                .handle(event.payload, &event.context.request_id, now, fresh_jti())
+                .await;
+            metrics::emit(&handled.metrics);
+            Ok::<_, lambda_runtime::Error>(handled.response)
+        },
+    ))
+    .await
+}
+
+/// 16 bytes from the operating system's generator, in hex; empty if it failed (see the
+/// module docs).
+pub fn fresh_jti() -> String {
+    use rand::TryRng;
+    let mut bytes = [0u8; 16];
+    match rand::rngs::SysRng.try_fill_bytes(&mut bytes) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(e) => {
+            warn!(error = %e, "the operating system's random generator failed");
+            String::new()
+        }
+    }
+}
+
+/// What the API must know besides the request: source address, request id, now, token id.
+pub fn request_context(
+    event: &ApiGatewayProxyRequest,
+    lambda_request_id: &str,
+    now: Timestamp,
+    jti: String,
+) -> RequestContext {
+    let source_ip = event
+        .request_context
+        .identity
+        .source_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let request_id = event
+        .request_context
+        .request_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| lambda_request_id.to_owned());
+    RequestContext::new(source_ip, request_id, now, jti)
+}
+
+/// The request as the API reads it: method, the path without the stage and the query,
+/// every header (repeated ones repeated), the body.
+pub fn core_request(event: ApiGatewayProxyRequest) -> http::Request<Vec<u8>> {
+    let mut target = String::new();
+    let path = event.path.as_deref().unwrap_or_default();
+    if !path.starts_with('/') {
+        target.push('/');
+    }
+    percent_encode(&mut target, path, |b| b == b'/');
+    // API Gateway gives the query decoded, every value in the multi-value map.
+    let params = if event.multi_value_query_string_parameters.is_empty() {
+        &event.query_string_parameters
+    } else {
+        &event.multi_value_query_string_parameters
+    };
+    for (i, (name, value)) in params.iter().enumerate() {
+        target.push(if i == 0 { '?' } else { '&' });
+        percent_encode(&mut target, name, |_| false);
+        target.push('=');
+        percent_encode(&mut target, value, |_| false);
+    }
+    let mut headers = event.multi_value_headers;
+    for (name, value) in &event.headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    let body = match event.body {
+        None => Vec::new(),
+        Some(text) if event.is_base64_encoded => base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            // Not base64 after all: the API only measures bodies, so measure the text.
+            .unwrap_or_else(|_| text.into_bytes()),
+        Some(text) => text.into_bytes(),
+    };
+    let mut request = http::Request::new(body);
+    *request.method_mut() = event.http_method;
+    // Everything outside the unreserved characters is percent-encoded, so this parses; the
+    // fallback is no route (a 404) all the same.
+    *request.uri_mut() = target
+        .parse::<Uri>()
+        .unwrap_or_else(|_| Uri::from_static("/unparseable-request-target"));
+    *request.headers_mut() = headers;
+    request
+}
+
+/// Appends `text` to `out`, percent-encoding every byte but RFC 3986's unreserved characters
+/// and those `keep` accepts.
+fn percent_encode(out: &mut String, text: &str, keep: impl Fn(u8) -> bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
+/// The API's response as API Gateway's proxy integration expects it.
+pub fn gateway_response(response: http::Response<String>) -> ApiGatewayProxyResponse {
+    let (parts, body) = response.into_parts();
+    // The type is non-exhaustive: filled in field by field.
+    let mut out = ApiGatewayProxyResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.body = Some(Body::Text(body));
+    out.is_base64_encoded = false;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use keyrot_core::fake::{FakeAws, FaultRates};
+    use keyrot_core::token::{
+        ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
+    };
+    use keyrot_core::{AccessKeyId, Credentials, Policy, SecretAccessKey, SecretStore, UserName};
+    use lambda_http::RequestExt;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const ACTIVE_KEY: &str = include_str!("../tests/fixtures/apigw-rest-active-key.json");
+    const GENERATE_TOKEN: &str = include_str!("../tests/fixtures/apigw-rest-generate-token.json");
+    const HEALTH: &str = include_str!("../tests/fixtures/apigw-rest-health.json");
+    const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    fn now() -> Timestamp {
+        "2025-06-01T12:00:00Z".parse().unwrap()
+    }
+
+    struct World {
+        function: ApiFunction,
+        api_key: String,
+    }
+
+    async fn world() -> World {
+        let aws = FakeAws::new(now(), 1, FaultRates::none());
+        let api_key = ApiKey::generate_from([7; 32]);
+        let clients = ClientRegistry::from_json(&format!(
+            r#"{{"clients": [{{"id": "ci", "api_key_sha256": "{}",
+                "scope": ["ci-deployer", "ci+deployer"], "allowed_cidrs": ["52.255.255.0/24"]}}]}}"#,
+            ApiKeyDigest::of(&api_key),
+        ))
+        .unwrap();
+        let signing = SigningKey::new("k1", vec![42; 32]).unwrap();
+        let tokens = TokenPolicy::new(TokenConfig::new("keyrot", "keyrot-api", signing)).unwrap();
+        let user = UserName::new("ci-deployer").unwrap();
+        let credentials = Credentials {
+            access_key_id: AccessKeyId::new(KEY_ID).unwrap(),
+            secret_access_key: SecretAccessKey::new(SECRET),
+        };
+        aws.store
+            .put_pending(&user, &credentials, now())
+            .await
+            .unwrap();
+        aws.store
+            .promote(&user, &credentials.access_key_id)
+            .await
+            .unwrap();
+        let api = Api::new(
+            ApiConfig::new(&Policy::builder().build().unwrap()),
+            tokens,
+            clients,
+            Arc::new(aws.store.clone()),
+        )
+        .unwrap();
+        World {
+            function: ApiFunction::new(api, "keyrot"),
+            api_key,
+        }
+    }
+
+    /// A fixture with its placeholders filled and `edit` applied to its JSON.
+    fn event(
+        fixture: &str,
+        w: &World,
+        token: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> ApiGatewayProxyRequest {
+        let text = fixture
+            .replace("{{API_KEY}}", &w.api_key)
+            .replace("{{TOKEN}}", token);
+        let mut value: Value = serde_json::from_str(&text).unwrap();
+        edit(&mut value);
+        serde_json::from_value(value).unwrap()
+    }
+
+    struct Answer {
+        status: StatusCode,
+        body: Value,
+        response: ApiGatewayProxyResponse,
+        metrics: Value,
+    }
+
+    async fn call(w: &World, event: ApiGatewayProxyRequest) -> Answer {
+        let handled = w
+            .function
+            .handle(event, "lambda-request-id", now(), "jti-1".into())
+            .await;
+        let body = match &handled.response.body {
+            Some(Body::Text(text)) => serde_json::from_str(text).unwrap(),
+            other => panic!("not a text body: {other:?}"),
+        };
+        Answer {
+            status: StatusCode::from_u16(u16::try_from(handled.response.status_code).unwrap())
+                .unwrap(),
+            body,
+            metrics: serde_json::from_str(&handled.metrics).unwrap(),
+            response: handled.response,
+        }
+    }
+
+    fn from_allowed_address(event: &mut Value) {
+        event["requestContext"]["identity"]["sourceIp"] = json!("52.255.255.12");
+    }
+
+    async fn token(w: &World) -> String {
+        let a = call(w, event(GENERATE_TOKEN, w, "", from_allowed_address)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body["token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn health_answers_on_the_stage_path() {
+        let w = world().await;
+        let a = call(&w, event(HEALTH, &w, "", |_| {})).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.body, json!({"status": "ok"}));
+        assert_eq!(a.response.headers["cache-control"], "no-store");
+        assert_eq!(a.response.headers["content-type"], "application/json");
+        assert_eq!(a.metrics["Outcome"], "healthy");
+        assert_eq!(a.metrics["StatusCode"], 200);
+    }
+
+    /// The fixtures' paths are what lambda_http calls the raw HTTP path; its URI has the
+    /// stage, on which no route would match.
+    #[test]
+    fn routes_see_the_path_without_the_stage() {
+        let via_lambda_http = lambda_http::request::from_str(ACTIVE_KEY).unwrap();
+        assert_eq!(via_lambda_http.uri().path(), "/prod/active-key");
+        assert_eq!(via_lambda_http.raw_http_path(), "/active-key");
+        let event: ApiGatewayProxyRequest = serde_json::from_str(ACTIVE_KEY).unwrap();
+        let request = core_request(event);
+        assert_eq!(request.uri().path(), via_lambda_http.raw_http_path());
+        assert_eq!(request.uri().query(), Some("username=ci-deployer"));
+        assert_eq!(request.method(), http::Method::GET);
+    }
+
+    #[tokio::test]
+    async fn a_token_then_the_key_with_lower_and_mixed_case_headers() {
+        let w = world().await;
+        let token = token(&w).await;
+        // The fixture sends `authorization` and `x-api-key` in lower case; the token request
+        // sent `X-API-Key`.
+        let a = call(&w, event(ACTIVE_KEY, &w, &token, |_| {})).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["AccessKeyId"], KEY_ID);
+        assert_eq!(a.body["SecretAccessKey"], SECRET);
+        assert_eq!(a.response.headers["cache-control"], "no-store");
+        assert_eq!(a.metrics["Outcome"], "key_served");
+        assert!(!a.metrics.to_string().contains(SECRET));
+    }
+
+    #[tokio::test]
+    async fn a_spoofed_forwarded_for_is_not_the_source() {
+        let w = world().await;
+        // The fixture comes from 198.51.100.7 and claims the allowed 52.255.255.12.
+        let a = call(&w, event(GENERATE_TOKEN, &w, "", |_| {})).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(a.body["error"]["code"], "unauthorized");
+        assert_eq!(a.metrics["Outcome"], "unauthorized");
+        // And the other way round: an allowed source whose first forwarded entry (10.9.8.7) is
+        // not allowed is served.
+        let token = token(&w).await;
+        let a = call(&w, event(ACTIVE_KEY, &w, &token, |_| {})).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn without_a_source_address_nothing_authenticates() {
+        let w = world().await;
+        for source in [json!(null), json!("test-invoke-source-ip")] {
+            let a = call(
+                &w,
+                event(GENERATE_TOKEN, &w, "", |e| {
+                    e["requestContext"]["identity"]["sourceIp"] = source.clone();
+                }),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{source}");
+        }
+    }
+
+    /// lambda_http would keep only the last of two `Authorization` headers.
+    #[tokio::test]
+    async fn a_repeated_authorization_header_stays_repeated() {
+        let w = world().await;
+        let token = token(&w).await;
+        let duplicated = |e: &mut Value| {
+            e["multiValueHeaders"]["authorization"] =
+                json!(["Bearer not-a-token", format!("Bearer {token}")]);
+        };
+        let via_lambda_http = {
+            let mut value: Value = serde_json::from_str(
+                &ACTIVE_KEY
+                    .replace("{{API_KEY}}", &w.api_key)
+                    .replace("{{TOKEN}}", &token),
+            )
+            .unwrap();
+            duplicated(&mut value);
+            lambda_http::request::from_str(&value.to_string()).unwrap()
+        };
+        assert_eq!(
+            via_lambda_http
+                .headers()
+                .get_all("authorization")
+                .iter()
+                .count(),
+            1
+        );
+
+        let a = call(&w, event(ACTIVE_KEY, &w, &token, duplicated)).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    }
+
+    /// API Gateway decodes `username=ci%20deployer` to `ci deployer`; it must stay a space
+    /// (an invalid name), not become the `+` of `ci+deployer`, a user this client may read.
+    #[tokio::test]
+    async fn a_decoded_query_is_encoded_back_exactly() {
+        let w = world().await;
+        let token = token(&w).await;
+        let with_user = |name: &str| {
+            let name = name.to_owned();
+            move |e: &mut Value| {
+                e["queryStringParameters"] = json!({"username": name});
+                e["multiValueQueryStringParameters"] = json!({"username": [name]});
+            }
+        };
+        let a = call(&w, event(ACTIVE_KEY, &w, &token, with_user("ci deployer"))).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.body["error"]["code"], "invalid_username");
+        let a = call(&w, event(ACTIVE_KEY, &w, &token, with_user("ci+deployer"))).await;
+        assert_eq!(a.body["error"]["code"], "key_not_found", "{}", a.body);
+        let a = call(
+            &w,
+            event(ACTIVE_KEY, &w, &token, |e| {
+                e["multiValueQueryStringParameters"] = json!({"username": ["ci-deployer", "x"]});
+            }),
+        )
+        .await;
+        assert_eq!(a.body["error"]["code"], "invalid_query", "{}", a.body);
+    }
+
+    #[tokio::test]
+    async fn odd_bodies_and_paths_never_panic() {
+        let w = world().await;
+        type Edit = Box<dyn FnOnce(&mut Value)>;
+        let cases: Vec<(Edit, StatusCode)> = vec![
+            (
+                Box::new(|e| {
+                    e["body"] = json!("not base64 at all!");
+                    e["isBase64Encoded"] = json!(true);
+                }),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                Box::new(|e| {
+                    e["body"] = json!("QUFB".repeat(400));
+                    e["isBase64Encoded"] = json!(true);
+                }),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Box::new(|e| e["path"] = json!("/gen erate-token?x#y")),
+                StatusCode::NOT_FOUND,
+            ),
+            (Box::new(|e| e["path"] = json!(null)), StatusCode::NOT_FOUND),
+            (
+                Box::new(|e| e["path"] = json!("/prod/generate-token")),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Box::new(|e| e["headers"]["Host"] = json!("not a host at all")),
+                StatusCode::UNAUTHORIZED,
+            ),
+        ];
+        for (edit, status) in cases {
+            let a = call(&w, event(GENERATE_TOKEN, &w, "", edit)).await;
+            assert_eq!(a.status, status, "{}", a.body);
+        }
+    }
+
+    #[test]
+    fn the_request_id_comes_from_api_gateway_else_lambda() {
+        let w_event = |edit: fn(&mut Value)| {
+            let mut value: Value = serde_json::from_str(HEALTH).unwrap();
+            edit(&mut value);
+            serde_json::from_value::<ApiGatewayProxyRequest>(value).unwrap()
+        };
+        let ctx = request_context(&w_event(|_| {}), "lambda-id", now(), "j".into());
+        assert_eq!(ctx.request_id, "0a1b2c3d-xmpl-4b79-853a-f982474efe20");
+        assert_eq!(ctx.source_ip, "203.0.113.50".parse::<IpAddr>().unwrap());
+        let ctx = request_context(
+            &w_event(|e| e["requestContext"]["requestId"] = json!(null)),
+            "lambda-id",
+            now(),
+            "j".into(),
+        );
+        assert_eq!(ctx.request_id, "lambda-id");
+    }
+
+    #[test]
+    fn token_ids_are_fresh_hex() {
+        let (a, b) = (fresh_jti(), fresh_jti());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
