@@ -78,6 +78,12 @@ impl Moto {
         }
     }
 
+    /// The administrator's access key id and secret, for a process a test starts
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). It exists only in this moto server.
+    pub fn admin_credentials(&self) -> (&str, &str) {
+        (&self.admin_key_id, &self.admin_secret)
+    }
+
     /// An SDK configuration signed with the administrator's key.
     pub async fn admin_config(&self) -> SdkConfig {
         self.admin_config_with(&self.settings()).await
