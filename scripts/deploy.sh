@@ -2,7 +2,7 @@
 # Builds keyrot's two Lambda functions, uploads them to S3, creates or updates the CloudFormation
 # stack (cfn/template.yaml) and registers the stack's API key as a client of the keyrot API.
 # Needs the AWS CLI with credentials for the target account, cargo, and Python 3 (for the pinned
-# cargo-lambda in keyrot's venv). cfn/README.md walks through a first deployment.
+# cargo-lambda in keyrot's venv). README.md ("Deploying to AWS") walks through a first deployment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,8 +77,7 @@ done
 
 [ -n "$bucket" ] || { usage >&2; die "--bucket is required"; }
 case "$architecture" in
-  x86_64) lambda_target=--x86-64 ;;
-  arm64) lambda_target=--arm64 ;;
+  x86_64 | arm64) ;;
   *) die "--architecture must be x86_64 or arm64" ;;
 esac
 case "$prefix" in */ | "") ;; *) prefix="$prefix/" ;; esac
@@ -116,25 +115,14 @@ fi
 # ------------------------------------------------------------------ build
 if $build; then
   say "building keyrot-rotate and keyrot-api for $architecture (cargo lambda, glibc of provided.al2023)"
-  PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$target_dir" \
-    cargo lambda build --release $lambda_target --bin keyrot-rotate --bin keyrot-api -p keyrot-lambda \
-    --output-format zip --lambda-dir "$lambda_dir"
+  # Also checks that neither binary needs a newer glibc than the runtime's.
+  lambda_dir="$(CARGO_TARGET_DIR="$target_dir" ./scripts/build-lambda.sh --release --arch "$architecture")"
 fi
 rotate_zip="$lambda_dir/keyrot-rotate/bootstrap.zip"
 api_zip="$lambda_dir/keyrot-api/bootstrap.zip"
 for zip in "$rotate_zip" "$api_zip"; do
   [ -f "$zip" ] || die "$zip is missing (run without --skip-build)"
 done
-
-# provided.al2023 has glibc 2.34: a binary that needs a newer symbol would not start there.
-if command -v objdump >/dev/null && command -v unzip >/dev/null; then
-  for zip in "$rotate_zip" "$api_zip"; do
-    glibc="$(unzip -p "$zip" bootstrap | objdump -T /dev/stdin 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -n 1 || true)"
-    if [ -n "$glibc" ] && [ "$(printf '%s\n' "$glibc" GLIBC_2.34 | sort -V | tail -n 1)" != GLIBC_2.34 ]; then
-      die "$zip needs $glibc, newer than provided.al2023's GLIBC_2.34"
-    fi
-  done
-fi
 
 # ------------------------------------------------------------------ upload
 # Content-addressed keys: CloudFormation updates a function's code only when its S3 key changes.

@@ -45,6 +45,9 @@ if cargo tree -p keyrot-core -e normal --prefix none --locked \
   exit 1
 fi
 
+step "Lambda binaries built for provided.al2023 (cargo-lambda, zig), glibc 2.34 at most"
+./scripts/build-lambda.sh >/dev/null
+
 step "CloudFormation: cfn-lint, cfn-guard rules and bad templates, moto rehearsal"
 ./cfn/check.sh
 
