@@ -53,32 +53,29 @@ pub async fn collect(
         let mut keys = Vec::new();
         if let Ok(obs) = rotator.observe(&user).await {
             for key in &obs.keys {
-                let stages: Vec<&str> = obs
+                // Secrets Manager leaves AWSPENDING on a version it promotes: the most
+                // telling label wins.
+                let labelled = obs
                     .stored
                     .versions
                     .iter()
                     .filter(|v| v.key_id == key.id)
-                    .flat_map(|v| {
+                    .find_map(|v| {
                         [
                             (v.stages.current, "current"),
                             (v.stages.pending, "pending"),
                             (v.stages.previous, "previous"),
                         ]
-                    })
-                    .filter_map(|(set, name)| set.then_some(name))
-                    .collect();
-                let stage = if !stages.is_empty() {
-                    stages.join("+")
-                } else if obs.stored.knows(&key.id) {
-                    if obs.stored.has_version(&key.id) {
-                        "stored"
-                    } else {
-                        "adopted"
-                    }
-                    .to_owned()
-                } else {
-                    "unknown".to_owned()
-                };
+                        .into_iter()
+                        .find_map(|(set, name)| set.then_some(name))
+                    });
+                let stage = match labelled {
+                    Some(label) => label,
+                    None if obs.stored.has_version(&key.id) => "stored",
+                    None if obs.stored.knows(&key.id) => "adopted",
+                    None => "unknown",
+                }
+                .to_owned();
                 let age = Duration::try_from(now.duration_since(key.created)).unwrap_or_default();
                 keys.push(KeyStatus {
                     id: key.id.to_string(),

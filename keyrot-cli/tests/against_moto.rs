@@ -1,0 +1,226 @@
+//! The `keyrot` binary on the AWS backend, pointed at moto on 127.0.0.1 with `--endpoint-url`:
+//! `rotate`, `status` and `serve` with the API's secrets read from Secrets Manager.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+// A real server on the wall clock: the test waits for it with real deadlines.
+#![allow(clippy::disallowed_methods)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use keyrot_aws::moto::Moto;
+use keyrot_core::token::{ApiKey, ApiKeyDigest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const KEYROT: &str = env!("CARGO_BIN_EXE_keyrot");
+
+async fn moto() -> &'static Moto {
+    tokio::task::spawn_blocking(Moto::shared)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `keyrot` signed with moto's administrator, selecting users by this test's own tag.
+fn keyrot(moto: &Moto, tag: &str, prefix: &str) -> Command {
+    let (key_id, secret) = moto.admin_credentials();
+    let mut cmd = Command::new(KEYROT);
+    cmd.arg("--endpoint-url")
+        .arg(moto.endpoint())
+        .env_remove("AWS_PROFILE")
+        .env_remove("KEYROT_CONFIG")
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("KEYROT_MANAGED_TAG", format!("{tag}=true"))
+        .env("KEYROT_SECRET_PREFIX", prefix)
+        .env("KEYROT_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn tagged_user(iam: &aws_sdk_iam::Client, name: &str, tag: &str) -> String {
+    iam.create_user()
+        .user_name(name)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(tag)
+                .value("true")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
+    key.access_key().unwrap().access_key_id().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_and_status_work_on_aws() {
+    let moto = moto().await;
+    let iam = aws_sdk_iam::Client::new(&moto.admin_config().await);
+    let (tag, prefix) = ("keyrot:cli-rotate", "keyrot-cli-rotate/");
+    let legacy = tagged_user(&iam, "cli-rotate-ci", tag).await;
+
+    let out = keyrot(moto, tag, prefix)
+        .args(["status", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["user"], "cli-rotate-ci", "{status}");
+    assert_eq!(status[0]["keys"][0]["id"], legacy.as_str());
+    assert_eq!(
+        status[0]["keys"][0]["stage"], "unknown",
+        "not adopted yet: {status}"
+    );
+
+    let out = keyrot(moto, tag, prefix)
+        .args(["rotate", "--force", "--user", "cli-rotate-ci"])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("1 rotated"), "{table}");
+
+    let out = keyrot(moto, tag, prefix)
+        .args(["status", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages: Vec<&str> = status[0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["stage"].as_str().unwrap())
+        .collect();
+    assert!(
+        stages.contains(&"current") && stages.contains(&"adopted"),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_aws_reads_the_api_secrets_and_serves_the_published_key() {
+    let moto = moto().await;
+    let config = moto.admin_config().await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let (tag, prefix) = ("keyrot:cli-serve", "keyrot-cli-serve/");
+    tagged_user(&iam, "cli-serve-ci", tag).await;
+
+    let api_key = ApiKey::generate_from([7; 32]);
+    let registry = serde_json::json!({"clients": [{
+        "id": "ci", "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),
+        "scope": ["cli-serve-ci"], "allowed_cidrs": ["127.0.0.0/8"]}]});
+    for (name, value) in [
+        (
+            "keyrot-cli-serve-api/signing-key",
+            serde_json::json!({"kid": "k1", "secret": "0123456789abcdef0123456789abcdef"}),
+        ),
+        ("keyrot-cli-serve-api/clients", registry),
+    ] {
+        secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Publish a key first, so that serve has one to hand out.
+    let out = keyrot(moto, tag, prefix)
+        .args(["rotate", "--force"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let mut child = keyrot(moto, tag, prefix)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(
+            "KEYROT_SIGNING_KEY_SECRET",
+            "keyrot-cli-serve-api/signing-key",
+        )
+        .env("KEYROT_CLIENTS_SECRET", "keyrot-cli-serve-api/clients")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("serve exited before listening");
+            assert!(
+                !line.contains("KEYROT_API_KEY="),
+                "no API key is made up on AWS: {line}"
+            );
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                return url.to_owned();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!base.is_empty());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(KEYROT)
+            .args(["get-key", "--endpoint", &base, "--username", "cli-serve-ci"])
+            .env("KEYROT_API_KEY", &api_key)
+            .env("KEYROT_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        if out.status.success() {
+            let key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(key["UserName"], "cli-serve-ci");
+            assert!(key["AccessKeyId"].as_str().unwrap().len() >= 16);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Out of scope: refused, with the API's code.
+    let out = Command::new(KEYROT)
+        .args(["get-key", "--endpoint", &base, "--username", "someone-else"])
+        .env("KEYROT_API_KEY", &api_key)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+}
