@@ -3,9 +3,9 @@
 //! given, then a check that each user's published key authenticates.
 //!
 //! ```sh
-//! cargo run -p examples --example embed -- ci-deployer              # plan only
-//! cargo run -p examples --example embed -- --apply ci-deployer      # act
-//! cargo run -p examples --example embed -- --endpoint-url http://127.0.0.1:5000 --apply --force ci-deployer
+//! cargo run -p examples --bin embed -- ci-deployer              # plan only
+//! cargo run -p examples --bin embed -- --apply ci-deployer      # act
+//! cargo run -p examples --bin embed -- --endpoint-url http://127.0.0.1:5000 --apply --force ci-deployer
 //! ```
 //!
 //! AWS access comes from aws-config's standard chain (`AWS_PROFILE`, `AWS_ACCESS_KEY_ID`, ...);

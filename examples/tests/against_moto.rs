@@ -8,9 +8,7 @@
 //! on demand (see [`embed_binary`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
 
 use aws_config::SdkConfig;
 use examples::{Health, Mode, publish_check, rotate_once};
@@ -149,9 +147,9 @@ impl Scene {
 
     /// The built `embed` example, with nothing from the developer's environment and exactly
     /// the settings that point it at moto as the administrator.
-    async fn embed(&self) -> Command {
+    fn embed(&self) -> Command {
         let (key_id, secret) = self.moto.admin_credentials();
-        let mut cmd = embed_command().await;
+        let mut cmd = embed_command();
         cmd.env("AWS_ENDPOINT_URL", self.moto.endpoint())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", key_id)
@@ -162,62 +160,8 @@ impl Scene {
     }
 }
 
-/// The built `embed` example: `target/<profile>/examples/embed`, beside this test's
-/// `target/<profile>/deps/`.
-///
-/// An example has no `CARGO_BIN_EXE_*`, and `cargo test --all-targets` builds examples only as
-/// test harnesses (`examples/embed-<hash>`, without `main`), never the program itself: a
-/// binary left there by an earlier `cargo build` may be stale, and on a fresh target
-/// directory there is none. So the first caller asks cargo to build it (a no-op when it is
-/// up to date) in this test's own target directory and profile; the others wait for that.
-fn embed_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let target_dir = profile_dir.parent().unwrap();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev",
-            Some(other) => other,
-            None => panic!("{} is not in a cargo target directory", exe.display()),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(&cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--locked",
-                // Features resolved as for the whole workspace, as `scripts/test.sh` builds
-                // it, so that its dependencies are not built a second time.
-                "--workspace",
-                "--example",
-                "embed",
-            ])
-            .args(["--profile", profile, "--target-dir"])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap_or_else(|e| panic!("could not run {}: {e}", cargo.display()));
-        assert!(
-            status.success(),
-            "could not build the `embed` example ({status}): run `cargo build -p examples \
-             --example embed` to see why"
-        );
-        let binary = profile_dir
-            .join("examples")
-            .join(format!("embed{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            binary.is_file(),
-            "cargo built the `embed` example, but not at {}",
-            binary.display()
-        );
-        binary
-    })
-}
-
-async fn embed_command() -> Command {
-    let binary = tokio::task::spawn_blocking(embed_binary).await.unwrap();
-    let mut cmd = Command::new(binary);
+fn embed_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_embed"));
     cmd.env_clear()
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
@@ -279,7 +223,6 @@ async fn the_embed_binary_rotates_a_tagged_user() {
 
     let out = scene
         .embed()
-        .await
         .arg(scene.user.as_str())
         .output()
         .await
@@ -299,7 +242,6 @@ async fn the_embed_binary_rotates_a_tagged_user() {
 
     let out = scene
         .embed()
-        .await
         .args(["--apply", "--force", scene.user.as_str()])
         .output()
         .await
@@ -351,7 +293,6 @@ async fn the_embed_binary_refuses_bad_arguments() {
     ];
     for (args, env, message) in cases {
         let out = embed_command()
-            .await
             .env(closed_port.0, closed_port.1)
             .env("AWS_REGION", "us-east-1")
             .env(env.0, env.1)

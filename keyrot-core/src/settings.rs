@@ -149,12 +149,12 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Err
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// A duration did not parse.
-    #[error("{setting}: {source}")]
+    #[error("{setting}: {reason}")]
     Duration {
         /// The setting (or environment variable).
         setting: String,
         /// What is wrong.
-        source: DurationError,
+        reason: DurationError,
     },
     /// The managed tag is not `key=value`.
     #[error("{setting}: {value:?} is not a tag: write key=value, e.g. keyrot:managed=true")]
@@ -199,9 +199,9 @@ impl PolicySettings {
         for (slot, name) in durations.iter_mut().zip(DURATION_VARS) {
             if let Some(value) = get(name) {
                 *slot = Some(
-                    parse_duration(&value).map_err(|source| SettingsError::Duration {
+                    parse_duration(&value).map_err(|reason| SettingsError::Duration {
                         setting: name.to_owned(),
-                        source,
+                        reason,
                     })?,
                 );
             }

@@ -314,7 +314,7 @@ fn policy<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Policy, ConfigE
     PolicySettings::from_env(|name| env.get(name))
         .and_then(|settings| settings.policy())
         .map_err(|e| match e {
-            SettingsError::Duration { setting, source } => ConfigError::invalid(setting, source),
+            SettingsError::Duration { setting, reason } => ConfigError::invalid(setting, reason),
             SettingsError::Tag { value, .. } => ConfigError::invalid(
                 "KEYROT_MANAGED_TAG",
                 format_args!("{value:?} is not a tag: write key=value, e.g. keyrot:managed=true"),
