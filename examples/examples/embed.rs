@@ -48,8 +48,8 @@ struct Args {
     /// The AWS region (default: the standard chain's, e.g. AWS_REGION).
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
-    /// Per-user secrets are <PREFIX><UserName> in Secrets Manager [env: KEYROT_SECRET_PREFIX]
-    /// [default: keyrot/users/]
+    /// Per-user secrets are named PREFIX followed by the user name in Secrets Manager
+    /// [env: KEYROT_SECRET_PREFIX] [default: keyrot/users/]
     #[arg(long, value_name = "PREFIX", value_parser = NonEmptyStringValueParser::new())]
     secret_prefix: Option<String>,
 }
