@@ -8,7 +8,8 @@
 //!
 //! The server runs under a small watchdog that stops it when this process exits. It comes from
 //! keyrot's Python venv (`scripts/venv.sh`, pinned in `scripts/requirements.txt`), or from the
-//! `moto_server` that `KEYROT_MOTO_SERVER` names.
+//! `moto_server` that `KEYROT_MOTO_SERVER` names. `KEYROT_MOTO_LOG` names a file for the
+//! server's log.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -107,6 +108,13 @@ impl Moto {
                         sys.stdin.read()\n\
                         p.terminate()\n\
                         p.wait(10)\n";
+        // KEYROT_MOTO_LOG names a file for the server's log, to see why it answered as it did.
+        let log = match std::env::var_os("KEYROT_MOTO_LOG") {
+            Some(path) => std::fs::File::create(&path)
+                .map(Stdio::from)
+                .map_err(|e| MotoError::Start(format!("KEYROT_MOTO_LOG: {e}")))?,
+            None => Stdio::null(),
+        };
         let python = server.with_file_name("python");
         let python = if python.exists() {
             python
@@ -122,7 +130,7 @@ impl Moto {
             .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|e| MotoError::Start(format!("{}: {e}", server.display())))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

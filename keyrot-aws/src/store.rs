@@ -18,6 +18,9 @@ pub const DEFAULT_PREFIX: &str = "keyrot/users/";
 /// The tag every secret keyrot creates carries, so that people and policies can find them.
 pub const MANAGED_BY_TAG: (&str, &str) = ("keyrot:managed-by", "keyrot");
 
+/// The tag recording the last alert sent about the user (see `SesNotifier`).
+const ALERT_TAG: &str = "keyrot:last-alert";
+
 /// Tags whose key starts with this record [`Marks`], one tag per access key.
 const MARK_TAG_PREFIX: &str = "keyrot:mark:";
 
@@ -128,6 +131,54 @@ impl AwsSecretStore {
     /// The name of `user`'s secret.
     pub fn secret_name(&self, user: &UserName) -> String {
         format!("{}{user}", self.prefix)
+    }
+
+    /// The last alert recorded for `user` (see [`AwsSecretStore::record_alert`]): its
+    /// fingerprint and when it was sent.
+    pub async fn last_alert(
+        &self,
+        user: &UserName,
+    ) -> Result<Option<(String, Timestamp)>, StoreError> {
+        let Some(described) = self.describe(user).await? else {
+            return Ok(None);
+        };
+        let value = described
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(ALERT_TAG))
+            .and_then(Tag::value);
+        Ok(value.and_then(|v| {
+            let (fingerprint, at) = v.split_once(' ')?;
+            Some((
+                fingerprint.strip_prefix("fp=")?.to_owned(),
+                at.strip_prefix("at=")?.parse().ok()?,
+            ))
+        }))
+    }
+
+    /// Records that an alert with `fingerprint` went out for `user` at `at`, as a tag of the
+    /// user's secret (created if need be), so that the next run can hold back a repeat.
+    pub async fn record_alert(
+        &self,
+        user: &UserName,
+        fingerprint: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let tag_it = || {
+            self.client
+                .tag_resource()
+                .secret_id(self.secret_name(user))
+                .tags(tag(ALERT_TAG, &format!("fp={fingerprint} at={at}")))
+                .send()
+        };
+        match tag_it().await {
+            Ok(_) => Ok(()),
+            Err(e) if kind(&e) == Kind::NotFound => {
+                self.create_secret(user).await?;
+                tag_it().await.map(drop).map_err(store_error)
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     /// Creates `user`'s secret with its placeholder version; an existing secret is fine.

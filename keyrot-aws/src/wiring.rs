@@ -52,6 +52,9 @@ pub struct BackendSettings {
     pub alert_from: Option<String>,
     /// Administrators' addresses.
     pub alert_to: Vec<String>,
+    /// A standing condition (a blocked or failing user, a key still in use) is mailed again
+    /// only after this long. Default one day.
+    pub alert_repeat_after: Duration,
 }
 
 impl Default for BackendSettings {
@@ -61,6 +64,7 @@ impl Default for BackendSettings {
             kms_key_id: None,
             alert_from: None,
             alert_to: Vec::new(),
+            alert_repeat_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -79,11 +83,14 @@ impl BackendSettings {
     /// is set), and the system clock.
     pub fn ports(&self, clients: &AwsClients) -> Ports {
         let notifier: Arc<dyn Notifier> = match (&self.alert_from, self.alert_to.is_empty()) {
-            (Some(from), false) => Arc::new(SesNotifier::new(
-                clients.ses.clone(),
-                from,
-                self.alert_to.clone(),
-            )),
+            (Some(from), false) => Arc::new(
+                SesNotifier::new(clients.ses.clone(), from, self.alert_to.clone())
+                    .with_repeat_filter(
+                        self.store(clients),
+                        Arc::new(SystemClock),
+                        self.alert_repeat_after,
+                    ),
+            ),
             _ => Arc::new(LogNotifier),
         };
         Ports {

@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyrot_aws::moto::Moto;
-use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, SesNotifier};
+use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier};
 use keyrot_core::fake::{FakeAws, FaultRates, RecordingNotifier, SimClock};
 use keyrot_core::{
     AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, KeyStatus, LastUsed, Mark, NewKey,
-    Notice, Notifier, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey,
-    SecretStore, Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
+    Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey, SecretStore,
+    Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
 };
 
 mod throttle;
@@ -79,10 +79,7 @@ impl World {
                 }
             }
             Backend::Moto => {
-                let moto = tokio::task::spawn_blocking(Moto::shared)
-                    .await
-                    .unwrap()
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let moto = shared_moto().await;
                 let config = moto.admin_config().await;
                 let secrets = aws_sdk_secretsmanager::Client::new(&config);
                 Self {
@@ -281,6 +278,14 @@ impl Admin {
             }
         }
     }
+}
+
+/// The process's moto server (started on first use).
+async fn shared_moto() -> &'static Moto {
+    tokio::task::spawn_blocking(Moto::shared)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[allow(clippy::disallowed_methods)] // moto stamps keys with the real time: start from it
@@ -819,10 +824,7 @@ async fn every_one_of_250_users_is_selected(w: World) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_answered_with_backoff_not_failure() {
-    let moto = tokio::task::spawn_blocking(Moto::shared)
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let moto = shared_moto().await;
     let proxy = throttle::Proxy::start(moto.endpoint(), 3).await;
     let settings = AwsSettings {
         endpoint_url: Some(proxy.endpoint()),
@@ -853,10 +855,7 @@ async fn throttling_is_answered_with_backoff_not_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_beyond_the_retries_is_its_own_error() {
-    let moto = tokio::task::spawn_blocking(Moto::shared)
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let moto = shared_moto().await;
     let proxy = throttle::Proxy::start(moto.endpoint(), u32::MAX).await;
     let settings = AwsSettings {
         endpoint_url: Some(proxy.endpoint()),
@@ -885,90 +884,4 @@ async fn throttling_beyond_the_retries_is_its_own_error() {
         LastUsed::Unknown,
         "throttled is not 'never used'"
     );
-}
-
-// ---- moto only: SES, as the notifier uses it ----
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ses_notifier_mails_the_administrators_from_the_verified_sender() {
-    let moto = tokio::task::spawn_blocking(Moto::shared)
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let config = moto.admin_config().await;
-    let ses = aws_sdk_sesv2::Client::new(&config);
-    let notice = Notice::Blocked {
-        user: UserName::new("ses-deployer").unwrap(),
-        reason: "two keys in service".into(),
-    };
-
-    // An unverified sender is refused, and the refusal is an error, not a silent loss.
-    let unverified = SesNotifier::new(
-        ses.clone(),
-        "nobody@unverified.example",
-        vec!["ops@example.com".into()],
-    );
-    let err = unverified.notify(&notice).await.unwrap_err();
-    assert!(
-        keyrot_core::driver::error_chain(&err).contains("MessageRejected"),
-        "{err:?}"
-    );
-
-    ses.create_email_identity()
-        .email_identity("keyrot-ses@example.com")
-        .send()
-        .await
-        .unwrap();
-    let notifier = SesNotifier::new(
-        ses,
-        "keyrot-ses@example.com",
-        vec!["ops@example.com".into(), "sec@example.com".into()],
-    );
-    notifier.notify(&notice).await.unwrap();
-
-    // moto keeps what it "sent"; its state is readable at /moto-api/data.json.
-    let state = http_get(moto.endpoint(), "/moto-api/data.json").await;
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let sent: Vec<&serde_json::Value> = state["ses"]["Message"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["source"] == "keyrot-ses@example.com")
-        .collect();
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(sent[0]["subject"], keyrot_aws::subject(&notice));
-    assert_eq!(
-        sent[0]["destinations"]["ToAddresses"],
-        serde_json::json!(["ops@example.com", "sec@example.com"])
-    );
-    assert!(
-        sent[0]["body"]
-            .as_str()
-            .unwrap()
-            .contains("two keys in service")
-    );
-}
-
-/// A GET over a plain TCP connection (moto speaks HTTP/1.1 and closes after each answer).
-async fn http_get(endpoint: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = endpoint.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "{head}"
-    );
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        panic!("chunked answers are not read here: {head}");
-    }
-    body.to_owned()
 }

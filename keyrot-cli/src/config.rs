@@ -18,6 +18,7 @@
 //! secret_prefix = "keyrot/users/"
 //! alert_from = "keyrot@example.com"
 //! alert_to = ["ops@example.com"]
+//! alert_repeat_after = "1d"       # a standing condition is mailed again after this long
 //! signing_key_secret = "keyrot/api/signing-key"
 //! clients_secret = "keyrot/api/clients"
 //!
@@ -74,6 +75,7 @@ struct AwsSection {
     kms_key_id: Option<String>,
     alert_from: Option<String>,
     alert_to: Option<Vec<String>>,
+    alert_repeat_after: Option<String>,
     signing_key_secret: Option<String>,
     clients_secret: Option<String>,
 }
@@ -243,6 +245,15 @@ impl Config {
             kms_key_id: get("KEYROT_KMS_KEY_ID").or(file.aws.kms_key_id),
             alert_from: get("KEYROT_ALERT_FROM").or(file.aws.alert_from),
             alert_to,
+            alert_repeat_after: match get("KEYROT_ALERT_REPEAT_AFTER")
+                .or(file.aws.alert_repeat_after)
+            {
+                Some(text) => parse_duration(&text).map_err(|e| ConfigError::Invalid {
+                    setting: "aws.alert_repeat_after".into(),
+                    message: e.to_string(),
+                })?,
+                None => defaults.alert_repeat_after,
+            },
         };
         if backend_settings.secret_prefix.is_empty() {
             return Err(ConfigError::Invalid {

@@ -152,6 +152,10 @@ impl RotateConfig {
                 kms_key_id,
                 alert_from,
                 alert_to,
+                alert_repeat_after: env.duration(
+                    "KEYROT_ALERT_REPEAT_AFTER",
+                    BackendSettings::default().alert_repeat_after,
+                )?,
             },
             policy: policy(&env)?,
             metrics_namespace: namespace(&env)?,

@@ -1,0 +1,167 @@
+//! The SES notifier against moto: what it sends, and the repeat filter that keeps a standing
+//! condition from mailing the administrators every run.
+//!
+//! moto keeps every message it "sends", readable at `/moto-api/data.json`. These tests have a
+//! moto server of their own (a test binary of their own): moto 5.2.5 cannot render that page
+//! once a user has been deleted (its IAM model raises while listing the deleted user's
+//! groups), and the contract suite deletes users.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyrot_aws::moto::Moto;
+use keyrot_aws::{AwsSecretStore, SesNotifier};
+use keyrot_core::fake::SimClock;
+use keyrot_core::{AccessKeyId, Notice, Notifier, Timestamp, UserName};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+async fn shared_moto() -> &'static Moto {
+    tokio::task::spawn_blocking(Moto::shared)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[allow(clippy::disallowed_methods)] // the repeat filter's clock starts at the real time
+fn real_now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// What moto "sent" from `sender` through SES: it keeps every message, readable at
+/// `/moto-api/data.json`.
+async fn mails_from(moto: &Moto, sender: &str) -> Vec<serde_json::Value> {
+    let state = http_get(moto.endpoint(), "/moto-api/data.json").await;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    state["ses"]["Message"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["source"] == sender)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ses_notifier_mails_the_administrators_from_the_verified_sender() {
+    let moto = shared_moto().await;
+    let config = moto.admin_config().await;
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    let notice = Notice::Blocked {
+        user: UserName::new("ses-deployer").unwrap(),
+        reason: "two keys in service".into(),
+    };
+
+    // An unverified sender is refused, and the refusal is an error, not a silent loss.
+    let unverified = SesNotifier::new(
+        ses.clone(),
+        "nobody@unverified.example",
+        vec!["ops@example.com".into()],
+    );
+    let err = unverified.notify(&notice).await.unwrap_err();
+    assert!(
+        keyrot_core::driver::error_chain(&err).contains("MessageRejected"),
+        "{err:?}"
+    );
+
+    ses.create_email_identity()
+        .email_identity("keyrot-ses@example.com")
+        .send()
+        .await
+        .unwrap();
+    let notifier = SesNotifier::new(
+        ses,
+        "keyrot-ses@example.com",
+        vec!["ops@example.com".into(), "sec@example.com".into()],
+    );
+    notifier.notify(&notice).await.unwrap();
+
+    let sent = mails_from(moto, "keyrot-ses@example.com").await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["subject"], keyrot_aws::subject(&notice));
+    assert_eq!(
+        sent[0]["destinations"]["ToAddresses"],
+        serde_json::json!(["ops@example.com", "sec@example.com"])
+    );
+    assert!(
+        sent[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("two keys in service")
+    );
+}
+
+/// A GET over a plain TCP connection (moto speaks HTTP/1.1 and closes after each answer).
+async fn http_get(endpoint: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        panic!("chunked answers are not read here: {head}");
+    }
+    body.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ses_notifier_holds_back_a_repeated_alert_within_its_period() {
+    let moto = shared_moto().await;
+    let config = moto.admin_config().await;
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    let sender = "keyrot-repeats@example.com";
+    ses.create_email_identity()
+        .email_identity(sender)
+        .send()
+        .await
+        .unwrap();
+    let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&config))
+        .with_prefix("keyrot-test/repeats/");
+    let clock = SimClock::new(real_now());
+    let notifier = SesNotifier::new(ses, sender, vec!["ops@example.com".into()])
+        .with_repeat_filter(store, Arc::new(clock.clone()), DAY);
+    let user = UserName::new("repeats-deployer").unwrap();
+    let blocked = Notice::Blocked {
+        user: user.clone(),
+        reason: "two keys in service".into(),
+    };
+    let sent = || mails_from(moto, sender);
+
+    // The user has no secret yet (blocked before adoption): the filter creates one to remember.
+    notifier.notify(&blocked).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    notifier.notify(&blocked).await.unwrap();
+    assert_eq!(sent().await.len(), 1, "the hourly repeat was held back");
+
+    // Another condition is news; events always go out.
+    let failed = Notice::Failed {
+        user: user.clone(),
+        error: "access denied".into(),
+    };
+    notifier.notify(&failed).await.unwrap();
+    let rotated = Notice::Rotated {
+        user: user.clone(),
+        new: AccessKeyId::new("AKIANEWNEWNEWNEWNEWW").unwrap(),
+        old: None,
+    };
+    notifier.notify(&rotated).await.unwrap();
+    notifier.notify(&rotated).await.unwrap();
+    assert_eq!(sent().await.len(), 4);
+
+    // After the period the standing condition is mailed again.
+    clock.advance(DAY);
+    notifier.notify(&failed).await.unwrap();
+    assert_eq!(sent().await.len(), 5);
+}
