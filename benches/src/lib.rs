@@ -224,11 +224,8 @@ pub fn scale_run_on_sim_clock(users: usize, latency: Duration, rate: RateLimit) 
     aws.plan.set_latency(latency);
     aws.plan.set_rate_limit(Some(rate));
     let ports = Ports {
-        iam: Arc::new(aws.iam.clone()),
-        store: Arc::new(aws.store.clone()),
-        verifier: Arc::new(aws.verifier.clone()),
         notifier: Arc::new(NullNotifier),
-        clock: Arc::new(aws.clock.clone()),
+        ..aws.ports()
     };
     let concurrency = concurrency_for(latency, rate);
     let rotator = Rotator::new(ports, synthetic::policy()).with_concurrency(concurrency);

@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::time::Duration;
 
-use examples::{Mode, fake_ports, publish_check, rotate_once};
+use examples::{Mode, publish_check, rotate_once};
 use keyrot_core::fake::{FakeAws, FaultRates};
 use keyrot_core::settings::PolicySettings;
 use keyrot_core::{KeyStatus, Timestamp, UserName};
@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .iam
         .add_key(&user, KeyStatus::Active, start - 100 * DAY)?;
     let policy = PolicySettings::from_env(|name| std::env::var(name).ok())?.policy()?;
-    let ports = fake_ports(&aws);
+    let ports = aws.ports();
     let users = [user.clone()];
     println!("{}\n", keyrot_core::settings::Summary(&policy));
 

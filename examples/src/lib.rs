@@ -10,7 +10,7 @@
 //! - [`publish_check`] is "user code": a small function written against keyrot's
 //!   [`SecretStore`] and [`Verifier`] ports that tells whether a user's published key works
 //!   ([`Health`], [`CheckError`]). `tests/mocks.rs` unit-tests it with the mockall mocks.
-//! - [`fake_ports`] wires keyrot-core's in-memory fakes into [`Ports`]; the `embed` example
+//! - `FakeAws::ports` wires keyrot-core's in-memory fakes into [`Ports`]; the `embed` example
 //!   uses `keyrot_aws::BackendSettings::ports` instead, and [`endpoint_url`] checks its
 //!   `--endpoint-url` argument.
 //!
@@ -19,7 +19,7 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use examples::{Health, Mode, fake_ports, publish_check, rotate_once};
+//! use examples::{Health, Mode, publish_check, rotate_once};
 //! use futures::executor::block_on;
 //! use keyrot_core::fake::{FakeAws, FaultRates};
 //! use keyrot_core::{KeyStatus, Policy, Timestamp, UserName};
@@ -31,7 +31,7 @@
 //! aws.iam.add_managed_user(ci.clone());
 //! let legacy = aws.iam.add_key(&ci, KeyStatus::Active, start - Duration::from_secs(100 * 86_400))?;
 //!
-//! let ports = fake_ports(&aws);
+//! let ports = aws.ports();
 //! let users = [ci.clone()];
 //! let policy = Policy::builder().build()?;
 //! assert_eq!(block_on(publish_check(&*ports.store, &*ports.verifier, &ci))?, Health::Unpublished);
@@ -47,10 +47,8 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 
 use keyrot_core::driver::RunError;
-use keyrot_core::fake::FakeAws;
 use keyrot_core::{
     AccessKeyId, Policy, Ports, Rotator, RunOptions, RunReport, SecretStore, StoreError, UserName,
     Verifier, VerifyError,
@@ -148,18 +146,6 @@ pub async fn publish_check(
     } else {
         Health::Refused(key)
     })
-}
-
-/// keyrot-core's in-memory fakes as [`Ports`]: IAM, Secrets Manager, STS, the recording
-/// notifier and the virtual clock, sharing `aws`'s state.
-pub fn fake_ports(aws: &FakeAws) -> Ports {
-    Ports {
-        iam: Arc::new(aws.iam.clone()),
-        store: Arc::new(aws.store.clone()),
-        verifier: Arc::new(aws.verifier.clone()),
-        notifier: Arc::new(aws.notifier.clone()),
-        clock: Arc::new(aws.clock.clone()),
-    }
 }
 
 /// An endpoint URL argument that is not one.

@@ -76,11 +76,9 @@ impl Embedded {
     /// The ports: the in-memory services, alerts to the log, the system clock.
     pub fn ports(&self) -> Ports {
         Ports {
-            iam: Arc::new(self.aws.iam.clone()),
-            store: Arc::new(self.aws.store.clone()),
-            verifier: Arc::new(self.aws.verifier.clone()),
             notifier: Arc::new(LogNotifier),
             clock: Arc::new(SystemClock),
+            ..self.aws.ports()
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, IamAction};
-use keyrot_core::{KeyStatus, Policy, Ports, Rotator, RunOptions, Timestamp, UserName};
+use keyrot_core::{KeyStatus, Policy, Rotator, RunOptions, Timestamp, UserName};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -51,14 +51,7 @@ fn a_full_rotation_logs_no_secret() {
         .schedule_interval(MIN)
         .build()
         .unwrap();
-    let ports = Ports {
-        iam: Arc::new(aws.iam.clone()),
-        store: Arc::new(aws.store.clone()),
-        verifier: Arc::new(aws.verifier.clone()),
-        notifier: Arc::new(aws.notifier.clone()),
-        clock: Arc::new(aws.clock.clone()),
-    };
-    let rotator = Rotator::new(ports, policy);
+    let rotator = Rotator::new(aws.ports(), policy);
 
     let capture = Capture::default();
     let writer = capture.clone();

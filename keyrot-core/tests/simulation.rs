@@ -563,9 +563,7 @@ impl Sim {
         let ports = Ports {
             iam: Arc::new(CheckedIam(self.world.clone())),
             store: Arc::new(CheckedStore(self.world.clone())),
-            verifier: Arc::new(self.aws.verifier.clone()),
-            notifier: Arc::new(self.aws.notifier.clone()),
-            clock: Arc::new(self.aws.clock.clone()),
+            ..self.aws.ports()
         };
         Rotator::new(ports, self.policy.clone()).with_concurrency(2)
     }

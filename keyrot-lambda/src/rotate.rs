@@ -350,13 +350,7 @@ mod tests {
 
     /// The rotator over the fakes, with `iam` in place of the fake IAM.
     fn function_with(aws: &FakeAws, iam: Arc<dyn Iam>) -> RotateFunction {
-        let ports = Ports {
-            iam,
-            store: Arc::new(aws.store.clone()),
-            verifier: Arc::new(aws.verifier.clone()),
-            notifier: Arc::new(aws.notifier.clone()),
-            clock: Arc::new(aws.clock.clone()),
-        };
+        let ports = Ports { iam, ..aws.ports() };
         RotateFunction::new(
             Rotator::new(ports, Policy::builder().build().unwrap()),
             "keyrot",

@@ -44,8 +44,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::driver::Ports;
 use crate::model::Timestamp;
 
 pub mod clock;
@@ -98,6 +100,19 @@ impl FakeAws {
             store,
             verifier,
             notifier: RecordingNotifier::new(),
+        }
+    }
+
+    /// The fakes as a rotator's [`Ports`], sharing this state: IAM, Secrets Manager, STS, the
+    /// recording notifier and the virtual clock. Replace a field with struct update syntax to
+    /// wrap one (`Ports { iam: Arc::new(MyIam(..)), ..aws.ports() }`).
+    pub fn ports(&self) -> Ports {
+        Ports {
+            iam: Arc::new(self.iam.clone()),
+            store: Arc::new(self.store.clone()),
+            verifier: Arc::new(self.verifier.clone()),
+            notifier: Arc::new(self.notifier.clone()),
+            clock: Arc::new(self.clock.clone()),
         }
     }
 }
