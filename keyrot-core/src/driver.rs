@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::model::{AccessKeyId, Credentials, KeyStatus, Mark, StoredVersion, Timestamp, UserName};
+use crate::model::{
+    AccessKey, AccessKeyId, Credentials, KeyStatus, Mark, StoredVersion, Timestamp, UserName,
+};
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
@@ -149,6 +151,9 @@ pub struct UserReport {
     pub steps: Vec<Step>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The user's keys as IAM listed them, updated by the steps performed (empty when the user
+    /// was not observed): their ages feed the key-age metric.
+    pub keys: Vec<AccessKey>,
 }
 
 impl UserReport {
@@ -312,6 +317,7 @@ impl Rotator {
                         user: user.clone(),
                         steps: Vec::new(),
                         outcome: Outcome::NotManaged,
+                        keys: Vec::new(),
                     });
                 }
             }
@@ -332,6 +338,7 @@ impl Rotator {
                         user,
                         steps: Vec::new(),
                         outcome: Outcome::Skipped,
+                        keys: Vec::new(),
                     };
                 }
                 let span = info_span!("user", user = %user);
@@ -364,7 +371,7 @@ impl Rotator {
         let mut obs = match self.observe(&user).await {
             Ok(obs) => obs,
             Err(error) => {
-                return self.failed(user, steps, None, error).await;
+                return self.failed(user, steps, None, error, Vec::new()).await;
             }
         };
         obs.force = force;
@@ -378,11 +385,12 @@ impl Rotator {
                     user,
                     steps,
                     outcome: Outcome::Planned(step),
+                    keys: obs.keys,
                 };
             }
             if steps.len() >= MAX_STEPS {
                 let error = StepError::TooManySteps(MAX_STEPS);
-                return self.failed(user, steps, Some(step), error).await;
+                return self.failed(user, steps, Some(step), error, obs.keys).await;
             }
             match &step {
                 Step::Wait(wait) => {
@@ -399,6 +407,7 @@ impl Rotator {
                         user,
                         steps,
                         outcome: Outcome::Waiting(wait.clone()),
+                        keys: obs.keys,
                     };
                 }
                 Step::Blocked(blocked) => {
@@ -412,6 +421,7 @@ impl Rotator {
                         user,
                         steps,
                         outcome: Outcome::Blocked(blocked.clone()),
+                        keys: obs.keys,
                     };
                 }
                 _ => {}
@@ -449,9 +459,12 @@ impl Rotator {
                         user,
                         steps,
                         outcome: Outcome::Discarded(key),
+                        keys: obs.keys,
                     };
                 }
-                Err(error) => return self.failed(user, steps, Some(step), error).await,
+                Err(error) => {
+                    return self.failed(user, steps, Some(step), error, obs.keys).await;
+                }
             }
         }
     }
@@ -462,6 +475,7 @@ impl Rotator {
         steps: Vec<Step>,
         step: Option<Step>,
         error: StepError,
+        keys: Vec<AccessKey>,
     ) -> UserReport {
         let message = error_chain(&error);
         let doing = step
@@ -477,6 +491,7 @@ impl Rotator {
             user,
             steps,
             outcome: Outcome::Failed { step, error },
+            keys,
         }
     }
 

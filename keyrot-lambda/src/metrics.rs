@@ -12,14 +12,14 @@
 //! | `RotationFailures`   | `Count` | users whose step failed or whose new key was discarded    |
 //! | `BlockedUsers`       | `Count` | users keyrot stopped for, waiting for a person            |
 //! | `SkippedUsers`       | `Count` | users not started before the deadline (the next run does) |
-//! | `OldestKeyAgeDays`   | `None`  | age in whole days of the oldest key in service among the users the run found waiting for their next rotation; absent when there were none |
+//! | `OldestKeyAgeDays`   | `None`  | age in whole days of the oldest active key of any user the run observed (blocked and failing users included); absent when it observed none |
 //!
 //! The API writes `ApiRequests` (`Count`, 1 per request) with the dimensions
 //! `Service=keyrot-api, Outcome=<outcome>` (`token_issued`, `key_served`, `healthy` or an error
 //! code such as `unauthorized`) and `Service=keyrot-api` alone, for the total; the HTTP status
 //! rides along as the `StatusCode` property.
 
-use keyrot_core::{Outcome, Policy, RunReport, Timestamp, Wait};
+use keyrot_core::{KeyStatus, Outcome, RunReport, Timestamp};
 use serde_json::{Map, Value, json};
 
 /// The `Service` dimension of the rotator's metrics.
@@ -42,18 +42,18 @@ pub struct RunMetrics {
     pub blocked: usize,
     /// Users not started for lack of time.
     pub skipped: usize,
-    /// The oldest key in service among users waiting for their next rotation, in whole days.
+    /// The age of the oldest active key the run observed, in whole days.
     pub oldest_key_age_days: Option<i64>,
 }
 
 impl RunMetrics {
     /// The numbers of `report`, with key ages as of `now`.
     ///
-    /// A user waiting for rotation is due at its key's creation plus the rotation period, so
-    /// the key's age follows from the report. Users in any other state have no age here: their
-    /// key in service was published within the current grace period, or they are failed or
-    /// blocked, which their own metrics count.
-    pub fn of(report: &RunReport, policy: &Policy, now: Timestamp) -> Self {
+    /// Every active key counts, whatever its user's state: a user that is blocked or keeps
+    /// failing is exactly the one whose key grows old, and the key-age alarm is the one that
+    /// says how old. An old key within its grace period is active too, so the alarm's threshold
+    /// must allow for the rotation period plus the maximum grace.
+    pub fn of(report: &RunReport, now: Timestamp) -> Self {
         let mut metrics = Self {
             users: report.users.len(),
             rotated: report.rotations(),
@@ -64,16 +64,13 @@ impl RunMetrics {
                 Outcome::Failed { .. } | Outcome::Discarded(_) => metrics.failures += 1,
                 Outcome::Blocked(_) => metrics.blocked += 1,
                 Outcome::Skipped => metrics.skipped += 1,
-                Outcome::Waiting(Wait::AwaitingRotation { due }) => {
-                    let created = due.saturating_sub(policy.rotation_period()).ok();
-                    if let Some(created) = created {
-                        let age =
-                            (now.as_second().saturating_sub(created.as_second()) / DAY_SECS).max(0);
-                        let oldest = metrics.oldest_key_age_days.get_or_insert(age);
-                        *oldest = (*oldest).max(age);
-                    }
-                }
                 _ => {}
+            }
+            for key in user.keys.iter().filter(|k| k.status == KeyStatus::Active) {
+                let age =
+                    (now.as_second().saturating_sub(key.created.as_second()) / DAY_SECS).max(0);
+                let oldest = metrics.oldest_key_age_days.get_or_insert(age);
+                *oldest = (*oldest).max(age);
             }
         }
         metrics
@@ -155,7 +152,9 @@ mod tests {
     use std::time::Duration;
 
     use expect_test::expect;
-    use keyrot_core::{Blocked, IamError, StepError, UserName, UserReport};
+    use keyrot_core::{
+        AccessKey, AccessKeyId, Blocked, IamError, StepError, UserName, UserReport, Wait,
+    };
 
     use super::*;
 
@@ -168,6 +167,18 @@ mod tests {
             user: UserName::new(name).unwrap(),
             steps: Vec::new(),
             outcome,
+            keys: Vec::new(),
+        }
+    }
+
+    /// A key created `days` before `at()`.
+    fn key(id: &str, days: u32, status: KeyStatus) -> AccessKey {
+        AccessKey {
+            id: AccessKeyId::new(id).unwrap(),
+            status,
+            created: at()
+                .checked_sub(Duration::from_secs(24 * 3600) * days)
+                .unwrap(),
         }
     }
 
@@ -212,19 +223,40 @@ mod tests {
 
     #[test]
     fn a_report_in_numbers() {
-        let policy = Policy::builder().build().unwrap();
-        let now = at();
-        let day = Duration::from_secs(24 * 3600);
-        // Keys created 10 and 80 days ago are due in 80 and 10 days.
-        let due_in = |days: u32| Wait::AwaitingRotation {
-            due: now.checked_add(day * days).unwrap(),
+        let with_keys = |mut report: UserReport, keys: Vec<AccessKey>| {
+            report.keys = keys;
+            report
+        };
+        let waiting = || {
+            Outcome::Waiting(Wait::AwaitingRotation {
+                due: at()
+                    .checked_add(Duration::from_secs(24 * 3600) * 80)
+                    .unwrap(),
+            })
         };
         let report = RunReport {
-            started: now,
+            started: at(),
             users: vec![
-                user("a", Outcome::Waiting(due_in(80))),
-                user("b", Outcome::Waiting(due_in(10))),
-                user("c", Outcome::Blocked(Blocked::TwoKeysInService)),
+                with_keys(
+                    user("a", waiting()),
+                    vec![key("AKIAAAAAAAAAAAAAAAA1", 10, KeyStatus::Active)],
+                ),
+                // An inactive key waiting for deletion is not in service: its age does not count.
+                with_keys(
+                    user("b", waiting()),
+                    vec![
+                        key("AKIAAAAAAAAAAAAAAAA2", 5, KeyStatus::Active),
+                        key("AKIAAAAAAAAAAAAAAAA3", 300, KeyStatus::Inactive),
+                    ],
+                ),
+                // A blocked user's key grows old: exactly what the alarm is for.
+                with_keys(
+                    user("c", Outcome::Blocked(Blocked::TwoKeysInService)),
+                    vec![
+                        key("AKIAAAAAAAAAAAAAAAA4", 120, KeyStatus::Active),
+                        key("AKIAAAAAAAAAAAAAAAA5", 95, KeyStatus::Active),
+                    ],
+                ),
                 user(
                     "d",
                     Outcome::Failed {
@@ -237,14 +269,14 @@ mod tests {
             ],
         };
         assert_eq!(
-            RunMetrics::of(&report, &policy, now),
+            RunMetrics::of(&report, at()),
             RunMetrics {
                 users: 6,
                 rotated: 0,
                 failures: 1,
                 blocked: 1,
                 skipped: 2,
-                oldest_key_age_days: Some(80),
+                oldest_key_age_days: Some(120),
             }
         );
     }

@@ -281,7 +281,7 @@ impl RotateFunction {
             .run(&options)
             .await
             .map_err(|RunError::ListUsers(e)| RotateError::ListUsers(e))?;
-        let metrics = RunMetrics::of(&report, self.rotator.policy(), now);
+        let metrics = RunMetrics::of(&report, now);
         Ok(Handled {
             output: RunOutput::of(&report, now, deadline),
             metrics: run_line(&self.namespace, &metrics, now),
