@@ -357,7 +357,7 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
 
     api_stmts = statements(iam, api_role)
     api_actions = {a for s in api_stmts for a in as_list(s["Action"])}
-    allowed = {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+    allowed = {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"}
     if conditions["UseCmk"]:
         allowed.add("kms:Decrypt")
     ck.check(api_actions == allowed, "API policy: reads secrets and writes its log, nothing else", api_actions)

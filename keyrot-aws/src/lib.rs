@@ -29,6 +29,7 @@ mod error;
 mod iam;
 pub mod moto;
 mod notifier;
+pub mod permissions;
 mod store;
 mod time;
 mod verifier;

@@ -33,7 +33,10 @@ use keyrot_core::{
     Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
 };
 
+mod calls;
 mod throttle;
+
+use calls::Calls;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -49,6 +52,8 @@ struct World {
     verifier: Arc<dyn Verifier>,
     clock: SimClock,
     admin: Arc<Admin>,
+    /// Every AWS action the adapters called (moto only).
+    calls: Calls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,15 +81,17 @@ impl World {
                     verifier: Arc::new(aws.verifier.clone()),
                     clock: aws.clock.clone(),
                     admin: Arc::new(Admin::Fake(aws)),
+                    calls: Calls::default(),
                 }
             }
             Backend::Moto => {
                 let moto = shared_moto().await;
                 let config = moto.admin_config().await;
-                let secrets = aws_sdk_secretsmanager::Client::new(&config);
+                let calls = Calls::default();
+                let secrets = calls.secrets(&config);
                 Self {
                     backend,
-                    iam: Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&config))),
+                    iam: Arc::new(AwsIam::new(calls.iam(&config))),
                     store: Arc::new(
                         AwsSecretStore::new(secrets).with_prefix(format!("keyrot-test/{id}/")),
                     ),
@@ -93,6 +100,7 @@ impl World {
                     // and then runs ahead, virtually.
                     clock: SimClock::new(real_now()),
                     admin: Arc::new(Admin::Moto(aws_sdk_iam::Client::new(&config))),
+                    calls,
                     id,
                 }
             }
@@ -326,7 +334,10 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     let world = super::World::new(super::Backend::Moto, stringify!($scenario)).await;
+                    let calls = world.calls.clone();
                     super::$scenario(world).await;
+                    assert!(!calls.seen().is_empty(), "the recorder saw no call");
+                    calls.assert_within(keyrot_aws::permissions::ROTATOR_ACTIONS, "rotator");
                 }
             )*
         }

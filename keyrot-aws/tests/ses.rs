@@ -7,13 +7,18 @@
 //! groups), and the contract suite deletes users.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod calls;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use keyrot_aws::moto::Moto;
+use keyrot_aws::permissions::ROTATOR_ACTIONS;
 use keyrot_aws::{AwsSecretStore, SesNotifier};
 use keyrot_core::fake::SimClock;
 use keyrot_core::{AccessKeyId, Notice, Notifier, Timestamp, UserName};
+
+use calls::Calls;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -47,7 +52,8 @@ async fn mails_from(moto: &Moto, sender: &str) -> Vec<serde_json::Value> {
 async fn ses_notifier_mails_the_administrators_from_the_verified_sender() {
     let moto = shared_moto().await;
     let config = moto.admin_config().await;
-    let ses = aws_sdk_sesv2::Client::new(&config);
+    let calls = Calls::default();
+    let ses = calls.ses(&config);
     let notice = Notice::Blocked {
         user: UserName::new("ses-deployer").unwrap(),
         reason: "two keys in service".into(),
@@ -120,15 +126,16 @@ async fn http_get(endpoint: &str, path: &str) -> String {
 async fn ses_notifier_holds_back_a_repeated_alert_within_its_period() {
     let moto = shared_moto().await;
     let config = moto.admin_config().await;
-    let ses = aws_sdk_sesv2::Client::new(&config);
     let sender = "keyrot-repeats@example.com";
-    ses.create_email_identity()
+    aws_sdk_sesv2::Client::new(&config)
+        .create_email_identity()
         .email_identity(sender)
         .send()
         .await
         .unwrap();
-    let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&config))
-        .with_prefix("keyrot-test/repeats/");
+    let calls = Calls::default();
+    let ses = calls.ses(&config);
+    let store = AwsSecretStore::new(calls.secrets(&config)).with_prefix("keyrot-test/repeats/");
     let clock = SimClock::new(real_now());
     let notifier = SesNotifier::new(ses, sender, vec!["ops@example.com".into()])
         .with_repeat_filter(store, Arc::new(clock.clone()), DAY);
@@ -164,4 +171,5 @@ async fn ses_notifier_holds_back_a_repeated_alert_within_its_period() {
     clock.advance(DAY);
     notifier.notify(&failed).await.unwrap();
     assert_eq!(sent().await.len(), 5);
+    calls.assert_within(ROTATOR_ACTIONS, "rotator");
 }

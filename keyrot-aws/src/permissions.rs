@@ -1,0 +1,55 @@
+//! The AWS API actions the adapters call: what the functions' IAM roles must allow, and all
+//! they need. cfn/template.yaml's roles are checked against these lists
+//! (`tests/permissions.rs`), and the contract suite records every call the adapters make
+//! against moto and checks it is listed here.
+
+/// Every action the rotator calls: IAM for users and keys, Secrets Manager on its own secrets,
+/// SES for alerts. (`sts:GetCallerIdentity` is signed with the candidate key itself and needs
+/// no permission.)
+pub const ROTATOR_ACTIONS: &[&str] = &[
+    "iam:ListUsers",
+    "iam:ListUserTags",
+    "iam:ListAccessKeys",
+    "iam:CreateAccessKey",
+    "iam:UpdateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:GetAccessKeyLastUsed",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:ListSecretVersionIds",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:TagResource",
+    "secretsmanager:UntagResource",
+    "ses:SendEmail",
+];
+
+/// Every action the API calls: it only reads secrets (each user's current key, its signing
+/// keys and its client registry).
+pub const API_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
+
+/// The IAM action of an SDK operation, from the service and operation names the SDK records
+/// for each call (`"IAM"`, `"CreateAccessKey"` → `iam:CreateAccessKey`).
+pub fn action_of(service: &str, operation: &str) -> String {
+    let prefix = match service.to_ascii_lowercase().as_str() {
+        "sesv2" => "ses".to_owned(),
+        other => other.replace(' ', ""),
+    };
+    format!("{prefix}:{operation}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_names_map_to_iam_actions() {
+        assert_eq!(action_of("IAM", "CreateAccessKey"), "iam:CreateAccessKey");
+        assert_eq!(action_of("SESv2", "SendEmail"), "ses:SendEmail");
+        assert_eq!(
+            action_of("Secrets Manager", "ListSecretVersionIds"),
+            "secretsmanager:ListSecretVersionIds"
+        );
+    }
+}
