@@ -7,14 +7,33 @@ use keyrot_core::Timestamp;
 use keyrot_core::driver::error_chain;
 use lambda_runtime::{Context, Diagnostic};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The `errorType` of a cold start refused for its configuration: not retryable, a person must
 /// fix the function's environment.
 pub const CONFIG_ERROR_TYPE: &str = "keyrot.NotRetryable.Config";
 
+/// Crates whose `DEBUG` and `TRACE` events may carry what a caller or AWS sent: lambda_runtime
+/// logs every raw event at `TRACE` ("raw JSON event received from Lambda", with the API key and
+/// the bearer token in its headers), the AWS SDK logs requests, responses and signing inputs
+/// (and `GetSecretValue`'s body, should `LOG_SENSITIVE_BODIES` be set), hyper and h2 their
+/// connections. A target matches every target it prefixes: `aws_` is aws-config, the SDK
+/// clients, smithy, sigv4 and aws_lambda_events.
+pub const CAPPED_TARGETS: [&str; 6] = [
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "aws_",
+    "hyper",
+    "h2",
+];
+
 /// Installs the log subscriber: one JSON object per line on stdout, which CloudWatch Logs
 /// keeps as one event. The level comes from `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`,
-/// else `info`.
+/// else `info`; whatever they say, [`CAPPED_TARGETS`] log at `info` at most (see
+/// [`capped_targets`]).
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env()
         .ok()
@@ -23,16 +42,29 @@ pub fn init_logging() {
             EnvFilter::try_new(level.to_ascii_lowercase()).ok()
         })
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
         .with_ansi(false)
-        .with_env_filter(filter)
         .with_writer(std::io::stdout)
+        .with_filter(capped_targets());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
         .try_init();
+}
+
+/// The cap on [`CAPPED_TARGETS`], applied after the user's filter rather than merged into it:
+/// an `EnvFilter` directive on a span (`[{requestId}]=trace`) enables every event inside the
+/// span, whatever its target's directive says, so only a filter of its own holds.
+pub fn capped_targets() -> Targets {
+    CAPPED_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |targets, target| targets.with_target(*target, LevelFilter::INFO),
+    )
 }
 
 /// The invocation's deadline, from the `Lambda-Runtime-Deadline-Ms` header.
@@ -85,5 +117,32 @@ pub fn loop_ended(result: Result<(), lambda_runtime::Error>) -> ExitCode {
             tracing::error!(error = %error_chain(e.as_ref()), "the Lambda run loop failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn raw_events_and_bodies_are_never_logged_below_info() {
+        let targets = capped_targets();
+        for target in [
+            "lambda_runtime::layers::api_response",
+            "lambda_runtime_api_client",
+            "lambda_http::request",
+            "aws_smithy_runtime::client::orchestrator::http",
+            "aws_sigv4::http_request::sign",
+            "aws_config::imds",
+            "hyper_util::client::legacy::pool",
+            "h2::codec::framed_read",
+        ] {
+            assert!(targets.would_enable(target, &Level::INFO), "{target}");
+            assert!(!targets.would_enable(target, &Level::DEBUG), "{target}");
+        }
+        assert!(targets.would_enable("keyrot::audit", &Level::TRACE));
+        assert!(targets.would_enable("keyrot_core::driver", &Level::DEBUG));
     }
 }

@@ -246,6 +246,8 @@ struct Function {
 }
 
 impl Function {
+    /// Starts `binary` with `RUST_LOG=info`, the Lambda variables and `env`, in which an empty
+    /// value removes a variable.
     fn start(binary: &str, runtime: &RuntimeApi, env: &[(&str, String)]) -> Self {
         let mut command = Command::new(binary);
         command
@@ -265,7 +267,11 @@ impl Function {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (name, value) in env {
-            command.env(name, value);
+            if value.is_empty() {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
         }
         let mut child = command.spawn().unwrap();
         let output = Arc::new((Mutex::new(Output::default()), Condvar::new()));
@@ -560,15 +566,24 @@ fn keyrot_rotate_fails_an_invocation_it_cannot_start_as_not_retryable() {
     assert!(function.metric_lines().is_empty());
 }
 
-#[test]
-fn keyrot_api_answers_health_and_a_token_then_the_key() {
-    let moto = moto();
-    let rt = tokio();
+/// The API deployed in moto under names of its own: the signing key and client registry
+/// secrets, and one user's stored key.
+struct ApiDeployment {
+    /// The function's environment: moto and the `KEYROT_*` variables.
+    env: Vec<(&'static str, String)>,
+    /// The one client's API key (allowed from 52.255.255.0/24, may read `user`).
+    api_key: String,
+    user: &'static str,
+    credentials: Credentials,
+}
+
+fn deploy_api(rt: &tokio::runtime::Runtime, moto: &Moto, name: &str) -> ApiDeployment {
     let config = rt.block_on(moto.admin_config());
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
-    let prefix = "keyrot-lambda-test/api/users/";
+    let base = format!("keyrot-lambda-test/{name}");
+    let prefix = format!("{base}/users/");
     let user = "lambda-api-ci";
-    let api_key = ApiKey::generate_from([9; 32]);
+    let api_key = ApiKey::generate_from([name.len() as u8; 32]);
     let registry = json!({"clients": [{
         "id": "ci",
         "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),
@@ -579,13 +594,15 @@ fn keyrot_api_answers_health_and_a_token_then_the_key() {
         access_key_id: AccessKeyId::new("AKIALAMBDATEST000001").unwrap(),
         secret_access_key: SecretAccessKey::new("lambda/test/SECRET/0123456789abcdefghij"),
     };
+    let (signing_key_secret, clients_secret) =
+        (format!("{base}/signing-key"), format!("{base}/clients"));
     rt.block_on(async {
         for (name, value) in [
             (
-                "keyrot-lambda-test/api/signing-key",
+                &signing_key_secret,
                 json!({"kid": "k1", "secret": "0123456789abcdefghijABCDEFGHIJ0123456789"}),
             ),
-            ("keyrot-lambda-test/api/clients", registry),
+            (&clients_secret, registry),
         ] {
             secrets
                 .create_secret()
@@ -595,7 +612,7 @@ fn keyrot_api_answers_health_and_a_token_then_the_key() {
                 .await
                 .unwrap();
         }
-        let store = AwsSecretStore::new(secrets.clone()).with_prefix(prefix);
+        let store = AwsSecretStore::new(secrets.clone()).with_prefix(&prefix);
         let user = UserName::new(user).unwrap();
         let created = "2025-06-01T00:00:00Z".parse().unwrap();
         store
@@ -607,49 +624,48 @@ fn keyrot_api_answers_health_and_a_token_then_the_key() {
             .await
             .unwrap();
     });
-
-    let runtime = RuntimeApi::start();
     let mut env = aws_env(moto);
     env.extend([
-        ("KEYROT_SECRET_PREFIX", prefix.to_owned()),
-        (
-            "KEYROT_SIGNING_KEY_SECRET",
-            "keyrot-lambda-test/api/signing-key".to_owned(),
-        ),
-        (
-            "KEYROT_CLIENTS_SECRET",
-            "keyrot-lambda-test/api/clients".to_owned(),
-        ),
+        ("KEYROT_SECRET_PREFIX", prefix),
+        ("KEYROT_SIGNING_KEY_SECRET", signing_key_secret),
+        ("KEYROT_CLIENTS_SECRET", clients_secret),
     ]);
-    let mut function = Function::start(env!("CARGO_BIN_EXE_keyrot-api"), &runtime, &env);
-    let call = |function: &mut Function, id: &str, event: &Value| {
-        let report = runtime.invoke(function, id, event);
-        assert_eq!(report.kind, "response", "{report:?}\n{}", function.output());
-        let response = report.json();
-        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
-        (response, body)
-    };
+    ApiDeployment {
+        env,
+        api_key,
+        user,
+        credentials,
+    }
+}
 
-    let (response, body) = call(&mut function, "health", &event(HEALTH, &[], |_| {}));
-    assert_eq!(response["statusCode"], 200, "{response}");
-    assert_eq!(body, json!({"status": "ok"}));
-    assert_eq!(response["headers"]["cache-control"], "no-store");
+/// Invokes the API function with `event`; its response and the response's body.
+fn call_api(
+    runtime: &RuntimeApi,
+    function: &mut Function,
+    id: &str,
+    event: &Value,
+) -> (Value, Value) {
+    let report = runtime.invoke(function, id, event);
+    assert_eq!(report.kind, "response", "{report:?}\n{}", function.output());
+    let response = report.json();
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    (response, body)
+}
 
-    let fill = [("{{API_KEY}}", api_key.as_str())];
-    // From outside the allowlist, whatever X-Forwarded-For claims.
-    let (response, body) = call(
-        &mut function,
-        "spoofed",
-        &event(GENERATE_TOKEN, &fill, |_| {}),
-    );
-    assert_eq!(response["statusCode"], 401, "{response}");
-    assert_eq!(body["error"]["code"], "unauthorized");
+fn from_allowed(event: &mut Value) {
+    event["requestContext"]["identity"]["sourceIp"] = json!("52.255.255.12");
+}
 
-    let from_allowed = |e: &mut Value| {
-        e["requestContext"]["identity"]["sourceIp"] = json!("52.255.255.12");
-    };
-    let (response, body) = call(
-        &mut function,
+/// `POST /generate-token`, then `GET /active-key` with the token: the token.
+fn token_then_key(
+    runtime: &RuntimeApi,
+    function: &mut Function,
+    deployment: &ApiDeployment,
+) -> String {
+    let fill = [("{{API_KEY}}", deployment.api_key.as_str())];
+    let (response, body) = call_api(
+        runtime,
+        function,
         "token",
         &event(GENERATE_TOKEN, &fill, from_allowed),
     );
@@ -657,11 +673,13 @@ fn keyrot_api_answers_health_and_a_token_then_the_key() {
     let token = body["token"].as_str().unwrap().to_owned();
 
     let fill = [
-        ("{{API_KEY}}", api_key.as_str()),
+        ("{{API_KEY}}", deployment.api_key.as_str()),
         ("{{TOKEN}}", token.as_str()),
     ];
-    let (response, body) = call(
-        &mut function,
+    let user = deployment.user;
+    let (response, body) = call_api(
+        runtime,
+        function,
         "key",
         &event(ACTIVE_KEY, &fill, |e| {
             e["queryStringParameters"] = json!({"username": user});
@@ -673,8 +691,58 @@ fn keyrot_api_answers_health_and_a_token_then_the_key() {
     assert_eq!(body["AccessKeyId"], "AKIALAMBDATEST000001");
     assert_eq!(
         body["SecretAccessKey"],
-        credentials.secret_access_key.expose()
+        deployment.credentials.secret_access_key.expose()
     );
+    token
+}
+
+/// Neither the secret access key, nor the token, nor the API key is in `function`'s output.
+fn assert_no_secrets(function: &mut Function, deployment: &ApiDeployment, token: &str) {
+    let output = function.output();
+    assert!(
+        !output.contains(deployment.credentials.secret_access_key.expose()),
+        "a secret access key reached the logs\n{output}"
+    );
+    assert!(
+        !output.contains(token),
+        "a token reached the logs\n{output}"
+    );
+    assert!(
+        !output.contains(&deployment.api_key),
+        "the api key reached the logs\n{output}"
+    );
+}
+
+#[test]
+fn keyrot_api_answers_health_and_a_token_then_the_key() {
+    let moto = moto();
+    let rt = tokio();
+    let deployment = deploy_api(&rt, moto, "api");
+    let runtime = RuntimeApi::start();
+    let mut function = Function::start(env!("CARGO_BIN_EXE_keyrot-api"), &runtime, &deployment.env);
+
+    let (response, body) = call_api(
+        &runtime,
+        &mut function,
+        "health",
+        &event(HEALTH, &[], |_| {}),
+    );
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(body, json!({"status": "ok"}));
+    assert_eq!(response["headers"]["cache-control"], "no-store");
+
+    let fill = [("{{API_KEY}}", deployment.api_key.as_str())];
+    // From outside the allowlist, whatever X-Forwarded-For claims.
+    let (response, body) = call_api(
+        &runtime,
+        &mut function,
+        "spoofed",
+        &event(GENERATE_TOKEN, &fill, |_| {}),
+    );
+    assert_eq!(response["statusCode"], 401, "{response}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+
+    let token = token_then_key(&runtime, &mut function, &deployment);
 
     function.wait_line(|l| l.contains("\"key_served\"") && l.contains("\"_aws\""));
     let outcomes: Vec<String> = function
@@ -686,13 +754,33 @@ fn keyrot_api_answers_health_and_a_token_then_the_key() {
         outcomes,
         ["healthy", "unauthorized", "token_issued", "key_served"]
     );
-    let output = function.output();
-    assert!(
-        !output.contains(credentials.secret_access_key.expose()),
-        "{output}"
-    );
-    assert!(!output.contains(&token), "a token reached the logs");
-    assert!(!output.contains(&api_key), "the api key reached the logs");
+    assert_no_secrets(&mut function, &deployment, &token);
+}
+
+/// At `TRACE`, lambda_runtime logs every raw event, with its `x-api-key` and `Authorization`
+/// headers; however the level is asked for, the runtime's and the SDK's crates stay at `info`.
+#[test]
+fn keyrot_api_at_trace_logs_no_secret() {
+    let moto = moto();
+    let rt = tokio();
+    let deployment = deploy_api(&rt, moto, "api-trace");
+    for levels in [
+        [("RUST_LOG", "trace"), ("AWS_LAMBDA_LOG_LEVEL", "TRACE")],
+        [("RUST_LOG", ""), ("AWS_LAMBDA_LOG_LEVEL", "TRACE")],
+        // A span directive enables every event inside the span, whatever its target.
+        [
+            ("RUST_LOG", "info,[{requestId}]=trace"),
+            ("AWS_LAMBDA_LOG_LEVEL", ""),
+        ],
+    ] {
+        let runtime = RuntimeApi::start();
+        let mut env = deployment.env.clone();
+        env.extend(levels.map(|(name, value)| (name, value.to_owned())));
+        let mut function = Function::start(env!("CARGO_BIN_EXE_keyrot-api"), &runtime, &env);
+        let token = token_then_key(&runtime, &mut function, &deployment);
+        function.wait_line(|l| l.contains("\"key_served\"") && l.contains("\"_aws\""));
+        assert_no_secrets(&mut function, &deployment, &token);
+    }
 }
 
 #[test]
