@@ -26,6 +26,7 @@
 //! can panic. lambda_http's event and response types (its `aws_lambda_events`) are used as
 //! they are.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ use http::Uri;
 use keyrot_aws::{
     ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
 };
-use keyrot_core::api::{Api, ApiConfig, ApiConfigError, RequestContext};
+use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome, RequestContext};
 use keyrot_core::{Clock, Timestamp};
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
@@ -70,13 +71,28 @@ impl ApiInitError {
     }
 }
 
-/// What one request produced: the response and the EMF line to print.
-#[derive(Debug)]
+/// What one request produced: the response, what became of the request and the EMF line to
+/// print.
+///
+/// A served key or token is in the response's body, so `Debug` prints the status, the headers
+/// and the outcome, never the body.
 pub struct Handled {
-    /// The response for API Gateway. A served key or token is in its body.
+    /// The response for API Gateway.
     pub response: ApiGatewayProxyResponse,
+    /// What became of the request.
+    pub outcome: ApiOutcome,
     /// The request's metrics (see [`crate::metrics`]).
     pub metrics: String,
+}
+
+impl fmt::Debug for Handled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handled")
+            .field("status", &self.response.status_code)
+            .field("headers", &self.response.headers)
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The API function: the shared [`Api`] and where its metrics go.
@@ -147,6 +163,7 @@ impl ApiFunction {
         );
         Handled {
             response: gateway_response(answer.into_response()),
+            outcome,
             metrics,
         }
     }
@@ -433,6 +450,49 @@ mod tests {
         assert_eq!(a.response.headers["cache-control"], "no-store");
         assert_eq!(a.metrics["Outcome"], "key_served");
         assert!(!a.metrics.to_string().contains(SECRET));
+    }
+
+    #[tokio::test]
+    async fn debug_never_prints_a_served_key_or_token() {
+        let w = world().await;
+        let a = w
+            .function
+            .handle(
+                event(GENERATE_TOKEN, &w, "", from_allowed_address),
+                "lambda-request-id",
+                now(),
+                "jti-1".into(),
+            )
+            .await;
+        assert_eq!(a.outcome, ApiOutcome::TokenIssued);
+        let Some(Body::Text(body)) = &a.response.body else {
+            panic!("no body")
+        };
+        let token = serde_json::from_str::<Value>(body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let debug = format!("{a:?}");
+        assert!(!debug.contains(&token), "{debug}");
+        assert!(debug.contains("TokenIssued"), "{debug}");
+
+        let served = w
+            .function
+            .handle(
+                event(ACTIVE_KEY, &w, &token, |_| {}),
+                "lambda-request-id",
+                now(),
+                "jti-2".into(),
+            )
+            .await;
+        assert_eq!(served.outcome, ApiOutcome::KeyServed);
+        let debug = format!("{served:?}");
+        assert!(!debug.contains(SECRET), "{debug}");
+        assert!(!debug.contains(KEY_ID), "{debug}");
+        assert!(
+            debug.contains("200") && debug.contains("no-store"),
+            "{debug}"
+        );
     }
 
     #[tokio::test]
