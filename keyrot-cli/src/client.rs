@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client of one keyrot API.
-#[derive(Debug)]
 pub struct ApiClient {
     http: reqwest::Client,
     endpoint: String,
@@ -17,7 +16,7 @@ pub struct ApiClient {
 }
 
 /// `POST /generate-token`'s answer.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Deserialize, Serialize)]
 pub struct Token {
     /// The JWT.
     pub token: String,
@@ -35,6 +34,22 @@ pub struct ActiveKey {
     pub access_key_id: String,
     /// The secret.
     pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ActiveKey {
@@ -60,6 +75,15 @@ struct ProcessCredentials<'a> {
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The endpoint is not a URL the API key may be sent to.
+    #[error(
+        "{endpoint:?} is not an endpoint the API key may be sent to: use https://, or http:// only \
+         for a server on this machine (127.0.0.1, ::1 or localhost)"
+    )]
+    Endpoint {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// The endpoint could not be reached.
     #[error("cannot reach {endpoint}: {message}")]
     Unreachable {
@@ -106,9 +130,18 @@ struct ErrorDetail {
 impl ApiClient {
     /// A client of the API at `endpoint` (e.g. `http://127.0.0.1:8080` or the deployed stage
     /// URL), presenting `api_key`.
+    ///
+    /// The API key travels in a header, so the endpoint must be `https://`, or `http://` on
+    /// loopback; redirects are not followed (one would carry the key to another host).
     pub fn new(endpoint: &str, api_key: String) -> Result<Self, ClientError> {
+        if !endpoint_is_safe(endpoint) {
+            return Err(ClientError::Endpoint {
+                endpoint: endpoint.to_owned(),
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Unreachable {
                 endpoint: endpoint.to_owned(),
@@ -183,6 +216,27 @@ impl ApiClient {
     }
 }
 
+/// Whether `endpoint` is `https://…`, or `http://` to a loopback host.
+fn endpoint_is_safe(endpoint: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(endpoint) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => {
+            let ip = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
 /// Percent-encodes everything but unreserved characters.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -231,6 +285,35 @@ mod tests {
             r#"{"Version":1,"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"wJalrXUtnFEMI/K7MDENG","Expiration":"2025-06-01T12:05:00Z"}"#
         );
         assert!(!format!("{key:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn the_api_key_goes_only_over_tls_or_loopback() {
+        for ok in [
+            "https://abc.execute-api.eu-west-1.amazonaws.com/v1",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:8080",
+        ] {
+            assert!(ApiClient::new(ok, "krk_x".into()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.5:8080",
+            "http://example.com",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            let err = ApiClient::new(bad, "krk_x".into()).unwrap_err();
+            assert!(err.to_string().contains("https://"), "{bad}: {err}");
+        }
+        let client = ApiClient::new("http://127.0.0.1:1", "krk_secret".into()).unwrap();
+        assert!(!format!("{client:?}").contains("krk_secret"));
+        let token = Token {
+            token: "eyJ.secret.sig".into(),
+            expires_at: "2025-06-01T12:02:00Z".into(),
+        };
+        assert!(!format!("{token:?}").contains("secret"));
     }
 
     #[test]

@@ -198,14 +198,8 @@ impl Config {
             .or_else(|| get("AWS_ENDPOINT_URL"))
             .or(file.aws.endpoint_url);
         let aws_configured = endpoint_url.is_some()
-            || [
-                "AWS_ACCESS_KEY_ID",
-                "AWS_PROFILE",
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            ]
-            .iter()
-            .any(|v| get(v).is_some())
-            || file.aws.profile.is_some();
+            || file.aws.profile.is_some()
+            || aws_credentials_configured(&get);
         let backend = backend.unwrap_or(if aws_configured {
             BackendKind::Aws
         } else {
@@ -255,6 +249,24 @@ impl Config {
                 None => defaults.alert_repeat_after,
             },
         };
+        if backend_settings.alert_from.is_some() == backend_settings.alert_to.is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "aws.alert_from and aws.alert_to".into(),
+                message: "set both (an SES sender and the administrators' addresses) or neither"
+                    .into(),
+            });
+        }
+        if let Some(bad) = backend_settings
+            .alert_from
+            .iter()
+            .chain(&backend_settings.alert_to)
+            .find(|a| !looks_like_address(a))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "aws.alert_from / aws.alert_to".into(),
+                message: format!("{bad:?} is not an e-mail address"),
+            });
+        }
         if backend_settings.secret_prefix.is_empty() {
             return Err(ConfigError::Invalid {
                 setting: "secret_prefix".into(),
@@ -318,6 +330,36 @@ impl Config {
     }
 }
 
+/// Whether the environment points aws-config's credential chain somewhere: keys, a profile, a
+/// container or web-identity role, or shared config files. (An EC2 instance role cannot be
+/// seen without asking the instance metadata service: pass `--backend aws` there.)
+fn aws_credentials_configured(get: &dyn Fn(&str) -> Option<String>) -> bool {
+    const VARS: [&str; 6] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    ];
+    if VARS.iter().any(|v| get(v).is_some()) {
+        return true;
+    }
+    let home = get("HOME").map(PathBuf::from);
+    let file = |var: &str, default: &str| {
+        get(var)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
+    };
+    [
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+        file("AWS_CONFIG_FILE", "config"),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|path| path.is_file())
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -338,6 +380,13 @@ fn parse_backend(setting: &str, value: &str) -> Result<BackendKind, ConfigError>
             message: format!("{other:?} is not a backend: use embedded or aws"),
         }),
     }
+}
+
+fn looks_like_address(address: &str) -> bool {
+    address
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn split_list(value: &str) -> Vec<String> {
@@ -388,6 +437,20 @@ mod tests {
             Config::load(&flags, &env(&[])).unwrap().backend,
             BackendKind::Aws
         );
+        for var in [
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ] {
+            let config = Config::load(&Flags::default(), &env(&[(var, "x")])).unwrap();
+            assert_eq!(config.backend, BackendKind::Aws, "{var}");
+        }
+        // A shared credentials file counts (the default profile).
+        let home = std::env::temp_dir().join(format!("keyrot-home-{}", std::process::id()));
+        std::fs::create_dir_all(home.join(".aws")).unwrap();
+        std::fs::write(home.join(".aws/credentials"), "[default]\n").unwrap();
+        let home = home.to_str().unwrap();
+        let config = Config::load(&Flags::default(), &env(&[("HOME", home)])).unwrap();
+        assert_eq!(config.backend, BackendKind::Aws);
         let config = Config::load(&Flags::default(), &env(&[("AWS_PROFILE", "ops")])).unwrap();
         assert_eq!(config.backend, BackendKind::Aws);
         assert_eq!(
@@ -458,6 +521,24 @@ mod tests {
                 "KEYROT_ROTATION_PERIOD: ",
             ),
             (Flags::default(), vec![("KEYROT_SECRET_PREFIX", "")], ""),
+            (
+                Flags::default(),
+                vec![("KEYROT_ALERT_FROM", "keyrot@example.com")],
+                "set both",
+            ),
+            (
+                Flags::default(),
+                vec![("KEYROT_ALERT_TO", "ops@example.com")],
+                "set both",
+            ),
+            (
+                Flags::default(),
+                vec![
+                    ("KEYROT_ALERT_FROM", "keyrot@example.com"),
+                    ("KEYROT_ALERT_TO", "ops, sec@example.com"),
+                ],
+                "\"ops\" is not an e-mail address",
+            ),
             (
                 Flags {
                     config: Some(file("nonsense = 1\n")),

@@ -105,8 +105,10 @@ enum Command {
         /// The IAM user whose key to fetch.
         #[arg(long)]
         username: String,
-        /// How soon the SDK should ask again (keep it well under the grace period).
-        #[arg(long, default_value = "5m", value_parser = duration_arg)]
+        /// How soon the SDK should ask again. Keep it well under the rotation grace period,
+        /// and over 15 minutes in production: botocore (the AWS CLI, boto3) refreshes on every
+        /// request once fewer than 10 minutes are left, and the API's usage plan throttles.
+        #[arg(long, default_value = "1h", value_parser = duration_arg)]
         refresh: Duration,
     },
 }
@@ -313,8 +315,9 @@ async fn serve(config: &Config) -> Result<ExitCode, String> {
         println!();
         println!("Or as a consumer would (~/.aws/config):");
         println!("  [profile {user}]");
+        // The demo's grace period is a minute: the consumer must ask more often than that.
         println!(
-            "  credential_process = keyrot credential-process --endpoint {base} --username {user}"
+            "  credential_process = keyrot credential-process --endpoint {base} --username {user} --refresh 20s"
         );
         println!();
     }

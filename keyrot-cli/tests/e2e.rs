@@ -39,7 +39,9 @@ fn keyrot() -> Command {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("KEYROT_LOG", "warn").kill_on_drop(true);
+    cmd.env("KEYROT_BACKEND", "embedded")
+        .env("KEYROT_LOG", "warn")
+        .kill_on_drop(true);
     cmd
 }
 

@@ -3,9 +3,12 @@
 //! The adapter adds nothing to the API's rules; it only translates, and reads what the core
 //! must be told:
 //!
-//! - **The path without the stage.** The event's `path` (what lambda_http calls the raw HTTP
-//!   path, `RequestExt::raw_http_path`) is the resource path, `/active-key`; lambda_http's
-//!   `uri().path()` and the request context's `path` carry the stage, `/prod/active-key`.
+//! - **The route is the event's `resource`**, the path of the API Gateway resource the request
+//!   matched: exactly `/active-key`, since the template declares no `{proxy+}` or path
+//!   parameters. The event's `path` (lambda_http's `RequestExt::raw_http_path`) is only the
+//!   fallback should `resource` be missing: behind a custom domain with a base-path mapping it
+//!   carries the base path (`/keys/active-key`), and lambda_http's `uri().path()` and the
+//!   request context's `path` carry the stage or the base path too.
 //! - **The true source address**: `requestContext.identity.sourceIp`, which API Gateway takes
 //!   from the connection. `X-Forwarded-For` is only a header among others, which the API
 //!   never reads. Without a parseable `sourceIp` (the console's test invocations send
@@ -223,11 +226,16 @@ pub fn request_context(
     RequestContext::new(source_ip, request_id, now, jti)
 }
 
-/// The request as the API reads it: method, the path without the stage and the query,
-/// every header (repeated ones repeated), the body.
+/// The request as the API reads it: method, the route (the resource, else the path) and the
+/// query, every header (repeated ones repeated), the body.
 pub fn core_request(event: ApiGatewayProxyRequest) -> http::Request<Vec<u8>> {
     let mut target = String::new();
-    let path = event.path.as_deref().unwrap_or_default();
+    let path = event
+        .resource
+        .as_deref()
+        .filter(|resource| !resource.is_empty())
+        .or(event.path.as_deref())
+        .unwrap_or_default();
     if !path.starts_with('/') {
         target.push('/');
     }
@@ -310,6 +318,8 @@ mod tests {
     use super::*;
 
     const ACTIVE_KEY: &str = include_str!("../tests/fixtures/apigw-rest-active-key.json");
+    const BASE_PATH_ACTIVE_KEY: &str =
+        include_str!("../tests/fixtures/apigw-rest-base-path-active-key.json");
     const GENERATE_TOKEN: &str = include_str!("../tests/fixtures/apigw-rest-generate-token.json");
     const HEALTH: &str = include_str!("../tests/fixtures/apigw-rest-health.json");
     const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -423,18 +433,56 @@ mod tests {
         assert_eq!(a.metrics["StatusCode"], 200);
     }
 
-    /// The fixtures' paths are what lambda_http calls the raw HTTP path; its URI has the
-    /// stage, on which no route would match.
+    /// The route is the resource: lambda_http's URI has the stage, and behind a base-path
+    /// mapping its raw HTTP path has the base path, on which no route would match.
     #[test]
-    fn routes_see_the_path_without_the_stage() {
-        let via_lambda_http = lambda_http::request::from_str(ACTIVE_KEY).unwrap();
-        assert_eq!(via_lambda_http.uri().path(), "/prod/active-key");
-        assert_eq!(via_lambda_http.raw_http_path(), "/active-key");
-        let event: ApiGatewayProxyRequest = serde_json::from_str(ACTIVE_KEY).unwrap();
-        let request = core_request(event);
-        assert_eq!(request.uri().path(), via_lambda_http.raw_http_path());
-        assert_eq!(request.uri().query(), Some("username=ci-deployer"));
-        assert_eq!(request.method(), http::Method::GET);
+    fn routes_see_the_resource() {
+        for (fixture, uri_path, raw_path) in [
+            (ACTIVE_KEY, "/prod/active-key", "/active-key"),
+            (
+                BASE_PATH_ACTIVE_KEY,
+                "/prod/keys/active-key",
+                "/keys/active-key",
+            ),
+        ] {
+            let via_lambda_http = lambda_http::request::from_str(fixture).unwrap();
+            assert_eq!(via_lambda_http.uri().path(), uri_path);
+            assert_eq!(via_lambda_http.raw_http_path(), raw_path);
+            let event: ApiGatewayProxyRequest = serde_json::from_str(fixture).unwrap();
+            let request = core_request(event);
+            assert_eq!(request.uri().path(), "/active-key");
+            assert_eq!(request.uri().query(), Some("username=ci-deployer"));
+            assert_eq!(request.method(), http::Method::GET);
+        }
+    }
+
+    /// A custom domain maps the API under `/keys`: `path` is `/keys/active-key`, `resource`
+    /// is `/active-key`.
+    #[tokio::test]
+    async fn a_base_path_mapping_routes_on_the_resource() {
+        let w = world().await;
+        let a = call(
+            &w,
+            event(GENERATE_TOKEN, &w, "", |e| {
+                from_allowed_address(e);
+                e["path"] = json!("/keys/generate-token");
+            }),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let token = a.body["token"].as_str().unwrap().to_owned();
+        let a = call(&w, event(BASE_PATH_ACTIVE_KEY, &w, &token, |_| {})).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["AccessKeyId"], KEY_ID);
+        // Without a resource, the path is the route.
+        let a = call(
+            &w,
+            event(BASE_PATH_ACTIVE_KEY, &w, &token, |e| {
+                e["resource"] = json!(null)
+            }),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
     }
 
     #[tokio::test]
@@ -605,12 +653,25 @@ mod tests {
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
             (
-                Box::new(|e| e["path"] = json!("/gen erate-token?x#y")),
+                Box::new(|e| e["resource"] = json!("/gen erate-token?x#y")),
                 StatusCode::NOT_FOUND,
             ),
-            (Box::new(|e| e["path"] = json!(null)), StatusCode::NOT_FOUND),
             (
-                Box::new(|e| e["path"] = json!("/prod/generate-token")),
+                Box::new(|e| {
+                    e["resource"] = json!(null);
+                    e["path"] = json!(null);
+                }),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Box::new(|e| {
+                    e["resource"] = json!("");
+                    e["path"] = json!("/prod/generate-token");
+                }),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Box::new(|e| e["resource"] = json!("/generate-token/")),
                 StatusCode::NOT_FOUND,
             ),
             (
