@@ -478,7 +478,7 @@ mod tests {
         let a = call(
             &w,
             event(BASE_PATH_ACTIVE_KEY, &w, &token, |e| {
-                e["resource"] = json!(null)
+                e["resource"] = json!(null);
             }),
         )
         .await;
