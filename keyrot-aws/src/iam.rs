@@ -84,10 +84,21 @@ impl Iam for AwsIam {
             .collect()
             .await;
         let mut managed = Vec::new();
+        let mut failed = Vec::new();
         for (user, tagged) in checked {
             match tagged {
                 Ok(true) => managed.push(user),
                 // A user deleted between ListUsers and ListUserTags is not one to manage.
+                Ok(false) | Err(IamError::NoSuchEntity) => {}
+                Err(_) => failed.push(user),
+            }
+        }
+        // Lookups that failed (throttled beyond the SDK's retries, most likely) get one more
+        // try, one at a time; a user whose tags stay unknown fails the listing, since keyrot
+        // can neither manage it nor report it as unmanaged.
+        for user in failed {
+            match self.has_tag(&user, key, value).await {
+                Ok(true) => managed.push(user),
                 Ok(false) | Err(IamError::NoSuchEntity) => {}
                 Err(e) => return Err(e),
             }

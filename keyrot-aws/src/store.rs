@@ -228,6 +228,19 @@ impl AwsSecretStore {
         let Some(described) = self.describe(user).await? else {
             return Ok(None);
         };
+        let ours = described
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(MANAGED_BY_TAG.0) && t.value() == Some(MANAGED_BY_TAG.1));
+        if !ours {
+            return Err(malformed(format!(
+                "secret {} exists but keyrot did not create it (it lacks the tag {}={}): \
+                 keyrot will not write into it; move it away, or tag it if it is keyrot's",
+                self.secret_name(user),
+                MANAGED_BY_TAG.0,
+                MANAGED_BY_TAG.1
+            )));
+        }
         let current_version = described
             .version_ids_to_stages()
             .and_then(|m| {
@@ -257,15 +270,27 @@ impl AwsSecretStore {
             if id == PLACEHOLDER_VERSION {
                 continue;
             }
+            let stages = entry.version_stages();
             let key_id = match key_of_request_token(id) {
                 Some(key_id) => key_id,
                 // A hashed token, or a version someone else wrote: the payload says.
-                None => match self.value(user, ValueOf::Version(id)).await? {
-                    Some(Value::Key(c)) => c.access_key_id,
-                    Some(Value::Placeholder) | None => continue,
+                None => match self.value(user, ValueOf::Version(id)).await {
+                    Ok(Some(Value::Key(c))) => c.access_key_id,
+                    Ok(Some(Value::Placeholder) | None) => continue,
+                    // A version without labels is history that cannot be deleted: one that is
+                    // not keyrot's must not block the user forever.
+                    Err(StoreError::Malformed(e)) if stages.is_empty() => {
+                        tracing::warn!(
+                            user = %user,
+                            version = id,
+                            error = %keyrot_core::driver::error_chain(e.as_ref()),
+                            "ignoring an unlabelled version that holds no keyrot key"
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 },
             };
-            let stages = entry.version_stages();
             versions.push(Version {
                 id: id.to_owned(),
                 key_id,

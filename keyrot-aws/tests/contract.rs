@@ -206,8 +206,11 @@ impl World {
     /// DESIGN's invariants that can be read off the backend after a run.
     async fn check_invariants(&self, report: &RunReport) {
         for user in &report.users {
-            let Ok(keys) = self.iam.list_keys(&user.user).await else {
-                continue;
+            let keys = match self.iam.list_keys(&user.user).await {
+                Ok(keys) => keys,
+                // Deleted during the run (user_deleted_in_the_middle_of_a_run).
+                Err(IamError::NoSuchEntity) => continue,
+                Err(e) => panic!("{}: cannot check the invariants: {e:?}", user.user),
             };
             assert!(keys.len() <= 2, "{}: {} keys", user.user, keys.len());
             if let Some(current) = self.store.current(&user.user).await.unwrap() {
@@ -895,4 +898,103 @@ async fn throttling_beyond_the_retries_is_its_own_error() {
         LastUsed::Unknown,
         "throttled is not 'never used'"
     );
+}
+
+// ---- moto only: secrets keyrot did not write ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_versions_keyrot_did_not_write() {
+    let moto = shared_moto().await;
+    let config = moto.admin_config().await;
+    let admin = aws_sdk_secretsmanager::Client::new(&config);
+    let store = AwsSecretStore::new(admin.clone()).with_prefix("keyrot-test/foreign/");
+    let user = UserName::new("foreign-user").unwrap();
+
+    // Someone else's secret under keyrot's name: refused, untouched.
+    admin
+        .create_secret()
+        .name("keyrot-test/foreign/foreign-user")
+        .secret_string("not keyrot's")
+        .send()
+        .await
+        .unwrap();
+    let err = store.load(&user).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Malformed(e) if e.to_string().contains("did not create it")),
+        "{err:?}"
+    );
+
+    // In keyrot's own secret, a labelled version that is not keyrot's is an error; once it has
+    // no label (history that cannot be deleted) it is ignored.
+    let other = UserName::new("foreign-version").unwrap();
+    let key = creds(
+        &AccessKeyId::new("AKIAFOREIGNFOREIGN01").unwrap(),
+        "s3cr3t-value",
+    );
+    store.put_pending(&other, &key, real_now()).await.unwrap();
+    let secret = "keyrot-test/foreign/foreign-version";
+    let token = "someone-else-0000000000000000000000";
+    admin
+        .put_secret_value()
+        .secret_id(secret)
+        .client_request_token(token)
+        .secret_string("{\"password\": \"hunter2\"}")
+        .version_stages("MANUAL")
+        .send()
+        .await
+        .unwrap();
+    let err = store.load(&other).await.unwrap_err();
+    assert!(matches!(err, StoreError::Malformed(_)), "{err:?}");
+    assert!(!keyrot_core::driver::error_chain(&err).contains("hunter2"));
+    admin
+        .update_secret_version_stage()
+        .secret_id(secret)
+        .version_stage("MANUAL")
+        .remove_from_version_id(token)
+        .send()
+        .await
+        .unwrap();
+    let stored = store.load(&other).await.unwrap();
+    assert_eq!(stored.versions.len(), 1, "{stored:?}");
+    assert_eq!(stored.pending(), Some(&key.access_key_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_lookup_throttled_beyond_the_retries_is_tried_once_more() {
+    let moto = shared_moto().await;
+    let admin = aws_sdk_iam::Client::new(&moto.admin_config().await);
+    let tag = "keyrot:managed:tag-retry";
+    for name in ["tag-retry-a", "tag-retry-b", "tag-retry-c"] {
+        admin
+            .create_user()
+            .user_name(name)
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(tag)
+                    .value("true")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    // No SDK retries: the first two ListUserTags calls fail as throttled.
+    let proxy = throttle::Proxy::start_matching(moto.endpoint(), 2, "Action=ListUserTags").await;
+    let settings = AwsSettings {
+        endpoint_url: Some(proxy.endpoint()),
+        max_attempts: Some(1),
+        ..moto.settings()
+    };
+    let iam = AwsIam::new(aws_sdk_iam::Client::new(
+        &moto.admin_config_with(&settings).await,
+    ));
+    let selection = Selection::Tagged {
+        key: tag.into(),
+        value: "true".into(),
+    };
+    let managed = iam.managed_users(&selection).await.unwrap();
+    let names: Vec<&str> = managed.iter().map(UserName::as_str).collect();
+    assert_eq!(names, ["tag-retry-a", "tag-retry-b", "tag-retry-c"]);
+    assert_eq!(proxy.throttled(), 2);
 }

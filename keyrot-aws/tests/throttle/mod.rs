@@ -16,6 +16,13 @@ pub(crate) struct Proxy {
 impl Proxy {
     /// Proxies to `upstream` (`http://host:port`), throttling the first `throttle` requests.
     pub(crate) async fn start(upstream: &str, throttle: u32) -> Self {
+        Self::start_matching(upstream, throttle, "").await
+    }
+
+    /// As [`Proxy::start`], counting (and throttling) only requests whose text contains
+    /// `marker`, such as `Action=ListUserTags`.
+    pub(crate) async fn start_matching(upstream: &str, throttle: u32, marker: &str) -> Self {
+        let marker = marker.to_owned();
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -25,8 +32,9 @@ impl Proxy {
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 let (upstream, t, f) = (upstream.clone(), t.clone(), f.clone());
+                let marker = marker.clone();
                 tokio::spawn(async move {
-                    let _ = serve(conn, &upstream, throttle, &t, &f).await;
+                    let _ = serve(conn, &upstream, throttle, &marker, &t, &f).await;
                 });
             }
         });
@@ -55,16 +63,19 @@ async fn serve(
     mut conn: TcpStream,
     upstream: &str,
     throttle: u32,
+    marker: &str,
     throttled: &AtomicU32,
     forwarded: &AtomicU32,
 ) -> std::io::Result<()> {
     let request = read_request(&mut conn).await?;
-    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-    let take = throttled
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < throttle).then_some(n + 1)
-        })
-        .is_ok();
+    let text = String::from_utf8_lossy(&request);
+    let head = text.to_ascii_lowercase();
+    let take = text.contains(marker)
+        && throttled
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < throttle).then_some(n + 1)
+            })
+            .is_ok();
     if take {
         // The JSON protocols (Secrets Manager, SES) name the operation in x-amz-target; the
         // query protocols (IAM, STS) answer in XML.
