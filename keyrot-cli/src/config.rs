@@ -126,6 +126,8 @@ pub struct ApiSettings {
 pub struct Config {
     /// The backend.
     pub backend: BackendKind,
+    /// Whether the backend was chosen because AWS settings were found, not asked for.
+    pub backend_detected: bool,
     /// Where `serve` listens.
     pub listen: SocketAddr,
     /// The policy settings as given (the embedded backend lays them over its demo policy).
@@ -200,6 +202,7 @@ impl Config {
         let aws_configured = endpoint_url.is_some()
             || file.aws.profile.is_some()
             || aws_credentials_configured(&get);
+        let backend_detected = backend.is_none() && aws_configured;
         let backend = backend.unwrap_or(if aws_configured {
             BackendKind::Aws
         } else {
@@ -308,6 +311,7 @@ impl Config {
 
         let config = Self {
             backend,
+            backend_detected,
             listen,
             policy,
             aws,

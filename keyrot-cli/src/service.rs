@@ -93,8 +93,16 @@ impl Backend {
             }
             Some(clients) => {
                 let missing = |what: &str, var: &str| {
+                    let why = if config.backend_detected {
+                        " (the AWS backend was chosen because AWS credentials or an endpoint \
+                         are configured; for the local demo run `keyrot serve --backend \
+                         embedded`)"
+                    } else {
+                        ""
+                    };
                     ServiceError::Api(format!(
-                        "the API on AWS needs {what}: set {var} or aws.{} in the config file",
+                        "the API on AWS needs {what}: set {var} or aws.{} in the config \
+                         file{why}",
                         var.trim_start_matches("KEYROT_").to_ascii_lowercase()
                     ))
                 };
