@@ -19,35 +19,41 @@
 //!   generator. Should that generator fail, the token id is empty, and the API refuses to
 //!   issue a token with it (`500 internal_error`, audited) rather than issue a guessable one.
 //!
-//! The event is converted here rather than through lambda_http's `Request`, whose conversion
-//! loses or changes what the API must see: it merges `multiValueHeaders` into single values
-//! (the API refuses a repeated `x-api-key` or `Authorization`, but would only see the last
-//! one), re-encodes the decoded query as a form (a space becomes `+`, so `username=a%20b`
-//! would name the user `a+b`), and panics on a `Host` header that is not a valid host or on a
-//! body flagged base64 that is not. Here repeated headers stay repeated, the query is
-//! re-encoded as RFC 3986 says (the API decodes it back exactly), and nothing a caller sends
-//! can panic. lambda_http's event and response types (its `aws_lambda_events`) are used as
-//! they are.
+//! The event is read here (see [`RestEvent`]) rather than through lambda_http's `Request`,
+//! whose conversion loses or changes what the API must see: it merges `multiValueHeaders` into
+//! single values (the API refuses a repeated `x-api-key` or `Authorization`, but would only see
+//! the last one), re-encodes the decoded query as a form (a space becomes `+`, so
+//! `username=a%20b` would name the user `a+b`), and panics on a `Host` header that is not a
+//! valid host or on a body flagged base64 that is not. Nor through aws_lambda_events'
+//! `ApiGatewayProxyRequest`: its query map panics on a parameter with an empty list of values,
+//! and a header value that is not a string fails the whole invocation (API Gateway answers
+//! `502`). Here repeated headers stay repeated, the query is re-encoded as RFC 3986 says (the
+//! API decodes it back exactly), an event of another shape is a `400` ([`INVALID_EVENT_CODE`]),
+//! and nothing a caller sends can panic. lambda_http's response type is used as it is.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use base64::Engine;
-use http::Uri;
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use keyrot_aws::{
     ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
 };
-use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome, RequestContext};
+use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome};
 use keyrot_core::{Clock, Timestamp};
 use lambda_http::Body;
-use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::config::{ApiFunctionConfig, ConfigError};
 use crate::metrics::{self, api_line};
 use crate::runtime::CONFIG_ERROR_TYPE;
+
+mod event;
+
+pub use event::{RestEvent, UnreadableEvent};
 
 /// Why the API function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +89,7 @@ pub struct Handled {
     /// The response for API Gateway.
     pub response: ApiGatewayProxyResponse,
     /// What became of the request.
-    pub outcome: ApiOutcome,
+    pub outcome: Outcome,
     /// The request's metrics (see [`crate::metrics`]).
     pub metrics: String,
 }
@@ -96,6 +102,71 @@ impl fmt::Debug for Handled {
             .field("outcome", &self.outcome)
             .finish_non_exhaustive()
     }
+}
+
+/// What became of a request: the API's outcome, or an event the adapter could not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The API answered.
+    Api(ApiOutcome),
+    /// `400 invalid_request`: the event is not one API Gateway sends (see [`RestEvent`]); the
+    /// API was not asked.
+    InvalidEvent,
+}
+
+impl Outcome {
+    /// The name in metrics: the API's (see [`ApiOutcome::as_str`]), or
+    /// [`INVALID_EVENT_CODE`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api(outcome) => outcome.as_str(),
+            Self::InvalidEvent => INVALID_EVENT_CODE,
+        }
+    }
+
+    /// The response's status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Api(outcome) => outcome.status(),
+            Self::InvalidEvent => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The error code of an event the adapter cannot read. The API's own codes are
+/// [`keyrot_core::api::ErrorCode`]'s; API Gateway never sends such an event, only a direct
+/// invocation can.
+pub const INVALID_EVENT_CODE: &str = "invalid_request";
+
+/// The `400` of an unreadable event, in the API's error format and with the headers of its
+/// every response.
+fn invalid_event_response() -> http::Response<String> {
+    let body = json!({"error": {
+        "code": INVALID_EVENT_CODE,
+        "message": "the request could not be read as an API Gateway REST proxy event",
+    }});
+    let mut response = http::Response::new(body.to_string());
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// The audit line of an unreadable event, like the API's own (target `keyrot::audit`): the
+/// field at fault, never its value.
+fn audit_unreadable(lambda_request_id: &str, unreadable: UnreadableEvent) {
+    info!(
+        target: "keyrot::audit",
+        request_id = ?lambda_request_id,
+        route = "unknown",
+        outcome = INVALID_EVENT_CODE,
+        status = StatusCode::BAD_REQUEST.as_u16(),
+        reason = "unreadable_event",
+        detail = %unreadable,
+        "api request"
+    );
 }
 
 /// The API function: the shared [`Api`] and where its metrics go.
@@ -146,18 +217,27 @@ impl ApiFunction {
     }
 
     /// Answers one API Gateway event at `now`; `lambda_request_id` stands in for a missing
-    /// API Gateway request id, `jti` is the id of a token this request may issue.
+    /// API Gateway request id, `jti` is the id of a token this request may issue. An event
+    /// the adapter cannot read (see [`RestEvent`]) is a `400 invalid_request`, audited.
     pub async fn handle(
         &self,
-        event: ApiGatewayProxyRequest,
+        event: Value,
         lambda_request_id: &str,
         now: Timestamp,
         jti: String,
     ) -> Handled {
-        let context = request_context(&event, lambda_request_id, now, jti);
-        let request = core_request(event);
-        let answer = self.api.handle(request, context).await;
-        let outcome = answer.outcome();
+        let (response, outcome) = match RestEvent::from_value(event) {
+            Ok(event) => {
+                let context = event.context(lambda_request_id, now, jti);
+                let answer = self.api.handle(event.into_request(), context).await;
+                let outcome = Outcome::Api(answer.outcome());
+                (answer.into_response(), outcome)
+            }
+            Err(unreadable) => {
+                audit_unreadable(lambda_request_id, unreadable);
+                (invalid_event_response(), Outcome::InvalidEvent)
+            }
+        };
         let metrics = api_line(
             &self.namespace,
             outcome.as_str(),
@@ -165,7 +245,7 @@ impl ApiFunction {
             now,
         );
         Handled {
-            response: gateway_response(answer.into_response()),
+            response: gateway_response(response),
             outcome,
             metrics,
         }
@@ -176,7 +256,8 @@ impl ApiFunction {
 pub async fn serve(function: ApiFunction) -> Result<(), lambda_runtime::Error> {
     let function = &function;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
+        // Any JSON: the adapter reads the event itself (see `RestEvent`).
+        move |event: LambdaEvent<Value>| async move {
             // The edge reads the clock, once per request.
             let now = SystemClock.now();
             let handled = function
@@ -203,95 +284,6 @@ pub fn fresh_jti() -> String {
     }
 }
 
-/// What the API must know besides the request: source address, request id, now, token id.
-pub fn request_context(
-    event: &ApiGatewayProxyRequest,
-    lambda_request_id: &str,
-    now: Timestamp,
-    jti: String,
-) -> RequestContext {
-    let source_ip = event
-        .request_context
-        .identity
-        .source_ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let request_id = event
-        .request_context
-        .request_id
-        .clone()
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| lambda_request_id.to_owned());
-    RequestContext::new(source_ip, request_id, now, jti)
-}
-
-/// The request as the API reads it: method, the route (the resource, else the path) and the
-/// query, every header (repeated ones repeated), the body.
-pub fn core_request(event: ApiGatewayProxyRequest) -> http::Request<Vec<u8>> {
-    let mut target = String::new();
-    let path = event
-        .resource
-        .as_deref()
-        .filter(|resource| !resource.is_empty())
-        .or(event.path.as_deref())
-        .unwrap_or_default();
-    if !path.starts_with('/') {
-        target.push('/');
-    }
-    percent_encode(&mut target, path, |b| b == b'/');
-    // API Gateway gives the query decoded, every value in the multi-value map.
-    let params = if event.multi_value_query_string_parameters.is_empty() {
-        &event.query_string_parameters
-    } else {
-        &event.multi_value_query_string_parameters
-    };
-    for (i, (name, value)) in params.iter().enumerate() {
-        target.push(if i == 0 { '?' } else { '&' });
-        percent_encode(&mut target, name, |_| false);
-        target.push('=');
-        percent_encode(&mut target, value, |_| false);
-    }
-    let mut headers = event.multi_value_headers;
-    for (name, value) in &event.headers {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
-    let body = match event.body {
-        None => Vec::new(),
-        Some(text) if event.is_base64_encoded => base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            // Not base64 after all: the API only measures bodies, so measure the text.
-            .unwrap_or_else(|_| text.into_bytes()),
-        Some(text) => text.into_bytes(),
-    };
-    let mut request = http::Request::new(body);
-    *request.method_mut() = event.http_method;
-    // Everything outside the unreserved characters is percent-encoded, so this parses; the
-    // fallback is no route (a 404) all the same.
-    *request.uri_mut() = target
-        .parse::<Uri>()
-        .unwrap_or_else(|_| Uri::from_static("/unparseable-request-target"));
-    *request.headers_mut() = headers;
-    request
-}
-
-/// Appends `text` to `out`, percent-encoding every byte but RFC 3986's unreserved characters
-/// and those `keep` accepts.
-fn percent_encode(out: &mut String, text: &str, keep: impl Fn(u8) -> bool) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep(b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
-}
-
 /// The API's response as API Gateway's proxy integration expects it.
 pub fn gateway_response(response: http::Response<String>) -> ApiGatewayProxyResponse {
     let (parts, body) = response.into_parts();
@@ -306,14 +298,14 @@ pub fn gateway_response(response: http::Response<String>) -> ApiGatewayProxyResp
 
 #[cfg(test)]
 mod tests {
-    use http::StatusCode;
+    use std::net::IpAddr;
+
     use keyrot_core::fake::{FakeAws, FaultRates};
     use keyrot_core::token::{
         ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
     };
     use keyrot_core::{AccessKeyId, Credentials, Policy, SecretAccessKey, SecretStore, UserName};
     use lambda_http::RequestExt;
-    use serde_json::{Value, json};
 
     use super::*;
 
@@ -372,18 +364,13 @@ mod tests {
     }
 
     /// A fixture with its placeholders filled and `edit` applied to its JSON.
-    fn event(
-        fixture: &str,
-        w: &World,
-        token: &str,
-        edit: impl FnOnce(&mut Value),
-    ) -> ApiGatewayProxyRequest {
+    fn event(fixture: &str, w: &World, token: &str, edit: impl FnOnce(&mut Value)) -> Value {
         let text = fixture
             .replace("{{API_KEY}}", &w.api_key)
             .replace("{{TOKEN}}", token);
         let mut value: Value = serde_json::from_str(&text).unwrap();
         edit(&mut value);
-        serde_json::from_value(value).unwrap()
+        value
     }
 
     struct Answer {
@@ -393,7 +380,7 @@ mod tests {
         metrics: Value,
     }
 
-    async fn call(w: &World, event: ApiGatewayProxyRequest) -> Answer {
+    async fn call(w: &World, event: Value) -> Answer {
         let handled = w
             .function
             .handle(event, "lambda-request-id", now(), "jti-1".into())
@@ -448,8 +435,8 @@ mod tests {
             let via_lambda_http = lambda_http::request::from_str(fixture).unwrap();
             assert_eq!(via_lambda_http.uri().path(), uri_path);
             assert_eq!(via_lambda_http.raw_http_path(), raw_path);
-            let event: ApiGatewayProxyRequest = serde_json::from_str(fixture).unwrap();
-            let request = core_request(event);
+            let event = RestEvent::from_value(serde_json::from_str(fixture).unwrap()).unwrap();
+            let request = event.into_request();
             assert_eq!(request.uri().path(), "/active-key");
             assert_eq!(request.uri().query(), Some("username=ci-deployer"));
             assert_eq!(request.method(), http::Method::GET);
@@ -512,7 +499,7 @@ mod tests {
                 "jti-1".into(),
             )
             .await;
-        assert_eq!(a.outcome, ApiOutcome::TokenIssued);
+        assert_eq!(a.outcome, Outcome::Api(ApiOutcome::TokenIssued));
         let Some(Body::Text(body)) = &a.response.body else {
             panic!("no body")
         };
@@ -533,7 +520,7 @@ mod tests {
                 "jti-2".into(),
             )
             .await;
-        assert_eq!(served.outcome, ApiOutcome::KeyServed);
+        assert_eq!(served.outcome, Outcome::Api(ApiOutcome::KeyServed));
         let debug = format!("{served:?}");
         assert!(!debug.contains(SECRET), "{debug}");
         assert!(!debug.contains(KEY_ID), "{debug}");
@@ -690,18 +677,162 @@ mod tests {
         let w_event = |edit: fn(&mut Value)| {
             let mut value: Value = serde_json::from_str(HEALTH).unwrap();
             edit(&mut value);
-            serde_json::from_value::<ApiGatewayProxyRequest>(value).unwrap()
+            RestEvent::from_value(value).unwrap()
         };
-        let ctx = request_context(&w_event(|_| {}), "lambda-id", now(), "j".into());
+        let ctx = w_event(|_| {}).context("lambda-id", now(), "j".into());
         assert_eq!(ctx.request_id, "0a1b2c3d-xmpl-4b79-853a-f982474efe20");
         assert_eq!(ctx.source_ip, "203.0.113.50".parse::<IpAddr>().unwrap());
-        let ctx = request_context(
-            &w_event(|e| e["requestContext"]["requestId"] = json!(null)),
-            "lambda-id",
-            now(),
-            "j".into(),
-        );
-        assert_eq!(ctx.request_id, "lambda-id");
+        for edit in [
+            (|e: &mut Value| e["requestContext"]["requestId"] = json!(null)) as fn(&mut Value),
+            |e| e["requestContext"]["requestId"] = json!(""),
+            |e| e["requestContext"] = json!(null),
+            |e| {
+                e.as_object_mut().unwrap().remove("requestContext");
+            },
+        ] {
+            let ctx = w_event(edit).context("lambda-id", now(), "j".into());
+            assert_eq!(ctx.request_id, "lambda-id");
+        }
+    }
+
+    /// Events API Gateway never sends, as a direct invocation may: each a 4xx in the API's
+    /// error format, none a panic or a function error.
+    #[tokio::test]
+    async fn malformed_events_are_a_4xx_never_a_panic() {
+        let w = world().await;
+        let token = token(&w).await;
+        type Edit = Box<dyn FnOnce(&mut Value)>;
+        let invalid = (StatusCode::BAD_REQUEST, INVALID_EVENT_CODE);
+        let cases: Vec<(&str, Edit, (StatusCode, &str))> = vec![
+            // query_map's iterator indexes the first value of every list.
+            (
+                ACTIVE_KEY,
+                Box::new(|e| e["multiValueQueryStringParameters"] = json!({"username": []})),
+                (StatusCode::BAD_REQUEST, "missing_username"),
+            ),
+            (
+                ACTIVE_KEY,
+                Box::new(|e| {
+                    e["multiValueQueryStringParameters"] = json!({"username": [], "x": []});
+                    e["queryStringParameters"] = json!({"username": []});
+                }),
+                invalid,
+            ),
+            (
+                ACTIVE_KEY,
+                Box::new(|e| e["queryStringParameters"] = json!(["username", "ci-deployer"])),
+                invalid,
+            ),
+            (
+                ACTIVE_KEY,
+                Box::new(|e| e["multiValueQueryStringParameters"] = json!({"username": [7]})),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["headers"]["x-api-key"] = json!(7)),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["multiValueHeaders"]["X-API-Key"] = json!([{"a": 1}])),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                // A string where a list belongs: refused without quoting the key.
+                Box::new(|e| {
+                    let key = e["headers"]["X-API-Key"].clone();
+                    e["multiValueHeaders"]["X-API-Key"] = key;
+                }),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["multiValueHeaders"]["bad header"] = json!(["x"])),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["headers"]["x-note"] = json!("a\nb")),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["headers"] = json!("x-api-key: k")),
+                invalid,
+            ),
+            // No requestContext: no source address, so no client authenticates.
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| {
+                    e.as_object_mut().unwrap().remove("requestContext");
+                }),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["requestContext"] = json!("prod")),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["requestContext"]["identity"]["sourceIp"] = json!([52, 255])),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| {
+                    e["body"] = json!("%%% not base64");
+                    e["isBase64Encoded"] = json!(true);
+                }),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["isBase64Encoded"] = json!("yes")),
+                invalid,
+            ),
+            (GENERATE_TOKEN, Box::new(|e| e["body"] = json!(12)), invalid),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| {
+                    e.as_object_mut().unwrap().remove("httpMethod");
+                }),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["httpMethod"] = json!("PO ST")),
+                invalid,
+            ),
+            (
+                GENERATE_TOKEN,
+                Box::new(|e| e["resource"] = json!(7)),
+                invalid,
+            ),
+            (HEALTH, Box::new(|e| *e = json!([1, 2])), invalid),
+            (HEALTH, Box::new(|e| *e = json!(null)), invalid),
+        ];
+        for (i, (fixture, edit, (status, code))) in cases.into_iter().enumerate() {
+            let a = call(&w, event(fixture, &w, &token, edit)).await;
+            assert_eq!(
+                (a.status, a.body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "case {i}: {}",
+                a.body
+            );
+            assert!(a.body["error"]["message"].is_string(), "case {i}");
+            assert_eq!(a.response.headers["content-type"], "application/json");
+            assert_eq!(a.response.headers["cache-control"], "no-store");
+            assert_eq!(a.response.headers["x-content-type-options"], "nosniff");
+            assert_eq!(a.metrics["Outcome"], code, "case {i}");
+            assert_eq!(a.metrics["StatusCode"], status.as_u16(), "case {i}");
+            assert!(!a.body.to_string().contains(&w.api_key), "case {i}");
+        }
+        // The function still answers.
+        let a = call(&w, event(ACTIVE_KEY, &w, &token, |_| {})).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     }
 
     #[test]

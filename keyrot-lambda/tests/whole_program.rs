@@ -638,6 +638,25 @@ fn deploy_api(rt: &tokio::runtime::Runtime, moto: &Moto, name: &str) -> ApiDeplo
     }
 }
 
+/// An API deployed in moto and its function running.
+struct ApiRun {
+    deployment: ApiDeployment,
+    runtime: RuntimeApi,
+    function: Function,
+}
+
+/// Deploys the API as `name` and starts `keyrot-api` for it.
+fn start_api(name: &str) -> ApiRun {
+    let deployment = deploy_api(&tokio(), moto(), name);
+    let runtime = RuntimeApi::start();
+    let function = Function::start(env!("CARGO_BIN_EXE_keyrot-api"), &runtime, &deployment.env);
+    ApiRun {
+        deployment,
+        runtime,
+        function,
+    }
+}
+
 /// Invokes the API function with `event`; its response and the response's body.
 fn call_api(
     runtime: &RuntimeApi,
@@ -715,11 +734,12 @@ fn assert_no_secrets(function: &mut Function, deployment: &ApiDeployment, token:
 
 #[test]
 fn keyrot_api_answers_health_and_a_token_then_the_key() {
-    let moto = moto();
-    let rt = tokio();
-    let deployment = deploy_api(&rt, moto, "api");
-    let runtime = RuntimeApi::start();
-    let mut function = Function::start(env!("CARGO_BIN_EXE_keyrot-api"), &runtime, &deployment.env);
+    let ApiRun {
+        deployment,
+        runtime,
+        mut function,
+        ..
+    } = start_api("api");
 
     let (response, body) = call_api(
         &runtime,
@@ -781,6 +801,39 @@ fn keyrot_api_at_trace_logs_no_secret() {
         function.wait_line(|l| l.contains("\"key_served\"") && l.contains("\"_aws\""));
         assert_no_secrets(&mut function, &deployment, &token);
     }
+}
+
+/// Events API Gateway never sends, as a direct invocation may: each answered with a 4xx, the
+/// process serving on.
+#[test]
+fn keyrot_api_answers_malformed_events_with_a_4xx() {
+    let ApiRun {
+        deployment,
+        runtime,
+        mut function,
+        ..
+    } = start_api("api-malformed");
+    let token = token_then_key(&runtime, &mut function, &deployment);
+    let fill = [
+        ("{{API_KEY}}", deployment.api_key.as_str()),
+        ("{{TOKEN}}", token.as_str()),
+    ];
+    let empty_list = event(ACTIVE_KEY, &fill, |e| {
+        e["multiValueQueryStringParameters"] = json!({"username": []});
+    });
+    let (response, body) = call_api(&runtime, &mut function, "empty-list", &empty_list);
+    assert_eq!(response["statusCode"], 400, "{response}");
+    assert_eq!(body["error"]["code"], "missing_username");
+    let number = event(GENERATE_TOKEN, &fill, |e| {
+        from_allowed(e);
+        e["headers"]["x-api-key"] = json!(7);
+    });
+    let (response, body) = call_api(&runtime, &mut function, "number", &number);
+    assert_eq!(response["statusCode"], 400, "{response}");
+    assert_eq!(body["error"]["code"], "invalid_request");
+    assert_eq!(response["headers"]["cache-control"], "no-store");
+
+    token_then_key(&runtime, &mut function, &deployment);
 }
 
 #[test]
