@@ -33,6 +33,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
@@ -169,6 +170,25 @@ fn audit_unreadable(lambda_request_id: &str, unreadable: UnreadableEvent) {
     );
 }
 
+/// The most one AWS call of the API may take, its retries included. A request makes at most
+/// one (the user's current key, unless cached), so a slow Secrets Manager is a
+/// `503 store_unavailable` well within the function's timeout (`Timeout: 10` in
+/// `cfn/template.yaml`), not a Lambda timeout that API Gateway turns into a bare `502`.
+pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How the API reaches AWS: at most [`AWS_OPERATION_TIMEOUT`] a call, 3 attempts with a first
+/// backoff of 100 ms, 1 s to connect. Region, endpoint and credentials come from the standard
+/// chain.
+pub fn aws_settings() -> AwsSettings {
+    AwsSettings {
+        max_attempts: Some(3),
+        initial_backoff: Some(Duration::from_millis(100)),
+        connect_timeout: Some(Duration::from_secs(1)),
+        operation_timeout: Some(AWS_OPERATION_TIMEOUT),
+        ..AwsSettings::default()
+    }
+}
+
 /// The API function: the shared [`Api`] and where its metrics go.
 #[derive(Debug)]
 pub struct ApiFunction {
@@ -186,11 +206,11 @@ impl ApiFunction {
     }
 
     /// The function as deployed: configuration from `lookup` (see [`crate::config`]), AWS from
-    /// aws-config's standard chain, the signing keys and the client registry read once from
+    /// aws-config's standard chain with the API's [`aws_settings`], the signing keys and the client registry read once from
     /// Secrets Manager, the users' keys read through [`keyrot_aws::AwsSecretStore`].
     pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiInitError> {
         let config = ApiFunctionConfig::from_env(lookup)?;
-        let clients = AwsClients::from_settings(&AwsSettings::default()).await;
+        let clients = AwsClients::from_settings(&aws_settings()).await;
         let (keys, clients_registry) = load_api_secrets(
             &clients.secrets,
             &config.signing_key_secret,
@@ -833,6 +853,30 @@ mod tests {
         // The function still answers.
         let a = call(&w, event(ACTIVE_KEY, &w, &token, |_| {})).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+
+    /// The function's timeout in cfn/template.yaml.
+    fn template_timeout() -> Duration {
+        let template = include_str!("../../cfn/template.yaml");
+        let function = template.find("\n  ApiFunction:\n").unwrap();
+        let timeout = template[function..]
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Timeout: "))
+            .unwrap();
+        Duration::from_secs(timeout.parse().unwrap())
+    }
+
+    #[test]
+    fn aws_calls_end_within_the_function_timeout() {
+        let settings = aws_settings();
+        assert_eq!(settings.max_attempts, Some(3));
+        assert_eq!(settings.initial_backoff, Some(Duration::from_millis(100)));
+        assert_eq!(settings.connect_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(settings.operation_timeout, Some(Duration::from_secs(4)));
+        assert_eq!((settings.region, settings.endpoint_url), (None, None));
+        // One call a request, with time left to answer.
+        assert_eq!(template_timeout(), Duration::from_secs(10));
+        assert!(AWS_OPERATION_TIMEOUT + Duration::from_secs(2) <= template_timeout());
     }
 
     #[test]
