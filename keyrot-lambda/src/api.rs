@@ -32,7 +32,7 @@
 //! and nothing a caller sends can panic. lambda_http's response type is used as it is.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -41,7 +41,8 @@ use keyrot_aws::{
     ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
 };
 use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome};
-use keyrot_core::{Clock, Timestamp};
+use keyrot_core::driver::error_chain;
+use keyrot_core::{Clock, SecretStore, Timestamp};
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -189,51 +190,176 @@ pub fn aws_settings() -> AwsSettings {
     }
 }
 
-/// The API function: the shared [`Api`] and where its metrics go.
-#[derive(Debug)]
+/// The longest a request waits for the signing keys and the client registry to be read again
+/// (two calls, each bounded by [`AWS_OPERATION_TIMEOUT`]). With the request's own call, a
+/// request takes at most `SECRETS_RELOAD_TIMEOUT + AWS_OPERATION_TIMEOUT`, 8 s of the 10.
+pub const SECRETS_RELOAD_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The API function: the [`Api`] it answers with, how to build it again with fresh secrets,
+/// and where its metrics go.
+///
+/// Built by [`ApiFunction::load`] (or [`ApiFunction::from_env`]), it reads the signing keys
+/// and the client registry again on the first request [`ApiFunctionConfig::api_secrets_ttl`]
+/// after it last read them, and rebuilds the `Api` (whose key cache starts empty). Should
+/// that fail (Secrets Manager down or slower than [`SECRETS_RELOAD_TIMEOUT`], a secret
+/// malformed), it logs a warning, answers with the last good `Api`, and tries again a TTL
+/// later. Built by [`ApiFunction::new`], it keeps its `Api`.
 pub struct ApiFunction {
-    api: Api,
+    current: Mutex<Current>,
+    reload: Option<Reload>,
     namespace: String,
 }
 
-impl ApiFunction {
-    /// A function answering with `api`, writing metrics to `namespace`.
-    pub fn new(api: Api, namespace: impl Into<String>) -> Self {
-        Self {
-            api,
-            namespace: namespace.into(),
-        }
-    }
+/// The `Api` answering now, and when its secrets were last read (or a reading failed).
+struct Current {
+    api: Arc<Api>,
+    read_at: Timestamp,
+}
 
-    /// The function as deployed: configuration from `lookup` (see [`crate::config`]), AWS from
-    /// aws-config's standard chain with the API's [`aws_settings`], the signing keys and the client registry read once from
-    /// Secrets Manager, the users' keys read through [`keyrot_aws::AwsSecretStore`].
-    pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiInitError> {
-        let config = ApiFunctionConfig::from_env(lookup)?;
-        let clients = AwsClients::from_settings(&aws_settings()).await;
-        let (keys, clients_registry) = load_api_secrets(
-            &clients.secrets,
+/// What building the `Api` takes.
+struct Reload {
+    config: ApiFunctionConfig,
+    aws: AwsClients,
+    store: Arc<dyn SecretStore>,
+}
+
+impl Reload {
+    /// Reads the signing keys and the client registry and builds the `Api` with them.
+    async fn build(&self) -> Result<Api, ApiInitError> {
+        let config = &self.config;
+        let (keys, clients) = load_api_secrets(
+            &self.aws.secrets,
             &config.signing_key_secret,
             &config.clients_secret,
         )
         .await?;
         let tokens = config.token_policy(keys.active, keys.retired)?;
+        let mut api_config = ApiConfig::new(&config.rotation);
+        api_config.cache_ttl = config.key_cache_ttl;
+        Ok(Api::new(
+            api_config,
+            tokens,
+            clients,
+            Arc::clone(&self.store),
+        )?)
+    }
+}
+
+impl fmt::Debug for ApiFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.lock();
+        f.debug_struct("ApiFunction")
+            .field("api", &current.api)
+            .field("read_at", &current.read_at)
+            .field("reload", &self.reload.as_ref().map(|r| &r.config))
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiFunction {
+    /// A function answering with `api` for good, writing metrics to `namespace`.
+    pub fn new(api: Api, namespace: impl Into<String>) -> Self {
+        Self {
+            current: Mutex::new(Current {
+                api: Arc::new(api),
+                read_at: Timestamp::MIN,
+            }),
+            reload: None,
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The function `config` describes, its secrets read from Secrets Manager through `aws`
+    /// at `now` and again every [`ApiFunctionConfig::api_secrets_ttl`], the users' keys read
+    /// from `store`.
+    pub async fn load(
+        config: ApiFunctionConfig,
+        aws: AwsClients,
+        store: Arc<dyn SecretStore>,
+        now: Timestamp,
+    ) -> Result<Self, ApiInitError> {
+        let reload = Reload { config, aws, store };
+        let api = reload.build().await?;
+        Ok(Self {
+            current: Mutex::new(Current {
+                api: Arc::new(api),
+                read_at: now,
+            }),
+            namespace: reload.config.metrics_namespace.clone(),
+            reload: Some(reload),
+        })
+    }
+
+    /// The function as deployed: configuration from `lookup` (see [`crate::config`]), AWS from
+    /// aws-config's standard chain with the API's [`aws_settings`], the signing keys and the
+    /// client registry from Secrets Manager (see [`ApiFunction::load`]), the users' keys read
+    /// through [`keyrot_aws::AwsSecretStore`].
+    pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiInitError> {
+        let config = ApiFunctionConfig::from_env(lookup)?;
+        let clients = AwsClients::from_settings(&aws_settings()).await;
         let store = BackendSettings {
             secret_prefix: config.secret_prefix.clone(),
             ..BackendSettings::default()
         }
         .store(&clients);
-        let mut api_config = ApiConfig::new(&config.rotation);
-        api_config.cache_ttl = config.key_cache_ttl;
-        let api = Api::new(api_config, tokens, clients_registry, Arc::new(store))?;
-        info!(
-            prefix = %config.secret_prefix,
-            issuer = %config.issuer,
-            audience = %config.audience,
-            cache_ttl = ?config.key_cache_ttl,
-            "api ready"
+        let (prefix, issuer, audience) = (
+            config.secret_prefix.clone(),
+            config.issuer.clone(),
+            config.audience.clone(),
         );
-        Ok(Self::new(api, config.metrics_namespace))
+        let (cache_ttl, secrets_ttl) = (config.key_cache_ttl, config.api_secrets_ttl);
+        // The edge reads the clock: the secrets are read now.
+        let function = Self::load(config, clients, Arc::new(store), SystemClock.now()).await?;
+        info!(%prefix, %issuer, %audience, ?cache_ttl, ?secrets_ttl, "api ready");
+        Ok(function)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        // A panic elsewhere cannot leave `Current` half written: both fields are set at once.
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `Api` to answer with at `now`, rebuilt with fresh secrets if those it has were read
+    /// a TTL ago or more (or, the clock having gone back, after `now`).
+    async fn api_at(&self, now: Timestamp) -> Arc<Api> {
+        let (api, read_at) = {
+            let current = self.lock();
+            (Arc::clone(&current.api), current.read_at)
+        };
+        let Some(reload) = &self.reload else {
+            return api;
+        };
+        let fresh = Duration::try_from(now.duration_since(read_at))
+            .is_ok_and(|age| age < reload.config.api_secrets_ttl);
+        if fresh {
+            return api;
+        }
+        let rebuilt = match tokio::time::timeout(SECRETS_RELOAD_TIMEOUT, reload.build()).await {
+            Ok(Ok(rebuilt)) => Some(Arc::new(rebuilt)),
+            Ok(Err(e)) => {
+                warn!(
+                    error = %error_chain(&e),
+                    "could not read the api's secrets again; answering with those read before"
+                );
+                None
+            }
+            Err(_) => {
+                warn!(
+                    timeout = ?SECRETS_RELOAD_TIMEOUT,
+                    "reading the api's secrets again took too long; answering with those read \
+                     before"
+                );
+                None
+            }
+        };
+        let mut current = self.lock();
+        current.read_at = now;
+        if let Some(rebuilt) = rebuilt {
+            info!("api secrets read again");
+            current.api = rebuilt;
+        }
+        Arc::clone(&current.api)
     }
 
     /// Answers one API Gateway event at `now`; `lambda_request_id` stands in for a missing
@@ -249,7 +375,8 @@ impl ApiFunction {
         let (response, outcome) = match RestEvent::from_value(event) {
             Ok(event) => {
                 let context = event.context(lambda_request_id, now, jti);
-                let answer = self.api.handle(event.into_request(), context).await;
+                let api = self.api_at(now).await;
+                let answer = api.handle(event.into_request(), context).await;
                 let outcome = Outcome::Api(answer.outcome());
                 (answer.into_response(), outcome)
             }
@@ -855,6 +982,111 @@ mod tests {
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     }
 
+    /// A registry of `clients` (id and API key), each allowed from 52.255.255.0/24.
+    fn registry(clients: &[(&str, &str)]) -> String {
+        let clients: Vec<Value> = clients
+            .iter()
+            .map(|(id, key)| {
+                json!({"id": id, "api_key_sha256": ApiKeyDigest::of(key).to_hex(),
+                    "scope": ["ci-deployer"], "allowed_cidrs": ["52.255.255.0/24"]})
+            })
+            .collect();
+        json!({ "clients": clients }).to_string()
+    }
+
+    /// The status of a token request with `api_key` at `at`.
+    async fn token_status(function: &ApiFunction, api_key: &str, at: Timestamp) -> i64 {
+        let mut event: Value =
+            serde_json::from_str(&GENERATE_TOKEN.replace("{{API_KEY}}", api_key)).unwrap();
+        from_allowed_address(&mut event);
+        let handled = function.handle(event, "lambda-id", at, "jti".into()).await;
+        handled.response.status_code
+    }
+
+    /// The registry changes in Secrets Manager (moto): a warm function follows a TTL later,
+    /// and keeps the last good registry while the new one cannot be read.
+    #[tokio::test]
+    async fn a_warm_function_reads_its_secrets_again_after_the_ttl() {
+        let moto = tokio::task::spawn_blocking(keyrot_aws::moto::Moto::shared)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let aws = AwsClients::new(moto.admin_config().await);
+        let (signing_key_secret, clients_secret) = (
+            "keyrot-lambda-unit/reload/signing-key",
+            "keyrot-lambda-unit/reload/clients",
+        );
+        let (old_key, new_key) = (
+            ApiKey::generate_from([1; 32]),
+            ApiKey::generate_from([2; 32]),
+        );
+        for (name, value) in [
+            (
+                signing_key_secret,
+                json!({"kid": "k1", "secret": "0123456789abcdefghijABCDEFGHIJ0123456789"})
+                    .to_string(),
+            ),
+            (clients_secret, registry(&[("old", &old_key)])),
+        ] {
+            aws.secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+        }
+        let set_registry = |value: String| {
+            aws.secrets
+                .put_secret_value()
+                .secret_id(clients_secret)
+                .secret_string(value)
+                .send()
+        };
+        let config = ApiFunctionConfig::from_env(|name| match name {
+            "KEYROT_SIGNING_KEY_SECRET" => Some(signing_key_secret.to_owned()),
+            "KEYROT_CLIENTS_SECRET" => Some(clients_secret.to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.api_secrets_ttl, Duration::from_secs(60));
+        let store = FakeAws::new(now(), 1, FaultRates::none()).store;
+        let function = ApiFunction::load(config, aws.clone(), Arc::new(store), now())
+            .await
+            .unwrap();
+        // (API key, seconds after the cold start, status of a token request).
+        let expect = async |steps: &[(&str, u64, i64)]| {
+            for &(key, seconds, status) in steps {
+                let at = now() + Duration::from_secs(seconds);
+                let name = if key == old_key { "old" } else { "new" };
+                assert_eq!(
+                    token_status(&function, key, at).await,
+                    status,
+                    "{name} at {seconds} s"
+                );
+            }
+        };
+        let (old, new) = (old_key.as_str(), new_key.as_str());
+        expect(&[(old, 0, 200), (new, 0, 401)]).await;
+
+        // The old client is removed, a new one added.
+        set_registry(registry(&[("new", new)])).await.unwrap();
+        expect(&[
+            (new, 59, 401),
+            (old, 59, 200),
+            (old, 60, 401),
+            (new, 60, 200),
+        ])
+        .await;
+
+        // A registry that cannot be read: the last good one stays, and is read again a TTL
+        // after the failed attempt.
+        set_registry("{\"clients\": 7}".into()).await.unwrap();
+        expect(&[(new, 120, 200), (old, 121, 401)]).await;
+        set_registry(registry(&[("old", old)])).await.unwrap();
+        expect(&[(old, 179, 401), (old, 180, 200), (new, 180, 401)]).await;
+    }
+
     /// The function's timeout in cfn/template.yaml.
     fn template_timeout() -> Duration {
         let template = include_str!("../../cfn/template.yaml");
@@ -874,9 +1106,12 @@ mod tests {
         assert_eq!(settings.connect_timeout, Some(Duration::from_secs(1)));
         assert_eq!(settings.operation_timeout, Some(Duration::from_secs(4)));
         assert_eq!((settings.region, settings.endpoint_url), (None, None));
-        // One call a request, with time left to answer.
+        // Reading the secrets again, then the request's one call, with time left to answer.
         assert_eq!(template_timeout(), Duration::from_secs(10));
-        assert!(AWS_OPERATION_TIMEOUT + Duration::from_secs(2) <= template_timeout());
+        assert!(
+            SECRETS_RELOAD_TIMEOUT + AWS_OPERATION_TIMEOUT + Duration::from_secs(2)
+                <= template_timeout()
+        );
     }
 
     #[test]

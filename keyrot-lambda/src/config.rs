@@ -18,7 +18,9 @@
 //! `KEYROT_TOKEN_ISSUER` (default `keyrot`), `KEYROT_TOKEN_AUDIENCE` (default `keyrot-api`),
 //! `KEYROT_TOKEN_TTL` (default `2m`, at most `1h`) and `KEYROT_KEY_CACHE_TTL` (default `30s`,
 //! `0s` turns the cache off; it must be shorter than the policy's grace period, which the API
-//! reads from `KEYROT_GRACE_PERIOD` like the rotator).
+//! reads from `KEYROT_GRACE_PERIOD` like the rotator) and `KEYROT_API_SECRETS_TTL` (default
+//! `60s`: how long a warm function answers with the signing keys and client registry it read
+//! before it reads them again; `0s` reads them for every request).
 //!
 //! Empty variables count as unset, as in [`PolicySettings::from_env`]. Every refusal is a
 //! [`ConfigError`] whose message starts with the variable's name.
@@ -41,6 +43,9 @@ pub const DEFAULT_ISSUER: &str = "keyrot";
 pub const DEFAULT_AUDIENCE: &str = "keyrot-api";
 /// The default time the API serves a fetched key from its cache.
 pub const DEFAULT_KEY_CACHE_TTL: Duration = keyrot_core::api::DEFAULT_CACHE_TTL;
+/// The default time the API answers with the signing keys and client registry it read before
+/// it reads them again.
+pub const DEFAULT_API_SECRETS_TTL: Duration = Duration::from_secs(60);
 
 /// A variable the functions could not use. The message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +186,9 @@ pub struct ApiFunctionConfig {
     /// How long a fetched key is served from the cache; shorter than the rotation's grace
     /// period.
     pub key_cache_ttl: Duration,
+    /// How long the signing keys and the client registry are used before they are read again
+    /// (so an added, removed or narrowed client counts in warm functions too).
+    pub api_secrets_ttl: Duration,
     /// The rotation policy the rotator runs with; the API needs its grace period (a superseded
     /// key stays active at least that long).
     pub rotation: Policy,
@@ -200,6 +208,7 @@ impl ApiFunctionConfig {
             audience: env.get_or("KEYROT_TOKEN_AUDIENCE", DEFAULT_AUDIENCE),
             token_ttl: env.duration("KEYROT_TOKEN_TTL", DEFAULT_LIFETIME)?,
             key_cache_ttl: env.duration("KEYROT_KEY_CACHE_TTL", DEFAULT_KEY_CACHE_TTL)?,
+            api_secrets_ttl: env.duration("KEYROT_API_SECRETS_TTL", DEFAULT_API_SECRETS_TTL)?,
             rotation: policy(&env)?,
             metrics_namespace: namespace(&env)?,
         };
@@ -442,12 +451,21 @@ mod tests {
         assert_eq!(c.audience, "ci");
         assert_eq!(c.token_ttl, Duration::from_secs(120));
         assert_eq!(c.key_cache_ttl, Duration::from_secs(30));
+        assert_eq!(c.api_secrets_ttl, Duration::from_secs(60));
         assert_eq!(c.rotation.grace(), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(c.metrics_namespace, "keyrot");
 
-        let c = api_with(&[("KEYROT_TOKEN_TTL", "5m"), ("KEYROT_KEY_CACHE_TTL", "0s")]).unwrap();
+        let c = api_with(&[
+            ("KEYROT_TOKEN_TTL", "5m"),
+            ("KEYROT_KEY_CACHE_TTL", "0s"),
+            ("KEYROT_API_SECRETS_TTL", "5m"),
+        ])
+        .unwrap();
         assert_eq!(c.token_ttl, Duration::from_secs(300));
         assert_eq!(c.key_cache_ttl, Duration::ZERO);
+        assert_eq!(c.api_secrets_ttl, Duration::from_secs(300));
+        let c = api_with(&[("KEYROT_API_SECRETS_TTL", "0s")]).unwrap();
+        assert_eq!(c.api_secrets_ttl, Duration::ZERO);
     }
 
     #[test]
@@ -550,6 +568,14 @@ mod tests {
             (&[("KEYROT_KEY_CACHE_TTL", "30")], "KEYROT_KEY_CACHE_TTL"),
             (&[("KEYROT_KEY_CACHE_TTL", "7d")], "KEYROT_KEY_CACHE_TTL"),
             (&[("KEYROT_GRACE_PERIOD", "nope")], "KEYROT_GRACE_PERIOD"),
+            (
+                &[("KEYROT_API_SECRETS_TTL", "1 minute")],
+                "KEYROT_API_SECRETS_TTL",
+            ),
+            (
+                &[("KEYROT_API_SECRETS_TTL", "60")],
+                "KEYROT_API_SECRETS_TTL",
+            ),
             (
                 &[("KEYROT_METRICS_NAMESPACE", ":x")],
                 "KEYROT_METRICS_NAMESPACE",
