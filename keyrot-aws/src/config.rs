@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
+use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 
 /// How to reach AWS. Every field is optional: what is left unset comes from aws-config's
 /// standard chain (environment, shared config and credentials files, container and instance
-/// metadata), including `AWS_REGION` and `AWS_ENDPOINT_URL`.
+/// metadata), including `AWS_REGION` and `AWS_ENDPOINT_URL`. Retries and timeouts always come
+/// from here (with the defaults below), not from `AWS_RETRY_MODE` or `AWS_MAX_ATTEMPTS`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     /// The region, e.g. `eu-west-1`.
@@ -18,9 +19,12 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// The named profile of the shared config files.
     pub profile: Option<String>,
-    /// Attempts per call, the first included (the SDK's standard retry mode with exponential
-    /// backoff and jitter answers throttling). Default 5.
+    /// Attempts per call, the first included; retries back off exponentially with jitter, so
+    /// throttling is answered by waiting. Default 5.
     pub max_attempts: Option<u32>,
+    /// The SDK's retry mode: `Standard` (default), or `Adaptive`, which also slows the client
+    /// down on its own once it is throttled (useful for very many users in one run).
+    pub retry_mode: Option<RetryMode>,
     /// The first retry's backoff; later ones grow exponentially. Default 1 s.
     pub initial_backoff: Option<Duration>,
     /// Time allowed to open a connection. Default 3.1 s.
@@ -58,6 +62,7 @@ impl AwsSettings {
 
     fn loader(&self) -> ConfigLoader {
         let retry = RetryConfig::standard()
+            .with_retry_mode(self.retry_mode.unwrap_or(RetryMode::Standard))
             .with_max_attempts(self.max_attempts.unwrap_or(5))
             .with_initial_backoff(self.initial_backoff.unwrap_or(Duration::from_secs(1)));
         let timeouts = TimeoutConfig::builder()

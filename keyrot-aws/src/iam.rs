@@ -38,6 +38,7 @@ impl AwsIam {
         let users: Vec<_> = self
             .client
             .list_users()
+            .max_items(100)
             .into_paginator()
             .items()
             .send()

@@ -36,6 +36,7 @@ mod verifier;
 mod wiring;
 
 pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
+pub use aws_config::retry::RetryMode;
 pub use config::{AwsClients, AwsSettings};
 pub use iam::AwsIam;
 pub use notifier::{SesNotifier, subject};

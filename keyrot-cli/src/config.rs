@@ -19,6 +19,8 @@
 //! alert_from = "keyrot@example.com"
 //! alert_to = ["ops@example.com"]
 //! alert_repeat_after = "1d"       # a standing condition is mailed again after this long
+//! retry_mode = "standard"         # or "adaptive"; max_attempts = 5
+//! operation_timeout = "60s"       # and connect_timeout = "3s"
 //! signing_key_secret = "keyrot/api/signing-key"
 //! clients_secret = "keyrot/api/clients"
 //!
@@ -33,7 +35,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keyrot_aws::{AwsSettings, BackendSettings};
+use keyrot_aws::{AwsSettings, BackendSettings, RetryMode};
 use keyrot_core::Policy;
 use keyrot_core::settings::{PolicySettings, SettingsError, parse_duration};
 use serde::Deserialize;
@@ -76,6 +78,10 @@ struct AwsSection {
     alert_from: Option<String>,
     alert_to: Option<Vec<String>>,
     alert_repeat_after: Option<String>,
+    retry_mode: Option<String>,
+    max_attempts: Option<u32>,
+    connect_timeout: Option<String>,
+    operation_timeout: Option<String>,
     signing_key_secret: Option<String>,
     clients_secret: Option<String>,
 }
@@ -220,6 +226,34 @@ impl Config {
             message: format!("{listen_text:?} is not an address and port, e.g. 127.0.0.1:8080"),
         })?;
 
+        let file_duration = |setting: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| {
+                    parse_duration(v).map_err(|e| ConfigError::Invalid {
+                        setting: setting.to_owned(),
+                        message: e.to_string(),
+                    })
+                })
+                .transpose()
+        };
+        let retry_mode = match file.aws.retry_mode.as_deref() {
+            None => None,
+            Some("standard") => Some(RetryMode::Standard),
+            Some("adaptive") => Some(RetryMode::Adaptive),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    setting: "aws.retry_mode".into(),
+                    message: format!("{other:?} is not a retry mode: use standard or adaptive"),
+                });
+            }
+        };
+        if file.aws.max_attempts == Some(0) {
+            return Err(ConfigError::Invalid {
+                setting: "aws.max_attempts".into(),
+                message: "must be at least 1 (the first attempt counts)".into(),
+            });
+        }
         let aws = AwsSettings {
             region: flags
                 .region
@@ -228,7 +262,11 @@ impl Config {
                 .or(file.aws.region),
             endpoint_url,
             profile: file.aws.profile,
-            ..AwsSettings::default()
+            max_attempts: file.aws.max_attempts,
+            retry_mode,
+            initial_backoff: None,
+            connect_timeout: file_duration("aws.connect_timeout", &file.aws.connect_timeout)?,
+            operation_timeout: file_duration("aws.operation_timeout", &file.aws.operation_timeout)?,
         };
         let defaults = BackendSettings::default();
         let alert_to = get("KEYROT_ALERT_TO")
@@ -408,13 +446,13 @@ mod tests {
 
     use super::*;
 
+    /// A configuration file holding `text`, one file per call.
     fn file(text: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!("keyrot-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "{:x}.toml",
-            text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()
-        ));
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -468,6 +506,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.backend, BackendKind::Embedded);
+    }
+
+    #[test]
+    fn aws_retries_and_timeouts_come_from_the_file() {
+        let flags = Flags {
+            config: Some(file(
+                "[aws]\nretry_mode = \"adaptive\"\nmax_attempts = 8\noperation_timeout = \"2m\"\nconnect_timeout = \"2s\"\n",
+            )),
+            backend: Some(BackendKind::Aws),
+            ..Flags::default()
+        };
+        let aws = Config::load(&flags, &env(&[])).unwrap().aws;
+        assert_eq!(aws.retry_mode, Some(RetryMode::Adaptive));
+        assert_eq!(aws.max_attempts, Some(8));
+        assert_eq!(aws.operation_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(aws.connect_timeout, Some(Duration::from_secs(2)));
     }
 
     #[test]
@@ -568,6 +622,27 @@ mod tests {
                 "cannot read /nonexistent/keyrot.toml",
             ),
         ];
+        let in_file = |text: &str| Flags {
+            config: Some(file(text)),
+            ..Flags::default()
+        };
+        let cases = cases.into_iter().chain([
+            (
+                in_file("[aws]\nretry_mode = \"eager\"\n"),
+                vec![],
+                "aws.retry_mode: ",
+            ),
+            (
+                in_file("[aws]\nmax_attempts = 0\n"),
+                vec![],
+                "aws.max_attempts: ",
+            ),
+            (
+                in_file("[aws]\noperation_timeout = \"1 min\"\n"),
+                vec![],
+                "aws.operation_timeout: ",
+            ),
+        ]);
         for (flags, vars, expected) in cases {
             match Config::load(&flags, &env(&vars)) {
                 Ok(_) if expected.is_empty() => {}
