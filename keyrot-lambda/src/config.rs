@@ -28,7 +28,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use keyrot_aws::{BackendSettings, DEFAULT_PREFIX};
+use keyrot_aws::{AwsSettings, BackendSettings, DEFAULT_PREFIX, RetryMode};
 use keyrot_core::settings::{PolicySettings, SettingsError, parse_duration};
 use keyrot_core::token::{
     DEFAULT_LIFETIME, SigningKey, TokenConfig, TokenConfigError, TokenPolicy,
@@ -107,6 +107,10 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 /// What the rotator function runs with.
 #[derive(Debug, Clone)]
 pub struct RotateConfig {
+    /// How the rotator reaches AWS: retries and timeouts from `KEYROT_AWS_RETRY_MODE`
+    /// (`standard` or `adaptive`), `KEYROT_AWS_MAX_ATTEMPTS`, `KEYROT_AWS_CONNECT_TIMEOUT` and
+    /// `KEYROT_AWS_OPERATION_TIMEOUT`; the rest from aws-config's standard chain.
+    pub aws: AwsSettings,
     /// Where secrets go and alerts are sent.
     pub backend: BackendSettings,
     /// The rotation policy.
@@ -151,7 +155,43 @@ impl RotateConfig {
                 "write a KMS key id, ARN or alias, without spaces",
             ));
         }
+        let retry_mode = match env.get("KEYROT_AWS_RETRY_MODE").as_deref() {
+            None => None,
+            Some("standard") => Some(RetryMode::Standard),
+            Some("adaptive") => Some(RetryMode::Adaptive),
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "KEYROT_AWS_RETRY_MODE",
+                    "write standard or adaptive",
+                ));
+            }
+        };
+        let max_attempts = match env.get("KEYROT_AWS_MAX_ATTEMPTS") {
+            None => None,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n @ 1..=20) => Some(n),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "KEYROT_AWS_MAX_ATTEMPTS",
+                        "write a whole number of attempts from 1 to 20 (the first counts)",
+                    ));
+                }
+            },
+        };
+        let optional = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
+            env.get(var)
+                .map(|text| parse_duration(&text).map_err(|e| ConfigError::invalid(var, e)))
+                .transpose()
+        };
+        let aws = AwsSettings {
+            retry_mode,
+            max_attempts,
+            connect_timeout: optional("KEYROT_AWS_CONNECT_TIMEOUT")?,
+            operation_timeout: optional("KEYROT_AWS_OPERATION_TIMEOUT")?,
+            ..AwsSettings::default()
+        };
         Ok(Self {
+            aws,
             backend: BackendSettings {
                 secret_prefix: secret_prefix(&env)?,
                 kms_key_id,
@@ -374,13 +414,7 @@ fn policy_var(error: &PolicyError) -> &'static str {
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
+    use keyrot_core::settings::lookup_in as env;
 
     const API: [(&str, &str); 2] = [
         ("KEYROT_SIGNING_KEY_SECRET", "keyrot/api/signing-key"),
@@ -403,6 +437,34 @@ mod tests {
             c.policy.rotation_period(),
             Duration::from_secs(90 * 24 * 3600)
         );
+    }
+
+    #[test]
+    fn the_rotators_aws_retries_and_timeouts_are_settable() {
+        let c = RotateConfig::from_env(env(&[
+            ("KEYROT_AWS_RETRY_MODE", "adaptive"),
+            ("KEYROT_AWS_MAX_ATTEMPTS", "8"),
+            ("KEYROT_AWS_CONNECT_TIMEOUT", "2s"),
+            ("KEYROT_AWS_OPERATION_TIMEOUT", "2m"),
+        ]))
+        .unwrap();
+        assert_eq!(c.aws.retry_mode, Some(keyrot_aws::RetryMode::Adaptive));
+        assert_eq!(c.aws.max_attempts, Some(8));
+        assert_eq!(c.aws.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.aws.operation_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(
+            RotateConfig::from_env(env(&[])).unwrap().aws,
+            AwsSettings::default()
+        );
+        for (var, value) in [
+            ("KEYROT_AWS_RETRY_MODE", "eager"),
+            ("KEYROT_AWS_MAX_ATTEMPTS", "0"),
+            ("KEYROT_AWS_MAX_ATTEMPTS", "many"),
+            ("KEYROT_AWS_OPERATION_TIMEOUT", "1 minute"),
+        ] {
+            let err = RotateConfig::from_env(env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var(), var, "{err}");
+        }
     }
 
     /// Exactly the variables cfn/template.yaml gives the rotator.

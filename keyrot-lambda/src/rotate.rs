@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use keyrot_aws::{AwsClients, AwsSettings};
+use keyrot_aws::AwsClients;
 use keyrot_core::driver::{RunError, error_chain};
 use keyrot_core::{IamError, Outcome, Rotator, RunOptions, RunReport, Step, Timestamp};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -235,7 +235,7 @@ impl RotateFunction {
     /// `AWS_ENDPOINT_URL` for an emulator).
     pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let config = RotateConfig::from_env(lookup)?;
-        let clients = AwsClients::from_settings(&AwsSettings::default()).await;
+        let clients = AwsClients::from_settings(&config.aws).await;
         let rotator = Rotator::new(config.backend.ports(&clients), config.policy);
         info!(
             policy = %keyrot_core::settings::Summary(rotator.policy()),
