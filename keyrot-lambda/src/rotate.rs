@@ -108,6 +108,10 @@ pub struct RunOutput {
     pub counts: Counts,
     /// One entry per user, by name.
     pub users: Vec<UserOutput>,
+    /// What the operator should know about the run itself (for example a function timeout
+    /// too short for the verify timeout).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How many users ended how.
@@ -186,6 +190,7 @@ impl RunOutput {
             deadline: deadline.map(|d| d.to_string()),
             counts,
             users,
+            warnings: Vec::new(),
         }
     }
 }
@@ -264,8 +269,25 @@ impl RotateFunction {
                 .map_err(|_| RotateError::BadTime(time.clone()))?,
             None => clock_now,
         };
-        let deadline = lambda_deadline
-            .map(|d| run_deadline(clock_now, d, self.rotator.policy().verify_timeout()));
+        let verify_timeout = self.rotator.policy().verify_timeout();
+        let deadline = lambda_deadline.map(|d| run_deadline(clock_now, d, verify_timeout));
+        let mut warnings = Vec::new();
+        if let Some(d) = lambda_deadline {
+            let left = Duration::try_from(d.duration_since(clock_now)).unwrap_or(Duration::ZERO);
+            if (verify_timeout + DEADLINE_SLACK) * 2 > left {
+                let warning = format!(
+                    "the invocation had {}s left, less than twice the verify timeout ({}s) plus \
+                     {}s: a user started late may not finish verifying before the deadline (the \
+                     next run completes it); raise the function's timeout or lower \
+                     KEYROT_VERIFY_TIMEOUT",
+                    left.as_secs(),
+                    verify_timeout.as_secs(),
+                    DEADLINE_SLACK.as_secs()
+                );
+                tracing::warn!("{warning}");
+                warnings.push(warning);
+            }
+        }
         info!(
             event = event.id.as_deref(),
             now = %now,
@@ -282,8 +304,10 @@ impl RotateFunction {
             .await
             .map_err(|RunError::ListUsers(e)| RotateError::ListUsers(e))?;
         let metrics = RunMetrics::of(&report, now);
+        let mut output = RunOutput::of(&report, now, deadline);
+        output.warnings = warnings;
         Ok(Handled {
-            output: RunOutput::of(&report, now, deadline),
+            output,
             metrics: run_line(&self.namespace, &metrics, now),
         })
     }
@@ -407,6 +431,27 @@ mod tests {
         let stamp = &serde_json::from_str::<Value>(&handled.metrics).unwrap()["_aws"]["Timestamp"];
         assert_eq!(stamp, t("2025-06-01T12:00:00Z").as_millisecond());
         assert_eq!(aws.iam.keys(&user("ci")).len(), 1);
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_too_short_for_verification_is_reported() {
+        let start = t("2025-06-01T12:00:00Z");
+        let aws = FakeAws::new(start, 1, FaultRates::none());
+        // 8 minutes left, the default verify timeout is 5: a late user could not finish.
+        let deadline = start.checked_add(8 * MIN).unwrap();
+        let handled = function(&aws)
+            .handle(json!({}), Some(deadline))
+            .await
+            .unwrap();
+        let warnings = &handled.output.warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("KEYROT_VERIFY_TIMEOUT"),
+            "{warnings:?}"
+        );
+        let json = serde_json::to_value(&handled.output).unwrap();
+        assert_eq!(json["warnings"][0], warnings[0].as_str());
     }
 
     #[tokio::test]
