@@ -260,6 +260,13 @@ pub enum ApiConfigError {
 // Requests, responses and outcomes
 // ---------------------------------------------------------------------------------------------
 
+/// The response to a request the transport could not even hand to [`Api::handle`] (such as
+/// [`ErrorCode::InvalidRequest`]): the API's uniform error body and the headers of its every
+/// response. The adapter writes its own audit line for it.
+pub fn error_response(code: ErrorCode) -> http::Response<String> {
+    response::error(code)
+}
+
 /// What the adapter knows about a request besides the request itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
@@ -295,6 +302,9 @@ impl RequestContext {
 /// A stable, machine-readable error code: the `error.code` of every error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
+    /// `400`: the transport could not read the request at all (for the Lambda adapter: an
+    /// event API Gateway would not send); the API itself was not asked.
+    InvalidRequest,
     /// `400`: the query of `/active-key` is not exactly one `username` parameter (another
     /// parameter, a repeated `username`, bad percent-encoding).
     InvalidQuery,
@@ -329,6 +339,7 @@ impl ErrorCode {
     /// The code as it appears in responses, metrics and the audit log.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::InvalidRequest => "invalid_request",
             Self::InvalidQuery => "invalid_query",
             Self::MissingUsername => "missing_username",
             Self::InvalidUsername => "invalid_username",
@@ -348,9 +359,10 @@ impl ErrorCode {
     /// The HTTP status that goes with the code.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidQuery | Self::MissingUsername | Self::InvalidUsername => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRequest
+            | Self::InvalidQuery
+            | Self::MissingUsername
+            | Self::InvalidUsername => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound | Self::KeyNotFound => StatusCode::NOT_FOUND,
@@ -366,6 +378,7 @@ impl ErrorCode {
     /// What the response says to a person. The same for every failure behind one code.
     fn message(self) -> &'static str {
         match self {
+            Self::InvalidRequest => "the request could not be read",
             Self::InvalidQuery => "the query must be exactly one username parameter",
             Self::MissingUsername => "the username query parameter is required",
             Self::InvalidUsername => {

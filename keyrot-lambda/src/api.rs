@@ -36,17 +36,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::StatusCode;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use keyrot_aws::{
     ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
 };
-use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome};
+use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome, ErrorCode, error_response};
 use keyrot_core::driver::error_chain;
 use keyrot_core::{Clock, SecretStore, Timestamp};
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::{ApiFunctionConfig, ConfigError};
@@ -140,20 +139,10 @@ impl Outcome {
 /// invocation can.
 pub const INVALID_EVENT_CODE: &str = "invalid_request";
 
-/// The `400` of an unreadable event, in the API's error format and with the headers of its
-/// every response.
-fn invalid_event_response() -> http::Response<String> {
-    let body = json!({"error": {
-        "code": INVALID_EVENT_CODE,
-        "message": "the request could not be read as an API Gateway REST proxy event",
-    }});
-    let mut response = http::Response::new(body.to_string());
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    response
+#[cfg(test)]
+#[test]
+fn the_invalid_event_code_is_the_apis() {
+    assert_eq!(INVALID_EVENT_CODE, ErrorCode::InvalidRequest.as_str());
 }
 
 /// The audit line of an unreadable event, like the API's own (target `keyrot::audit`): the
@@ -382,7 +371,10 @@ impl ApiFunction {
             }
             Err(unreadable) => {
                 audit_unreadable(lambda_request_id, unreadable);
-                (invalid_event_response(), Outcome::InvalidEvent)
+                (
+                    error_response(ErrorCode::InvalidRequest),
+                    Outcome::InvalidEvent,
+                )
             }
         };
         let metrics = api_line(
@@ -453,6 +445,8 @@ mod tests {
     };
     use keyrot_core::{AccessKeyId, Credentials, Policy, SecretAccessKey, SecretStore, UserName};
     use lambda_http::RequestExt;
+
+    use serde_json::json;
 
     use super::*;
 
