@@ -592,7 +592,7 @@ pub struct Api {
     tokens: TokenPolicy,
     clients: ClientRegistry,
     store: Arc<dyn SecretStore>,
-    cache: KeyCache,
+    cache: Arc<KeyCache>,
 }
 
 impl fmt::Debug for Api {
@@ -615,7 +615,7 @@ impl Api {
         store: Arc<dyn SecretStore>,
     ) -> Result<Self, ApiConfigError> {
         config.validate()?;
-        let cache = KeyCache::new(config.cache_ttl);
+        let cache = Arc::new(KeyCache::new(config.cache_ttl));
         Ok(Self {
             config,
             tokens,
@@ -623,6 +623,18 @@ impl Api {
             store,
             cache,
         })
+    }
+
+    /// The same API with signing keys and a client registry read again, sharing this one's
+    /// configuration, store and key cache (so reloading them costs no extra store reads).
+    pub fn with_secrets(&self, tokens: TokenPolicy, clients: ClientRegistry) -> Self {
+        Self {
+            config: self.config.clone(),
+            tokens,
+            clients,
+            store: Arc::clone(&self.store),
+            cache: Arc::clone(&self.cache),
+        }
     }
 
     /// The configuration the API was built with. Adapters that buffer the body themselves (the

@@ -1015,6 +1015,45 @@ fn a_rotated_key_is_served_once_the_cache_ttl_has_passed() {
 }
 
 #[test]
+fn new_secrets_keep_the_key_cache_and_take_effect_at_once() {
+    let world = World::new();
+    let token = world.token(&alpha_key());
+    assert_served(
+        &world.alpha_fetches_alice(&token, at(0)),
+        "alice",
+        USERS[0].1,
+    );
+    let reads = world.aws.plan.calls(op::STORE_CURRENT);
+    let reloaded = |clients: ClientRegistry| World {
+        api: world
+            .api
+            .with_secrets(tokens(("k1", SECRET_K1), &[]), clients),
+        aws: world.aws.clone(),
+    };
+
+    // Read again unchanged: alice's key comes from the cache the old API filled.
+    let same = reloaded(registry());
+    assert_served(
+        &same.alpha_fetches_alice(&token, at(2)),
+        "alice",
+        USERS[0].1,
+    );
+    assert_eq!(
+        world.aws.plan.calls(op::STORE_CURRENT),
+        reads,
+        "served from the cache"
+    );
+
+    // Read again without client alpha: refused at once, whatever is cached.
+    let without_alpha = reloaded(ClientRegistry::from_json(r#"{"clients": []}"#).unwrap());
+    let refused = without_alpha.alpha_fetches_alice(&token, at(3));
+    assert_eq!(
+        refused.outcome(),
+        ApiOutcome::Failed(ErrorCode::Unauthorized)
+    );
+}
+
+#[test]
 fn the_cache_ttl_must_be_shorter_than_the_grace_period() {
     let store =
         || -> Arc<dyn SecretStore> { Arc::new(FakeAws::new(t0(), 1, FaultRates::none()).store) };

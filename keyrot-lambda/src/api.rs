@@ -41,6 +41,7 @@ use keyrot_aws::{
 };
 use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome, ErrorCode, error_response};
 use keyrot_core::driver::error_chain;
+use keyrot_core::token::{ClientRegistry, TokenPolicy};
 use keyrot_core::{Clock, SecretStore, Timestamp};
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
@@ -213,8 +214,8 @@ struct Reload {
 }
 
 impl Reload {
-    /// Reads the signing keys and the client registry and builds the `Api` with them.
-    async fn build(&self) -> Result<Api, ApiInitError> {
+    /// Reads the signing keys and the client registry.
+    async fn secrets(&self) -> Result<(TokenPolicy, ClientRegistry), ApiInitError> {
         let config = &self.config;
         let (keys, clients) = load_api_secrets(
             &self.aws.secrets,
@@ -222,7 +223,13 @@ impl Reload {
             &config.clients_secret,
         )
         .await?;
-        let tokens = config.token_policy(keys.active, keys.retired)?;
+        Ok((config.token_policy(keys.active, keys.retired)?, clients))
+    }
+
+    /// Reads the signing keys and the client registry and builds the `Api` with them.
+    async fn build(&self) -> Result<Api, ApiInitError> {
+        let config = &self.config;
+        let (tokens, clients) = self.secrets().await?;
         let mut api_config = ApiConfig::new(&config.rotation);
         api_config.cache_ttl = config.key_cache_ttl;
         Ok(Api::new(
@@ -324,8 +331,10 @@ impl ApiFunction {
         if fresh {
             return api;
         }
-        let rebuilt = match tokio::time::timeout(SECRETS_RELOAD_TIMEOUT, reload.build()).await {
-            Ok(Ok(rebuilt)) => Some(Arc::new(rebuilt)),
+        // The new secrets join the current Api's key cache: reading them again costs no key
+        // reads.
+        let rebuilt = match tokio::time::timeout(SECRETS_RELOAD_TIMEOUT, reload.secrets()).await {
+            Ok(Ok((tokens, clients))) => Some(Arc::new(api.with_secrets(tokens, clients))),
             Ok(Err(e)) => {
                 warn!(
                     error = %error_chain(&e),
