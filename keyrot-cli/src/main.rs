@@ -305,12 +305,12 @@ async fn serve(config: &Config) -> Result<ExitCode, String> {
         println!("API key of client \"demo\" (every user, loopback only; shown once):");
         println!("  export KEYROT_API_KEY={api_key}");
         println!();
-        println!("Try it:");
+        println!("Try it (in bash; the headers come from a file, so no secret shows in `ps`):");
         println!(
-            "  TOKEN=$(curl -s -X POST -H \"x-api-key: $KEYROT_API_KEY\" {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
+            "  TOKEN=$(curl -s -X POST -H @<(printf 'x-api-key: %s\\n' \"$KEYROT_API_KEY\") {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
         );
         println!(
-            "  curl -s -H \"x-api-key: $KEYROT_API_KEY\" -H \"Authorization: Bearer $TOKEN\" '{base}/active-key?username={user}'"
+            "  curl -s -H @<(printf 'x-api-key: %s\\nAuthorization: Bearer %s\\n' \"$KEYROT_API_KEY\" \"$TOKEN\") '{base}/active-key?username={user}'"
         );
         println!();
         println!("Or as a consumer would (~/.aws/config):");

@@ -92,7 +92,11 @@ pub async fn collect(
         statuses.push(UserStatus {
             user: user.to_string(),
             keys,
-            next: report.outcome.to_string(),
+            next: match &report.outcome {
+                // A dry run's outcome says "next: <step>" itself.
+                Outcome::Planned(step) => step.to_string(),
+                other => other.to_string(),
+            },
             at,
             attention: report.outcome.is_failure(),
         });

@@ -72,7 +72,7 @@ async fn serve() -> Server {
             if let Some(key) = line.trim().strip_prefix("export KEYROT_API_KEY=") {
                 api_key = Some(key.to_owned());
             }
-            if line == "Try it:" {
+            if line.starts_with("Try it") {
                 in_try_it = true;
             } else if in_try_it && line.is_empty() {
                 break;
