@@ -4,7 +4,9 @@
 # `bootstrap`, and checks that no binary needs a newer glibc than the runtime has.
 #
 # Usage: scripts/build-lambda.sh [--release] [--arch x86_64|arm64]
-# Prints the directory holding keyrot-rotate/bootstrap.zip and keyrot-api/bootstrap.zip.
+# Prints the directory holding keyrot-rotate/bootstrap.zip and keyrot-api/bootstrap.zip:
+# $CARGO_TARGET_DIR/lambda/<profile>-<arch>/ (release-x86_64, dev-arm64, ...), one per build, so
+# that scripts/test.sh's dev zips never stand in for deploy.sh's release zips.
 # Environment: CARGO_TARGET_DIR (default ~/.cache/keyrot/target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,7 @@ esac
 
 venv="$(./scripts/venv.sh)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyrot/target}"
-out="$CARGO_TARGET_DIR/lambda"
+out="$CARGO_TARGET_DIR/lambda/$profile-$arch"
 release=()
 [ "$profile" = release ] && release=(--release)
 
