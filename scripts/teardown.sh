@@ -20,6 +20,8 @@ Usage: scripts/teardown.sh [options]
                            deletion, 7 to 30 (default: 30)
   --bucket BUCKET          also delete the zips and templates deploy.sh uploaded to this bucket
   --prefix PREFIX          their S3 key prefix (default: keyrot/)
+  --force-shared-prefix    delete the per-user secrets even though another stack in the region
+                           uses the same SecretPrefix (its secrets would go too)
   --yes                    do not ask for confirmation
   -h, --help               this text
 EOF_USAGE
@@ -36,6 +38,7 @@ window=30
 bucket=""
 prefix="keyrot/"
 yes=false
+shared_ok=false
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --bucket) bucket="${2:?--bucket needs a value}"; shift 2 ;;
     --prefix) prefix="${2:?--prefix needs a value}"; shift 2 ;;
     --yes) yes=true; shift ;;
+    --force-shared-prefix) shared_ok=true; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -70,12 +74,47 @@ parameter() {
     --query "Stacks[0].Parameters[?ParameterKey=='$1'].ParameterValue" --output text
 }
 
-aws_ cloudformation describe-stacks --stack-name "$stack" >/dev/null 2>&1 \
-  || die "no stack named $stack$([ -n "$region" ] && echo " in $region")"
+err="$(mktemp)"
+trap 'rm -f "$err"' EXIT
+if ! stack_id="$(aws_ cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].StackId' \
+  --output text 2>"$err")"; then
+  grep -q 'does not exist' "$err" && die "no stack named $stack$([ -n "$region" ] && echo " in $region")"
+  cat "$err" >&2
+  die "could not look up stack $stack (the AWS error is above)"
+fi
 secret_prefix="$(parameter SecretPrefix)"
+[ "$secret_prefix" = None ] && secret_prefix=""
 kms_key="$(output KmsKeyArn)"
 [ "$kms_key" = None ] && kms_key=""
-if [ -z "$secret_prefix" ] || [ "$secret_prefix" = None ]; then die "the stack has no SecretPrefix parameter"; fi
+if [ -z "$secret_prefix" ] && ! $keep_secrets; then
+  # A stack whose creation never got going (e.g. REVIEW_IN_PROGRESS) has no parameters, and so
+  # no rotator that could have made secrets.
+  echo "note: stack $stack has no SecretPrefix parameter; deleting the stack only, no per-user secrets"
+  keep_secrets=true
+  no_prefix=true
+else
+  no_prefix=false
+fi
+
+if ! $keep_secrets; then
+  # Another stack with the same SecretPrefix (or one under it) keeps its users' secrets there,
+  # with the same tag: deleting "ours" would delete theirs.
+  others="$(aws_ cloudformation describe-stacks \
+    --query "Stacks[?StackId!='$stack_id'].[StackName, Parameters[?ParameterKey=='SecretPrefix'].ParameterValue | [0]]" \
+    --output text)" || die "could not list the region's stacks to check that SecretPrefix $secret_prefix is not shared"
+  shared=()
+  while IFS=$'\t' read -r other other_prefix; do
+    if [ -z "$other" ] || [ "$other_prefix" = None ]; then continue; fi
+    case "$other_prefix" in "$secret_prefix"*) shared+=("$other ($other_prefix)") ;; esac
+  done <<<"$others"
+  if [ ${#shared[@]} -gt 0 ]; then
+    if $shared_ok; then
+      echo "warning: SecretPrefix $secret_prefix is shared with: ${shared[*]}; their secrets go too (--force-shared-prefix)"
+    else
+      die "other stacks keep their secrets under $secret_prefix: ${shared[*]}; deleting ours would delete theirs. Use --keep-user-secrets, or --force-shared-prefix to delete them all"
+    fi
+  fi
+fi
 
 if ! $yes; then
   [ -t 0 ] || die "not a terminal: pass --yes to confirm"
@@ -93,11 +132,20 @@ aws_ cloudformation delete-stack --stack-name "$stack"
 aws_ cloudformation wait stack-delete-complete --stack-name "$stack" \
   || die "the stack did not delete; see: aws cloudformation describe-stack-events --stack-name $stack"
 
-if $keep_secrets; then
+if $no_prefix; then
+  say "no per-user secrets to delete (the stack had no SecretPrefix)"
+elif $keep_secrets; then
   say "keeping the per-user secrets under $secret_prefix$([ -n "$kms_key" ] && echo " and the KMS key $kms_key")"
 else
   say "deleting the per-user secrets under $secret_prefix"
-  # Only secrets keyrot created: the exact (case-sensitive) prefix and the keyrot:managed-by tag.
+  # Only secrets keyrot created: the exact (case-sensitive) prefix and the tag
+  # keyrot:managed-by=keyrot as one pair (list-secrets' tag-key and tag-value filters match
+  # independently, so the pair is checked in the query). The listing is read in full first so
+  # that a failed listing stops here.
+  listing="$(aws_ secretsmanager list-secrets \
+    --filters Key=name,Values="$secret_prefix" Key=tag-key,Values=keyrot:managed-by \
+    --query "SecretList[?Tags[?Key=='keyrot:managed-by' && Value=='keyrot']].[Name,ARN]" --output text)" \
+    || die "could not list the secrets under $secret_prefix; nothing was deleted (the stack is gone already)"
   count=0
   while IFS=$'\t' read -r name arn; do
     [ -n "$arn" ] || continue
@@ -109,9 +157,7 @@ else
     fi
     echo "deleted $name"
     count=$((count + 1))
-  done < <(aws_ secretsmanager list-secrets \
-    --filters Key=name,Values="$secret_prefix" Key=tag-key,Values=keyrot:managed-by Key=tag-value,Values=keyrot \
-    --query 'SecretList[].[Name,ARN]' --output text)
+  done <<<"$listing"
   if $force; then
     echo "$count secrets deleted without recovery"
   else
