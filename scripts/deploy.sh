@@ -395,10 +395,13 @@ keyrot is deployed: $endpoint
 Get the API key (it is in no output and no file; keep it out of your shell history):
   export KEYROT_API_KEY="\$(aws apigateway get-api-key --api-key ${client_key_id:-$api_key_id} --include-value --query value --output text)"
 
-Get a token (valid for two minutes) and fetch the current key of user $user:
-  TOKEN="\$(curl -sS -X POST -H "x-api-key: \$KEYROT_API_KEY" $endpoint/generate-token \\
+Fetch the current key of user $user (keyrot reads the API key from the environment):
+  keyrot get-key --endpoint $endpoint --username $user
+
+Or with curl (in bash; the headers come from a file, so no secret shows in \`ps\`):
+  TOKEN="\$(curl -sS -X POST -H @<(printf 'x-api-key: %s\\n' "\$KEYROT_API_KEY") $endpoint/generate-token \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-  curl -sS -H "x-api-key: \$KEYROT_API_KEY" -H "Authorization: Bearer \$TOKEN" \\
+  curl -sS -H @<(printf 'x-api-key: %s\\nAuthorization: Bearer %s\\n' "\$KEYROT_API_KEY" "\$TOKEN") \\
       "$endpoint/active-key?username=$user"
 
 Let the AWS CLI and SDKs pick up rotated keys by themselves (~/.aws/config):
