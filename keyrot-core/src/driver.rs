@@ -186,6 +186,18 @@ impl RunReport {
 
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let steps: Vec<String> = self
+            .users
+            .iter()
+            .map(|u| {
+                if u.steps.is_empty() {
+                    "-".to_owned()
+                } else {
+                    let names: Vec<&str> = u.steps.iter().map(Step::name).collect();
+                    names.join(",")
+                }
+            })
+            .collect();
         let width = self
             .users
             .iter()
@@ -193,15 +205,15 @@ impl fmt::Display for RunReport {
             .max()
             .unwrap_or(4)
             .max(4);
-        writeln!(f, "{:width$}  {:<28}  OUTCOME", "USER", "STEPS")?;
-        for user in &self.users {
-            let steps = if user.steps.is_empty() {
-                "-".to_owned()
-            } else {
-                let names: Vec<&str> = user.steps.iter().map(Step::name).collect();
-                names.join(",")
-            };
-            writeln!(f, "{:width$}  {steps:<28}  {}", user.user, user.outcome)?;
+        let steps_width = steps.iter().map(String::len).max().unwrap_or(5).max(5);
+        writeln!(f, "{:width$}  {:steps_width$}  OUTCOME", "USER", "STEPS")?;
+        for (user, steps) in self.users.iter().zip(&steps) {
+            writeln!(
+                f,
+                "{:width$}  {steps:steps_width$}  {}",
+                user.user.as_str(),
+                user.outcome
+            )?;
         }
         write!(
             f,
@@ -749,5 +761,46 @@ async fn delete(iam: &dyn Iam, user: &UserName, key: &AccessKeyId) -> Result<(),
         // Already gone (a lost response last time): the effect we wanted.
         Ok(()) | Err(IamError::NoSuchEntity) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Wait;
+
+    #[test]
+    fn the_report_table_keeps_its_columns_whatever_the_step_lists() {
+        let at: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap();
+        let user = |name: &str, steps: Vec<Step>| UserReport {
+            user: UserName::new(name).unwrap(),
+            steps,
+            outcome: Outcome::Waiting(Wait::AwaitingRotation { due: at }),
+            keys: Vec::new(),
+        };
+        let many = vec![
+            Step::Adopt(key.clone()),
+            Step::CreateAndStage,
+            Step::Verify(key.clone()),
+            Step::Publish(key.clone()),
+            Step::RecordSuperseded(key),
+        ];
+        let report = RunReport {
+            started: at,
+            users: vec![user("a-very-long-user-name", many), user("b", Vec::new())],
+        };
+        let text = report.to_string();
+        let columns: Vec<usize> = text
+            .lines()
+            .filter(|l| !l.contains(" users, "))
+            .map(|l| {
+                l.find("OUTCOME")
+                    .or_else(|| l.find("idle until"))
+                    .unwrap_or_else(|| panic!("{l}"))
+            })
+            .collect();
+        assert_eq!(columns.len(), 3, "{text}");
+        assert!(columns.iter().all(|&c| c == columns[0]), "{text}");
     }
 }
