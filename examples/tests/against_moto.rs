@@ -51,16 +51,8 @@ impl Scene {
     /// The user, tagged for this test's selection, with a key created outside keyrot.
     async fn tagged_user_with_legacy_key(&self) -> AccessKeyId {
         let (key, value) = self.tag.split_once('=').unwrap();
-        let tag = aws_sdk_iam::types::Tag::builder()
-            .key(key)
-            .value(value)
-            .build()
-            .unwrap();
-        self.iam
-            .create_user()
-            .user_name(self.user.as_str())
-            .tags(tag)
-            .send()
+        self.moto
+            .create_user(self.user.as_str(), &[(key, value)])
             .await
             .unwrap();
         let out = self

@@ -98,6 +98,27 @@ impl Moto {
             .await
     }
 
+    /// Creates the IAM user `name`, carrying `tags`, as the administrator: a user keyrot finds
+    /// as people leave them (its keys come from [`crate::AwsIam::create_key`]).
+    pub async fn create_user(
+        &self,
+        name: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<(), keyrot_core::BoxError> {
+        let iam = aws_sdk_iam::Client::new(&self.admin_config().await);
+        let mut create = iam.create_user().user_name(name);
+        for (key, value) in tags {
+            create = create.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(*key)
+                    .value(*value)
+                    .build()?,
+            );
+        }
+        create.send().await.map_err(crate::error::boxed)?;
+        Ok(())
+    }
+
     fn start() -> Result<Self, MotoError> {
         let server = server_path()?;
         let port = free_port().map_err(|e| MotoError::Start(format!("no free port: {e}")))?;

@@ -247,18 +247,13 @@ impl Admin {
             Self::Fake(aws) => {
                 aws.iam.add_user(user.clone(), tag);
             }
-            Self::Moto(iam) => {
-                let mut create = iam.create_user().user_name(user.as_str());
-                if let Some((key, value)) = tag {
-                    create = create.tags(
-                        aws_sdk_iam::types::Tag::builder()
-                            .key(key)
-                            .value(value)
-                            .build()
-                            .unwrap(),
-                    );
-                }
-                create.send().await.unwrap();
+            Self::Moto(_) => {
+                let tags: Vec<(&str, &str)> = tag.into_iter().collect();
+                shared_moto()
+                    .await
+                    .create_user(user.as_str(), &tags)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -962,22 +957,9 @@ async fn secrets_and_versions_keyrot_did_not_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_lookup_throttled_beyond_the_retries_is_tried_once_more() {
     let moto = shared_moto().await;
-    let admin = aws_sdk_iam::Client::new(&moto.admin_config().await);
     let tag = "keyrot:managed:tag-retry";
     for name in ["tag-retry-a", "tag-retry-b", "tag-retry-c"] {
-        admin
-            .create_user()
-            .user_name(name)
-            .tags(
-                aws_sdk_iam::types::Tag::builder()
-                    .key(tag)
-                    .value("true")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        moto.create_user(name, &[(tag, "true")]).await.unwrap();
     }
     // No SDK retries: the first two ListUserTags calls fail as throttled.
     let proxy = throttle::Proxy::start_matching(moto.endpoint(), 2, "Action=ListUserTags").await;

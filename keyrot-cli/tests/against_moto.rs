@@ -7,8 +7,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use keyrot_aws::AwsIam;
 use keyrot_aws::moto::Moto;
 use keyrot_core::token::{ApiKey, ApiKeyDigest};
+use keyrot_core::{Iam, UserName};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -40,34 +42,19 @@ fn keyrot(moto: &Moto, tag: &str, prefix: &str) -> Command {
     cmd
 }
 
-async fn tagged_user(iam: &aws_sdk_iam::Client, name: &str, tag: &str) -> String {
-    iam.create_user()
-        .user_name(name)
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(tag)
-                .value("true")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap();
-    key.access_key().unwrap().access_key_id().to_owned()
+/// A user tagged for `tag`, with a key created outside keyrot; the key's id.
+async fn tagged_user(moto: &Moto, name: &str, tag: &str) -> String {
+    moto.create_user(name, &[(tag, "true")]).await.unwrap();
+    let iam = AwsIam::new(aws_sdk_iam::Client::new(&moto.admin_config().await));
+    let key = iam.create_key(&UserName::new(name).unwrap()).await.unwrap();
+    key.key.id.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_and_status_work_on_aws() {
     let moto = moto().await;
-    let iam = aws_sdk_iam::Client::new(&moto.admin_config().await);
     let (tag, prefix) = ("keyrot:cli-rotate", "keyrot-cli-rotate/");
-    let legacy = tagged_user(&iam, "cli-rotate-ci", tag).await;
+    let legacy = tagged_user(moto, "cli-rotate-ci", tag).await;
 
     let out = keyrot(moto, tag, prefix)
         .args(["status", "--json"])
@@ -122,10 +109,9 @@ async fn rotate_and_status_work_on_aws() {
 async fn serve_on_aws_reads_the_api_secrets_and_serves_the_published_key() {
     let moto = moto().await;
     let config = moto.admin_config().await;
-    let iam = aws_sdk_iam::Client::new(&config);
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let (tag, prefix) = ("keyrot:cli-serve", "keyrot-cli-serve/");
-    tagged_user(&iam, "cli-serve-ci", tag).await;
+    tagged_user(moto, "cli-serve-ci", tag).await;
 
     let api_key = ApiKey::generate_from([7; 32]);
     let registry = serde_json::json!({"clients": [{

@@ -402,18 +402,12 @@ fn keyrot_rotate_rotates_a_tagged_user_in_moto_and_returns_the_report() {
     let tag = "keyrot:managed:lambda-rotate";
     let (fresh, legacy, other) = ("lambda-rot-fresh", "lambda-rot-legacy", "lambda-rot-other");
     let legacy_key = rt.block_on(async {
-        for (user, tagged) in [(fresh, true), (legacy, true), (other, false)] {
-            let mut create = iam.create_user().user_name(user);
-            if tagged {
-                create = create.tags(
-                    aws_sdk_iam::types::Tag::builder()
-                        .key(tag)
-                        .value("true")
-                        .build()
-                        .unwrap(),
-                );
-            }
-            create.send().await.unwrap();
+        for (user, tags) in [
+            (fresh, &[(tag, "true")][..]),
+            (legacy, &[(tag, "true")]),
+            (other, &[]),
+        ] {
+            moto.create_user(user, tags).await.unwrap();
         }
         iam.create_access_key()
             .user_name(other)
