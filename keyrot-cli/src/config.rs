@@ -226,28 +226,17 @@ impl Config {
             message: format!("{listen_text:?} is not an address and port, e.g. 127.0.0.1:8080"),
         })?;
 
-        let file_duration = |setting: &str, value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|v| {
-                    parse_duration(v).map_err(|e| ConfigError::Invalid {
-                        setting: setting.to_owned(),
-                        message: e.to_string(),
-                    })
-                })
-                .transpose()
-        };
-        let retry_mode = match file.aws.retry_mode.as_deref() {
-            None => None,
-            Some("standard") => Some(RetryMode::Standard),
-            Some("adaptive") => Some(RetryMode::Adaptive),
-            Some(other) => {
-                return Err(ConfigError::Invalid {
+        let retry_mode = file
+            .aws
+            .retry_mode
+            .as_deref()
+            .map(|text| {
+                text.parse::<RetryMode>().map_err(|_| ConfigError::Invalid {
                     setting: "aws.retry_mode".into(),
-                    message: format!("{other:?} is not a retry mode: use standard or adaptive"),
-                });
-            }
-        };
+                    message: format!("{text:?} is not a retry mode: use standard or adaptive"),
+                })
+            })
+            .transpose()?;
         if file.aws.max_attempts == Some(0) {
             return Err(ConfigError::Invalid {
                 setting: "aws.max_attempts".into(),
@@ -265,8 +254,8 @@ impl Config {
             max_attempts: file.aws.max_attempts,
             retry_mode,
             initial_backoff: None,
-            connect_timeout: file_duration("aws.connect_timeout", &file.aws.connect_timeout)?,
-            operation_timeout: file_duration("aws.operation_timeout", &file.aws.operation_timeout)?,
+            connect_timeout: duration("aws.connect_timeout", file.aws.connect_timeout)?,
+            operation_timeout: duration("aws.operation_timeout", file.aws.operation_timeout)?,
         };
         let defaults = BackendSettings::default();
         let alert_to = get("KEYROT_ALERT_TO")
@@ -280,15 +269,11 @@ impl Config {
             kms_key_id: get("KEYROT_KMS_KEY_ID").or(file.aws.kms_key_id),
             alert_from: get("KEYROT_ALERT_FROM").or(file.aws.alert_from),
             alert_to,
-            alert_repeat_after: match get("KEYROT_ALERT_REPEAT_AFTER")
-                .or(file.aws.alert_repeat_after)
-            {
-                Some(text) => parse_duration(&text).map_err(|e| ConfigError::Invalid {
-                    setting: "aws.alert_repeat_after".into(),
-                    message: e.to_string(),
-                })?,
-                None => defaults.alert_repeat_after,
-            },
+            alert_repeat_after: duration(
+                "aws.alert_repeat_after",
+                get("KEYROT_ALERT_REPEAT_AFTER").or(file.aws.alert_repeat_after),
+            )?
+            .unwrap_or(defaults.alert_repeat_after),
         };
         if backend_settings.alert_from.is_some() == backend_settings.alert_to.is_empty() {
             return Err(ConfigError::Invalid {
@@ -315,16 +300,6 @@ impl Config {
             });
         }
 
-        let duration = |setting: &str, value: Option<String>| {
-            value
-                .map(|v| {
-                    parse_duration(&v).map_err(|e| ConfigError::Invalid {
-                        setting: setting.to_owned(),
-                        message: e.to_string(),
-                    })
-                })
-                .transpose()
-        };
         let token_ttl = duration(
             "api.token_ttl",
             get("KEYROT_TOKEN_TTL").or(file.api.token_ttl),
@@ -400,6 +375,18 @@ fn aws_credentials_configured(get: &dyn Fn(&str) -> Option<String>) -> bool {
     .into_iter()
     .flatten()
     .any(|path| path.is_file())
+}
+
+/// `value` read as a duration, if set; an error names `setting`.
+fn duration(setting: &str, value: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    value
+        .map(|v| {
+            parse_duration(&v).map_err(|e| ConfigError::Invalid {
+                setting: setting.to_owned(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -257,26 +257,26 @@ impl PolicySettings {
     /// The checked policy.
     pub fn policy(&self) -> Result<Policy, SettingsError> {
         let mut builder = Policy::builder();
-        let durations = [
-            self.rotation_period,
-            self.grace,
-            self.max_grace,
-            self.recovery_window,
-            self.quiet_period,
-            self.verify_timeout,
-            self.schedule_interval,
-        ];
-        for (i, value) in durations.into_iter().enumerate() {
-            let Some(value) = value else { continue };
-            builder = match i {
-                0 => builder.rotation_period(value),
-                1 => builder.grace(value),
-                2 => builder.max_grace(value),
-                3 => builder.recovery_window(value),
-                4 => builder.quiet_period(value),
-                5 => builder.verify_timeout(value),
-                _ => builder.schedule_interval(value),
-            };
+        if let Some(d) = self.rotation_period {
+            builder = builder.rotation_period(d);
+        }
+        if let Some(d) = self.grace {
+            builder = builder.grace(d);
+        }
+        if let Some(d) = self.max_grace {
+            builder = builder.max_grace(d);
+        }
+        if let Some(d) = self.recovery_window {
+            builder = builder.recovery_window(d);
+        }
+        if let Some(d) = self.quiet_period {
+            builder = builder.quiet_period(d);
+        }
+        if let Some(d) = self.verify_timeout {
+            builder = builder.verify_timeout(d);
+        }
+        if let Some(d) = self.schedule_interval {
+            builder = builder.schedule_interval(d);
         }
         if let Some(users) = &self.users {
             builder = builder.selection(Selection::Listed(users_of("users", users)?));

@@ -155,17 +155,14 @@ impl RotateConfig {
                 "write a KMS key id, ARN or alias, without spaces",
             ));
         }
-        let retry_mode = match env.get("KEYROT_AWS_RETRY_MODE").as_deref() {
-            None => None,
-            Some("standard") => Some(RetryMode::Standard),
-            Some("adaptive") => Some(RetryMode::Adaptive),
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    "KEYROT_AWS_RETRY_MODE",
-                    "write standard or adaptive",
-                ));
-            }
-        };
+        let retry_mode = env
+            .get("KEYROT_AWS_RETRY_MODE")
+            .map(|text| {
+                text.parse::<RetryMode>().map_err(|_| {
+                    ConfigError::invalid("KEYROT_AWS_RETRY_MODE", "write standard or adaptive")
+                })
+            })
+            .transpose()?;
         let max_attempts = match env.get("KEYROT_AWS_MAX_ATTEMPTS") {
             None => None,
             Some(text) => match text.trim().parse::<u32>() {
