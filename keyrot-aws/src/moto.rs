@@ -99,7 +99,7 @@ impl Moto {
     }
 
     /// Creates the IAM user `name`, carrying `tags`, as the administrator: a user keyrot finds
-    /// as people leave them (its keys come from [`crate::AwsIam::create_key`]).
+    /// as people leave them (give it keys with [`crate::AwsIam`]'s `create_key`).
     pub async fn create_user(
         &self,
         name: &str,
