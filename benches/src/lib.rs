@@ -197,6 +197,7 @@ pub fn scale_run(users: usize, latency: Duration, rate: RateLimit) -> ScaleRepor
         iam: Arc::new(RemoteIam(aws.iam.clone(), Arc::clone(&net))),
         store: Arc::new(RemoteStore(aws.store.clone(), Arc::clone(&net))),
         verifier: Arc::new(RemoteVerifier(aws.verifier.clone(), net)),
+        lease: Arc::new(aws.lease.clone()),
         notifier: Arc::new(NullNotifier),
         clock: Arc::new(clock.clone()),
     };

@@ -139,6 +139,11 @@ impl SecretStore for RemoteStore {
         self.0.clear_marks(user, key).await
     }
 
+    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.record_intent(user, at).await
+    }
+
     async fn credentials(
         &self,
         user: &UserName,

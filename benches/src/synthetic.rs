@@ -117,7 +117,15 @@ pub fn observation(i: usize, state: Lifecycle, now: Timestamp) -> Result<Observa
             rotated(20 * DAY, KeyStatus::Inactive)
         }
     };
-    let mut obs = Observation::new(user, keys, StoredUser { versions, marks });
+    let mut obs = Observation::new(
+        user,
+        keys,
+        StoredUser {
+            versions,
+            marks,
+            intent: None,
+        },
+    );
     obs.last_used = last_used;
     Ok(obs)
 }

@@ -21,6 +21,9 @@ pub const MANAGED_BY_TAG: (&str, &str) = ("keyrot:managed-by", "keyrot");
 /// The tag recording the last alert sent about the user (see `SesNotifier`).
 const ALERT_TAG: &str = "keyrot:last-alert";
 
+/// The tag recording when keyrot last set out to create a key ([`StoredUser::intent`]).
+const INTENT_TAG: &str = "keyrot:intent";
+
 /// Tags whose key starts with this record [`Marks`], one tag per access key.
 const MARK_TAG_PREFIX: &str = "keyrot:mark:";
 
@@ -66,7 +69,8 @@ struct Payload {
 /// - Versions are listed with `ListSecretVersionIds(IncludeDeprecated=true)`, so a version that
 ///   lost its labels still counts as known (as in the in-memory fake).
 /// - Marks (adopted, superseded, deactivated) are tags of the secret: `keyrot:mark:<key id>`
-///   with a value such as `key=AKIA... superseded=2025-06-01T12:00:00Z`.
+///   with a value such as `key=AKIA... superseded=2025-06-01T12:00:00Z`; the intent recorded
+///   before each CreateAccessKey is the tag `keyrot:intent` (an RFC 3339 time).
 /// - The current value is always read with `VersionStage=AWSCURRENT` explicitly.
 /// - Secrets Manager attaches `AWSCURRENT` to the first version of a secret whatever the call
 ///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
@@ -164,11 +168,18 @@ impl AwsSecretStore {
         fingerprint: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
+        self.tag_secret(user, ALERT_TAG, &format!("fp={fingerprint} at={at}"))
+            .await
+    }
+
+    /// Sets one tag of `user`'s secret, creating the secret first if need be. TagResource
+    /// replaces a tag's value, so a retry after a lost reply writes the same value again.
+    async fn tag_secret(&self, user: &UserName, key: &str, value: &str) -> Result<(), StoreError> {
         let tag_it = || {
             self.client
                 .tag_resource()
                 .secret_id(self.secret_name(user))
-                .tags(tag(ALERT_TAG, &format!("fp={fingerprint} at={at}")))
+                .tags(tag(key, value))
                 .send()
         };
         match tag_it().await {
@@ -364,7 +375,20 @@ impl SecretStore for AwsSecretStore {
                 stages: v.stages,
             })
             .collect();
-        Ok(StoredUser { versions, marks })
+        let intent = secret
+            .tags
+            .iter()
+            .find(|t| t.key() == Some(INTENT_TAG))
+            .and_then(|t| t.value()?.parse().ok());
+        Ok(StoredUser {
+            versions,
+            marks,
+            intent,
+        })
+    }
+
+    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+        self.tag_secret(user, INTENT_TAG, &at.to_string()).await
     }
 
     async fn put_pending(

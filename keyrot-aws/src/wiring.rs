@@ -97,6 +97,11 @@ impl BackendSettings {
             iam: Arc::new(AwsIam::new(clients.iam.clone())),
             store: Arc::new(self.store(clients)),
             verifier: Arc::new(AwsVerifier::new(clients.config.clone())),
+            // TEMPORARY, replaced by the DynamoDB lease in this same change.
+            lease: Arc::new(keyrot_core::fake::FakeLease::new(
+                keyrot_core::fake::SimClock::new(keyrot_core::Clock::now(&SystemClock)),
+                keyrot_core::fake::FaultPlan::none(),
+            )),
             notifier,
             clock: Arc::new(SystemClock),
         }

@@ -175,6 +175,10 @@ impl World {
             iam,
             store: self.store.clone(),
             verifier: self.verifier.clone(),
+            lease: Arc::new(keyrot_core::fake::FakeLease::new(
+                self.clock.clone(),
+                keyrot_core::fake::FaultPlan::none(),
+            )),
             notifier: Arc::new(RecordingNotifier::new()),
             clock: Arc::new(self.clock.clone()),
         };

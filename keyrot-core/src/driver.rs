@@ -15,7 +15,7 @@ use crate::model::{
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
-    Clock, Iam, IamError, Notice, Notifier, SecretStore, StoreError, Verifier, VerifyError,
+    Clock, Iam, IamError, Lease, Notice, Notifier, SecretStore, StoreError, Verifier, VerifyError,
 };
 
 /// Why a step failed for one user.
@@ -247,6 +247,8 @@ pub struct Ports {
     pub store: Arc<dyn SecretStore>,
     /// Proves new keys authenticate.
     pub verifier: Arc<dyn Verifier>,
+    /// One run per user at a time.
+    pub lease: Arc<dyn Lease>,
     /// Tells an administrator.
     pub notifier: Arc<dyn Notifier>,
     /// Now, and waiting.

@@ -367,6 +367,10 @@ pub struct StoredUser {
     pub versions: Vec<StoredVersion>,
     /// Recorded marks, by key.
     pub marks: BTreeMap<AccessKeyId, Marks>,
+    /// When keyrot last set out to create a key for the user, recorded before it called
+    /// CreateAccessKey. An unstored key IAM created close to this time is keyrot's own orphan
+    /// (its secret was lost with a reply or a crash), never a key to adopt.
+    pub intent: Option<Timestamp>,
 }
 
 impl StoredUser {
@@ -400,7 +404,24 @@ impl StoredUser {
     pub fn marks_of(&self, key: &AccessKeyId) -> Marks {
         self.marks.get(key).copied().unwrap_or_default()
     }
+
+    /// Whether an unstored key IAM created at `created` is keyrot's own: created within
+    /// [`INTENT_WINDOW`] of the recorded [`StoredUser::intent`] (either side, for clock skew
+    /// between keyrot and IAM).
+    pub fn intended(&self, created: Timestamp) -> bool {
+        self.intent.is_some_and(|at| {
+            let window = jiff::SignedDuration::try_from(INTENT_WINDOW).unwrap_or_default();
+            created.duration_since(at).abs() <= window
+        })
+    }
 }
+
+/// How close to a recorded intent IAM's creation time of a key must be for the key to count as
+/// keyrot's own. CreateAccessKey is called right after the intent is recorded, and is never
+/// retried, so its effect lands within one call timeout (a minute) plus the clock skew between
+/// the caller and IAM; an operator's key made that close to keyrot's intent for the same user
+/// would be taken for an orphan.
+pub const INTENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The Secrets Manager `ClientRequestToken` (and so the version id) of the version that holds
 /// `key`'s secret: 32 to 64 characters, derived from the key id alone, so that a retried

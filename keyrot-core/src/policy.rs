@@ -69,6 +69,17 @@ pub enum PolicyError {
         /// The maximum grace period.
         max_grace: Duration,
     },
+    /// A key could count as idle on last-used answers that IAM has not caught up with yet.
+    #[error(
+        "quiet_period ({quiet_period:?}) must be at least last_used_lag ({last_used_lag:?}): \
+         IAM reports uses that late"
+    )]
+    QuietBelowLag {
+        /// The quiet period.
+        quiet_period: Duration,
+        /// IAM's last-used reporting lag.
+        last_used_lag: Duration,
+    },
     /// The old key's lifecycle would not end before the next rotation is due.
     #[error(
         "rotation_period ({rotation_period:?}) must be at least verify_timeout + max_grace + \
@@ -99,11 +110,18 @@ pub struct Policy {
     max_grace: Duration,
     recovery_window: Duration,
     quiet_period: Duration,
+    last_used_lag: Duration,
     verify_timeout: Duration,
     schedule_interval: Duration,
     selection: Selection,
     exempt: BTreeSet<UserName>,
 }
+
+/// How long IAM may take to report a use of a key in `GetAccessKeyLastUsed`, by default. AWS
+/// documents last-accessed information as eventually consistent, with recent activity
+/// "usually" appearing within four hours (IAM User Guide, "Refining permissions in AWS using
+/// last accessed information"); keyrot takes that as the lag unless told otherwise.
+pub const DEFAULT_LAST_USED_LAG: Duration = Duration::from_secs(4 * 3600);
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -120,6 +138,7 @@ impl Policy {
                 max_grace: 14 * DAY,
                 recovery_window: 7 * DAY,
                 quiet_period: DAY,
+                last_used_lag: DEFAULT_LAST_USED_LAG,
                 verify_timeout: Duration::from_secs(300),
                 schedule_interval: Duration::from_secs(3600),
                 selection: Selection::default(),
@@ -154,6 +173,13 @@ impl Policy {
     /// should exceed IAM's last-used reporting lag (hours).
     pub fn quiet_period(&self) -> Duration {
         self.quiet_period
+    }
+
+    /// How long IAM may take to report a use: a last-used answer proves nothing about the last
+    /// `last_used_lag` before it. Zero only for an emulator or the demo, whose answers are
+    /// immediate.
+    pub fn last_used_lag(&self) -> Duration {
+        self.last_used_lag
     }
 
     /// How long a new key may take to authenticate before keyrot gives up on it.
@@ -220,6 +246,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets [`Policy::last_used_lag`].
+    pub fn last_used_lag(mut self, lag: Duration) -> Self {
+        self.policy.last_used_lag = lag;
+        self
+    }
+
     /// Sets [`Policy::verify_timeout`].
     pub fn verify_timeout(mut self, timeout: Duration) -> Self {
         self.policy.verify_timeout = timeout;
@@ -270,6 +302,15 @@ impl PolicyBuilder {
                 max_grace: p.max_grace,
             });
         }
+        if p.last_used_lag > CENTURY {
+            return Err(PolicyError::TooLong("last_used_lag"));
+        }
+        if p.quiet_period < p.last_used_lag {
+            return Err(PolicyError::QuietBelowLag {
+                quiet_period: p.quiet_period,
+                last_used_lag: p.last_used_lag,
+            });
+        }
         if p.quiet_period > p.max_grace {
             return Err(PolicyError::QuietAboveMaxGrace {
                 quiet_period: p.quiet_period,
@@ -315,6 +356,7 @@ mod tests {
             .max_grace(3 * MIN)
             .recovery_window(2 * MIN)
             .quiet_period(MIN)
+            .last_used_lag(Duration::ZERO)
             .verify_timeout(MIN)
             .schedule_interval(MIN)
             .build();
@@ -347,6 +389,11 @@ mod tests {
         assert_eq!(
             err(Policy::builder().quiet_period(15 * DAY)),
             "quiet_period (1296000s) must be at most max_grace (1209600s)"
+        );
+        assert_eq!(
+            err(Policy::builder().quiet_period(3600 * std::time::Duration::from_secs(1))),
+            "quiet_period (3600s) must be at least last_used_lag (14400s): IAM reports uses that \
+             late"
         );
         assert_eq!(
             err(Policy::builder().rotation_period(CENTURY * 2)),

@@ -4,6 +4,16 @@
 //!
 //! With the `mock` feature every port also has a mockall mock (`MockIam`, `MockSecretStore`,
 //! ...) for unit-testing code that uses keyrot.
+//!
+//! # Retries
+//!
+//! An adapter may retry a call after a failure (the AWS SDK does, up to `max_attempts`), and a
+//! failure can be ambiguous: the call took effect but its reply was lost. A retry then repeats
+//! the effect. Every port method is therefore idempotent when retried with the same arguments,
+//! except [`Iam::create_key`]: a second CreateAccessKey makes a second key, or asks IAM for a
+//! third. Adapters must never retry `create_key` after a failure that may have had an effect;
+//! the driver observes again instead (the key, if IAM made it, is an orphan the next step or
+//! run deletes, recognised by the intent recorded before the call).
 
 use std::fmt;
 use std::time::Duration;
@@ -106,6 +116,9 @@ pub trait Iam: Send + Sync {
     async fn list_keys(&self, user: &UserName) -> Result<Vec<AccessKey>, IamError>;
 
     /// Creates a new access key; the secret is returned only here.
+    ///
+    /// Not idempotent: an adapter must not retry it after a failure that may have had an
+    /// effect (a timeout, a 5xx, a lost connection); see the [module docs](self#retries).
     async fn create_key(&self, user: &UserName) -> Result<NewKey, IamError>;
 
     /// Activates or deactivates a key.
@@ -154,6 +167,11 @@ pub trait SecretStore: Send + Sync {
 
     /// Forgets every mark of `key` (after it is deleted, or when it is current again).
     async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError>;
+
+    /// Records that keyrot is about to create a key for `user` at `at` (see
+    /// [`StoredUser::intent`]), replacing an earlier intent; creates the user's secret if need
+    /// be. Called before every `create_key`.
+    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError>;
 
     /// The credentials stored for `key`, if any.
     async fn credentials(
@@ -276,6 +294,94 @@ impl fmt::Display for Notice {
 pub trait Notifier: Send + Sync {
     /// Sends `notice`. A failure is logged by the caller and never stops a rotation.
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError>;
+}
+
+/// Why a lease call failed. The run does not act on the user: without a lease it cannot know
+/// that no other run does.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The lease store asked us to slow down.
+    #[error("throttled by the lease store")]
+    Throttled,
+    /// The lease store refused: keyrot's role lacks a permission.
+    #[error("access denied by the lease store")]
+    AccessDenied(#[source] BoxError),
+    /// Any other failure.
+    #[error("lease call failed")]
+    Other(#[source] BoxError),
+}
+
+impl LeaseError {
+    /// Whether the same call may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Other(_))
+    }
+}
+
+/// Proof of a held lease, made by the [`Lease`] adapter (unique per claim, so that a retried
+/// acquire after a lost reply finds its own claim). Not secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    /// Wraps an adapter's unique claim id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The claim id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer to [`Lease::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The user is ours until the `until` we asked for.
+    Granted(LeaseToken),
+    /// Another run holds the user.
+    Taken {
+        /// The other run's claim.
+        holder: LeaseToken,
+        /// When its claim expires unless renewed.
+        until: Timestamp,
+    },
+}
+
+/// One run per user at a time: a lease with conditional writes and expiry (DynamoDB's
+/// conditional `PutItem` on AWS), so that two runs (the Lambda, `keyrot rotate`, `keyrot serve`)
+/// never act on the same user at once and a crashed holder's claim expires.
+///
+/// Times are the caller's: a claim expires when a caller's `now` passes its `until`.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// Claims `user` until `until`, unless another claim is live at `now`.
+    async fn acquire(
+        &self,
+        user: &UserName,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Claim, LeaseError>;
+
+    /// Extends our claim to `until`; `Ok(false)` when it is no longer ours (it expired and
+    /// another run took it).
+    async fn renew(
+        &self,
+        user: &UserName,
+        token: &LeaseToken,
+        until: Timestamp,
+    ) -> Result<bool, LeaseError>;
+
+    /// Gives the claim up, if it is still ours.
+    async fn release(&self, user: &UserName, token: &LeaseToken) -> Result<(), LeaseError>;
 }
 
 /// Time, as the edge provides it. keyrot-core itself never reads the clock: the driver asks

@@ -441,6 +441,14 @@ impl SecretStore for CheckedStore {
         r
     }
 
+    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+        futures_yield().await;
+        self.0.before_touch(user, "record an intent");
+        let r = self.0.aws.store.record_intent(user, at).await;
+        self.0.check();
+        r
+    }
+
     async fn credentials(
         &self,
         user: &UserName,

@@ -46,7 +46,45 @@ pub mod op {
     /// [`Notifier::notify`](crate::Notifier::notify) (only the recording notifier's own
     /// switch fails it; the plan does not).
     pub const NOTIFY: &str = "notifier.notify";
+    /// [`SecretStore::record_intent`](crate::SecretStore::record_intent).
+    pub const STORE_RECORD_INTENT: &str = "store.record_intent";
+    /// [`Lease::acquire`](crate::Lease::acquire).
+    pub const LEASE_ACQUIRE: &str = "lease.acquire";
+    /// [`Lease::renew`](crate::Lease::renew).
+    pub const LEASE_RENEW: &str = "lease.renew";
+    /// [`Lease::release`](crate::Lease::release).
+    pub const LEASE_RELEASE: &str = "lease.release";
 }
+
+/// Which calls the simulated SDK retries after a reply was lost ([`FaultKind::FailAfter`]):
+/// the effect has happened, and the retry performs the call again, as the AWS SDK's standard
+/// retry does for a 5xx or a timeout (up to `max_attempts`, 5 in keyrot's defaults). A call
+/// that is not idempotent shows its hazard here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SdkRetries {
+    /// No retries: a lost reply is an error to the caller (the fakes' plain behaviour).
+    #[default]
+    Off,
+    /// As keyrot's AWS adapters are configured: every call but `CreateAccessKey`
+    /// ([`op::IAM_CREATE_KEY`]), whose retries are turned off, is retried.
+    AsAdapters,
+    /// Every call, `CreateAccessKey` too: what an adapter with the SDK's defaults would do.
+    All,
+}
+
+impl SdkRetries {
+    /// Whether the SDK retries `op` after a lost reply.
+    pub fn retries(self, op: &str) -> bool {
+        match self {
+            Self::Off => false,
+            Self::AsAdapters => op != op::IAM_CREATE_KEY,
+            Self::All => true,
+        }
+    }
+}
+
+/// The SDK's attempts per call (the standard retry mode's default in keyrot).
+const SDK_MAX_ATTEMPTS: u32 = 5;
 
 /// What goes wrong with one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -248,6 +286,9 @@ struct PlanState {
     rate_limit: Option<RateLimit>,
     /// The token bucket's theoretical arrival time (GCRA).
     tat: Option<Timestamp>,
+    sdk_retries: SdkRetries,
+    /// Calls repeated by the simulated SDK after a lost reply, per operation.
+    retried: BTreeMap<&'static str, u64>,
 }
 
 /// One admitted call, between [`FaultPlan::enter`] and [`FaultPlan::finish`].
@@ -280,6 +321,8 @@ impl FaultPlan {
                 latency: Duration::ZERO,
                 rate_limit: None,
                 tat: None,
+                sdk_retries: SdkRetries::Off,
+                retried: BTreeMap::new(),
             })),
         }
     }
@@ -309,6 +352,27 @@ impl FaultPlan {
     /// Every call takes `latency` of virtual time from now on.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    /// Which calls the simulated SDK retries after a lost reply (see [`SdkRetries`]).
+    pub fn set_sdk_retries(&self, retries: SdkRetries) {
+        self.lock().sdk_retries = retries;
+    }
+
+    /// This plan with the simulated SDK retrying as `retries` says.
+    pub fn with_sdk_retries(self, retries: SdkRetries) -> Self {
+        self.set_sdk_retries(retries);
+        self
+    }
+
+    /// How many times the simulated SDK repeated a call of `op` after a lost reply.
+    pub fn sdk_retried(&self, op: &str) -> u64 {
+        self.lock().retried.get(op).copied().unwrap_or(0)
+    }
+
+    /// Calls repeated by the simulated SDK, in all.
+    pub fn total_sdk_retries(&self) -> u64 {
+        self.lock().retried.values().sum()
     }
 
     /// Sets or removes the client-side rate limit.
@@ -387,6 +451,7 @@ impl FaultPlan {
         state.per_op.clear();
         state.injected.clear();
         state.refused_while_down = 0;
+        state.retried.clear();
     }
 
     /// Admits a call of `op` at `now`: counts it, decides its fault and how long it must wait.
@@ -483,6 +548,40 @@ impl FaultPlan {
                 Err(InjectedFault { kind, op: call.op })
             }
             _ => Ok(()),
+        }
+    }
+}
+
+impl FaultPlan {
+    /// One call of `op` as the adapters make it: admitted, faulted, its `effect` applied (given
+    /// the attempt, from 1; with
+    /// the lock of the fake's state held by `effect` itself, never across an await) and, if
+    /// its reply is lost and the simulated SDK retries `op`, performed again: the caller sees
+    /// the last attempt's answer. `error` turns an injected fault into the port's error.
+    pub(crate) async fn call<T, E>(
+        &self,
+        op: &'static str,
+        clock: &SimClock,
+        error: impl Fn(InjectedFault) -> E,
+        mut effect: impl FnMut(u32) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut attempt = 1;
+        loop {
+            let call = self.enter(op, clock).await.map_err(&error)?;
+            let result = effect(attempt);
+            match self.finish(&call) {
+                Ok(()) => return result,
+                Err(fault)
+                    if fault.kind == FaultKind::FailAfter
+                        && attempt < SDK_MAX_ATTEMPTS
+                        && self.lock().sdk_retries.retries(op) =>
+                {
+                    attempt += 1;
+                    *self.lock().retried.entry(op).or_insert(0) += 1;
+                    tracing::debug!(op, attempt, "fake: the SDK retries after a lost reply");
+                }
+                Err(fault) => return Err(error(fault)),
+            }
         }
     }
 }

@@ -69,7 +69,8 @@ pub enum AuthFailure {
 ///   [`IamError::LimitExceeded`] and changes nothing (and is counted, see
 ///   [`FakeIam::third_key_requests`]).
 /// - Unknown users and keys (and keys of another user) are [`IamError::NoSuchEntity`].
-/// - A key authenticates only [`FakeIam::propagation_delay`] after its creation.
+/// - A key authenticates only [`FakeIam::propagation_delay`] after its creation or
+///   re-activation, and goes on authenticating for as long after it was deactivated or deleted.
 /// - `last_used` answers from recorded uses, seen after an optional lag as in AWS; any failure
 ///   is [`LastUsed::Unknown`].
 /// - Key ids are `AKIA` and 16 upper-case letters and digits, and secrets 40 characters, both
@@ -89,6 +90,8 @@ struct State {
     rng: ChaCha8Rng,
     users: BTreeMap<UserName, User>,
     owners: BTreeMap<AccessKeyId, UserName>,
+    /// Deleted keys, with their owner and when: they authenticate while the deletion propagates.
+    deleted: BTreeMap<AccessKeyId, (UserName, Key, Timestamp)>,
     issued: BTreeSet<AccessKeyId>,
     history: Vec<IamEvent>,
     third_key_requests: u64,
@@ -107,6 +110,11 @@ struct Key {
     secret: SecretAccessKey,
     /// Recorded uses, ascending; only the latest one old enough to be visible is kept.
     uses: Vec<Timestamp>,
+    /// When the status last changed (the creation time until then): propagation runs from here.
+    status_changed: Timestamp,
+    /// Whether the key was active before its last change (an inactive key authenticates only
+    /// while its deactivation propagates).
+    was_active: bool,
 }
 
 fn iam_error(fault: InjectedFault) -> IamError {
@@ -127,6 +135,7 @@ impl FakeIam {
                     rng: ChaCha8Rng::seed_from_u64(seed),
                     users: BTreeMap::new(),
                     owners: BTreeMap::new(),
+                    deleted: BTreeMap::new(),
                     issued: BTreeSet::new(),
                     history: Vec::new(),
                     third_key_requests: 0,
@@ -321,26 +330,17 @@ impl FakeIam {
     ) -> Result<UserName, AuthFailure> {
         let now = self.inner.clock.now();
         let mut state = self.state();
-        let (delay, lag) = (state.propagation_delay, state.last_used_lag);
-        let owner = state
-            .owners
-            .get(&credentials.access_key_id)
-            .cloned()
-            .ok_or(AuthFailure::UnknownKey)?;
-        let key = state
-            .find_mut(&credentials.access_key_id)
-            .ok_or(AuthFailure::UnknownKey)?;
-        if at < super::add(key.key.created, delay) {
-            return Err(AuthFailure::NotPropagated);
+        let owner = state.check_auth(credentials, at)?;
+        let lag = state.last_used_lag;
+        if let Some(key) = state.find_mut(&credentials.access_key_id) {
+            key.record_use(at, now, lag);
         }
-        if key.key.status != KeyStatus::Active {
-            return Err(AuthFailure::Inactive);
-        }
-        if key.secret != credentials.secret_access_key {
-            return Err(AuthFailure::WrongSecret);
-        }
-        key.record_use(at, now, lag);
         Ok(owner)
+    }
+
+    /// Whether `credentials` would authenticate at `at`, without recording a use.
+    pub fn would_authenticate(&self, credentials: &Credentials, at: Timestamp) -> bool {
+        self.state().check_auth(credentials, at).is_ok()
     }
 
     /// Every change made through the port, oldest first.
@@ -358,20 +358,80 @@ impl FakeIam {
         self.state().third_key_requests
     }
 
-    async fn enter(&self, op: &'static str) -> Result<super::faults::Call, IamError> {
+    /// One call through the fault plan (see `FaultPlan::call`); `effect` gets the attempt.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        effect: impl FnMut(u32) -> Result<T, IamError>,
+    ) -> Result<T, IamError> {
         self.inner
             .plan
-            .enter(op, &self.inner.clock)
+            .call(op, &self.inner.clock, iam_error, effect)
             .await
-            .map_err(iam_error)
-    }
-
-    fn finish(&self, call: &super::faults::Call) -> Result<(), IamError> {
-        self.inner.plan.finish(call).map_err(iam_error)
     }
 }
 
 impl State {
+    fn note_third_key_request(&mut self, user: &UserName, now: Timestamp) {
+        if self
+            .users
+            .get(user)
+            .is_some_and(|u| u.keys.len() >= KEY_LIMIT)
+        {
+            self.third_key_requests += 1;
+            self.history.push(IamEvent {
+                at: now,
+                user: user.clone(),
+                action: IamAction::ThirdKeyRequested,
+            });
+        }
+    }
+
+    /// Whether a request signed with `credentials` at `at` authenticates, and as whom, with
+    /// IAM's propagation delay both ways: a key authenticates only `delay` after it was
+    /// created or re-activated, and goes on authenticating for `delay` after it was deactivated
+    /// or deleted (IAM User Guide, "Changes that I make are not always immediately visible":
+    /// IAM is eventually consistent, and changes take time to reach every endpoint).
+    fn check_auth(
+        &self,
+        credentials: &Credentials,
+        at: Timestamp,
+    ) -> Result<UserName, AuthFailure> {
+        let id = &credentials.access_key_id;
+        let (owner, key) = match (self.owners.get(id), self.find(id)) {
+            (Some(owner), Some(key)) => (owner, key),
+            _ => match self.deleted.get(id) {
+                // Deleted, but the deletion has not reached every endpoint yet.
+                Some((owner, key, deleted))
+                    if at < super::add(*deleted, self.propagation_delay) =>
+                {
+                    (owner, key)
+                }
+                _ => return Err(AuthFailure::UnknownKey),
+            },
+        };
+        let delay = self.propagation_delay;
+        let active = match key.key.status {
+            KeyStatus::Active if at < super::add(key.status_changed, delay) => {
+                // Not propagated yet: a new key fails, a re-activated one is still refused.
+                return Err(if key.status_changed == key.key.created {
+                    AuthFailure::NotPropagated
+                } else {
+                    AuthFailure::Inactive
+                });
+            }
+            KeyStatus::Active => true,
+            KeyStatus::Inactive => key.was_active && at < super::add(key.status_changed, delay),
+        };
+        if !active {
+            return Err(AuthFailure::Inactive);
+        }
+        if key.secret != credentials.secret_access_key {
+            return Err(AuthFailure::WrongSecret);
+        }
+        Ok(owner.clone())
+    }
+
     fn find(&self, id: &AccessKeyId) -> Option<&Key> {
         let owner = self.owners.get(id)?;
         self.users.get(owner)?.keys.iter().find(|k| &k.key.id == id)
@@ -442,6 +502,8 @@ impl State {
                 key: key.clone(),
                 secret: secret.clone(),
                 uses: Vec::new(),
+                status_changed: created,
+                was_active: status == KeyStatus::Active,
             });
         }
         Ok(NewKey { key, secret })
@@ -449,6 +511,14 @@ impl State {
 }
 
 impl Key {
+    fn set_status(&mut self, status: KeyStatus, now: Timestamp) {
+        if status != self.key.status {
+            self.was_active = self.key.status == KeyStatus::Active;
+            self.key.status = status;
+            self.status_changed = now;
+        }
+    }
+
     fn record_use(&mut self, at: Timestamp, now: Timestamp, lag: Duration) {
         let pos = self.uses.partition_point(|t| *t <= at);
         self.uses.insert(pos, at);
@@ -473,10 +543,9 @@ impl Key {
 #[async_trait]
 impl Iam for FakeIam {
     async fn managed_users(&self, selection: &Selection) -> Result<Vec<UserName>, IamError> {
-        let call = self.enter(op::IAM_MANAGED_USERS).await?;
-        let users = {
+        self.call(op::IAM_MANAGED_USERS, |_| {
             let state = self.state();
-            match selection {
+            Ok(match selection {
                 Selection::Tagged { key, value } => state
                     .users
                     .iter()
@@ -488,45 +557,35 @@ impl Iam for FakeIam {
                     .filter(|name| state.users.contains_key(*name))
                     .cloned()
                     .collect(),
-            }
-        };
-        self.finish(&call)?;
-        Ok(users)
+            })
+        })
+        .await
     }
 
     async fn list_keys(&self, user: &UserName) -> Result<Vec<AccessKey>, IamError> {
-        let call = self.enter(op::IAM_LIST_KEYS).await?;
-        let keys = self
-            .state()
-            .users
-            .get(user)
-            .map(|u| u.keys.iter().map(|k| k.key.clone()).collect())
-            .ok_or(IamError::NoSuchEntity);
-        self.finish(&call)?;
-        keys
+        self.call(op::IAM_LIST_KEYS, |_| {
+            self.state()
+                .users
+                .get(user)
+                .map(|u| u.keys.iter().map(|k| k.key.clone()).collect())
+                .ok_or(IamError::NoSuchEntity)
+        })
+        .await
     }
 
     async fn create_key(&self, user: &UserName) -> Result<NewKey, IamError> {
+        // Asking counts, whether or not the request reaches IAM.
         if !self.inner.plan.is_crashed() {
+            self.state()
+                .note_third_key_request(user, self.inner.clock.now());
+        }
+        self.call(op::IAM_CREATE_KEY, |attempt| {
             let now = self.inner.clock.now();
             let mut state = self.state();
-            if state
-                .users
-                .get(user)
-                .is_some_and(|u| u.keys.len() >= KEY_LIMIT)
-            {
-                state.third_key_requests += 1;
-                state.history.push(IamEvent {
-                    at: now,
-                    user: user.clone(),
-                    action: IamAction::ThirdKeyRequested,
-                });
+            if attempt > 1 {
+                // A retry of a call whose reply was lost asks again.
+                state.note_third_key_request(user, now);
             }
-        }
-        let call = self.enter(op::IAM_CREATE_KEY).await?;
-        let now = self.inner.clock.now();
-        let created = {
-            let mut state = self.state();
             let created = state.create(user, KeyStatus::Active, now);
             if let Ok(new) = &created {
                 state.history.push(IamEvent {
@@ -536,9 +595,8 @@ impl Iam for FakeIam {
                 });
             }
             created
-        };
-        self.finish(&call)?;
-        created
+        })
+        .await
     }
 
     async fn set_status(
@@ -547,59 +605,49 @@ impl Iam for FakeIam {
         key: &AccessKeyId,
         status: KeyStatus,
     ) -> Result<(), IamError> {
-        let call = self.enter(op::IAM_SET_STATUS).await?;
-        let now = self.inner.clock.now();
-        let result = {
+        self.call(op::IAM_SET_STATUS, |_| {
+            let now = self.inner.clock.now();
             let mut state = self.state();
-            let result = state.key_of_mut(user, key).map(|k| k.key.status = status);
-            if result.is_ok() {
-                state.history.push(IamEvent {
-                    at: now,
-                    user: user.clone(),
-                    action: IamAction::SetStatus(key.clone(), status),
-                });
-            }
-            result
-        };
-        self.finish(&call)?;
-        result
+            state.key_of_mut(user, key)?.set_status(status, now);
+            state.history.push(IamEvent {
+                at: now,
+                user: user.clone(),
+                action: IamAction::SetStatus(key.clone(), status),
+            });
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_key(&self, user: &UserName, key: &AccessKeyId) -> Result<(), IamError> {
-        let call = self.enter(op::IAM_DELETE_KEY).await?;
-        let now = self.inner.clock.now();
-        let result = {
+        self.call(op::IAM_DELETE_KEY, |_| {
+            let now = self.inner.clock.now();
             let mut state = self.state();
-            let before = state.users.get(user).map_or(0, |u| u.keys.len());
-            if let Some(u) = state.users.get_mut(user) {
-                u.keys.retain(|k| &k.key.id != key);
-            }
-            let after = state.users.get(user).map_or(0, |u| u.keys.len());
-            if after < before {
-                state.owners.remove(key);
-                state.history.push(IamEvent {
-                    at: now,
-                    user: user.clone(),
-                    action: IamAction::Deleted(key.clone()),
-                });
-                Ok(())
-            } else {
-                Err(IamError::NoSuchEntity)
-            }
-        };
-        self.finish(&call)?;
-        result
+            let removed = state.users.get_mut(user).and_then(|u| {
+                let at = u.keys.iter().position(|k| &k.key.id == key)?;
+                Some(u.keys.remove(at))
+            });
+            let Some(removed) = removed else {
+                return Err(IamError::NoSuchEntity);
+            };
+            state.owners.remove(key);
+            state
+                .deleted
+                .insert(key.clone(), (user.clone(), removed, now));
+            state.history.push(IamEvent {
+                at: now,
+                user: user.clone(),
+                action: IamAction::Deleted(key.clone()),
+            });
+            Ok(())
+        })
+        .await
     }
 
     async fn last_used(&self, key: &AccessKeyId) -> LastUsed {
-        let Ok(call) = self.enter(op::IAM_LAST_USED).await else {
-            return LastUsed::Unknown;
-        };
-        let answer = self.peek_last_used(key);
-        match self.finish(&call) {
-            Ok(()) => answer,
-            Err(_) => LastUsed::Unknown,
-        }
+        self.call(op::IAM_LAST_USED, |_| Ok(self.peek_last_used(key)))
+            .await
+            .unwrap_or(LastUsed::Unknown)
     }
 }
 

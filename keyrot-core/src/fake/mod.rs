@@ -53,13 +53,17 @@ use crate::model::Timestamp;
 pub mod clock;
 pub mod faults;
 pub mod iam;
+pub mod lease;
 pub mod notifier;
 pub mod store;
 pub mod verifier;
 
 pub use clock::{SimClock, YieldNow, yield_now};
-pub use faults::{FaultKind, FaultPlan, FaultRates, InjectedFault, RateLimit, Trigger, op};
+pub use faults::{
+    FaultKind, FaultPlan, FaultRates, InjectedFault, RateLimit, SdkRetries, Trigger, op,
+};
 pub use iam::{AuthFailure, FakeIam, IamAction, IamEvent};
+pub use lease::FakeLease;
 pub use notifier::{NullNotifier, RecordingNotifier};
 pub use store::{FakeSecretStore, VersionInfo};
 pub use verifier::{FAKE_ACCOUNT_ID, FakeVerifier};
@@ -80,25 +84,32 @@ pub struct FakeAws {
     pub store: FakeSecretStore,
     /// STS `GetCallerIdentity`, against `iam`.
     pub verifier: FakeVerifier,
+    /// The lease table (DynamoDB).
+    pub lease: FakeLease,
     /// Notices sent, for inspection.
     pub notifier: RecordingNotifier,
 }
 
 impl FakeAws {
-    /// Fakes starting at `start`, with faults drawn at `rates` and key ids drawn from `seed`.
+    /// Fakes starting at `start`, with faults drawn at `rates` and key ids drawn from `seed`,
+    /// and the simulated SDK retrying lost replies as keyrot's AWS adapters do
+    /// ([`SdkRetries::AsAdapters`]).
     pub fn new(start: Timestamp, seed: u64, rates: FaultRates) -> Self {
         let clock = SimClock::new(start);
-        let plan = FaultPlan::seeded(seed, rates);
+        // The AWS SDK retries a call whose reply was lost; so do the fakes' callers here.
+        let plan = FaultPlan::seeded(seed, rates).with_sdk_retries(SdkRetries::AsAdapters);
         // A different stream for ids and secrets than for faults.
         let iam = FakeIam::new(clock.clone(), plan.clone(), seed ^ 0x6b65_7972_6f74);
         let store = FakeSecretStore::new(clock.clone(), plan.clone());
         let verifier = FakeVerifier::new(iam.clone(), plan.clone());
+        let lease = FakeLease::new(clock.clone(), plan.clone());
         Self {
             clock,
             plan,
             iam,
             store,
             verifier,
+            lease,
             notifier: RecordingNotifier::new(),
         }
     }
@@ -111,6 +122,7 @@ impl FakeAws {
             iam: Arc::new(self.iam.clone()),
             store: Arc::new(self.store.clone()),
             verifier: Arc::new(self.verifier.clone()),
+            lease: Arc::new(self.lease.clone()),
             notifier: Arc::new(self.notifier.clone()),
             clock: Arc::new(self.clock.clone()),
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::clock::SimClock;
-use super::faults::{Call, FaultKind, FaultPlan, InjectedFault, op};
+use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use super::request_token;
 use crate::model::{
     AccessKeyId, Credentials, Mark, Marks, SecretAccessKey, Stages, StoredUser, StoredVersion,
@@ -49,7 +49,11 @@ pub struct VersionInfo {
 ///   key with no version is [`StoreError::NoSuchVersion`].
 /// - Versions left without labels are kept (listed as by `IncludeDeprecated=true`) until the
 ///   secret has more than 100 versions, as in AWS.
-/// - Marks are kept per key (the AWS adapter keeps them as tags of the secret).
+/// - Marks are kept per key (the AWS adapter keeps them as tags of the secret), and so is the
+///   intent recorded before a key is created.
+/// - With the simulated SDK retrying (see [`SdkRetries`](super::SdkRetries)), a promotion whose
+///   reply was lost is repeated as the SDK repeats it, and refused because `AWSCURRENT` has
+///   moved already.
 #[derive(Clone)]
 pub struct FakeSecretStore {
     inner: Arc<Inner>,
@@ -66,6 +70,7 @@ struct Secret {
     /// Oldest first.
     versions: Vec<Version>,
     marks: BTreeMap<AccessKeyId, Marks>,
+    intent: Option<Timestamp>,
 }
 
 struct Version {
@@ -114,6 +119,7 @@ impl Secret {
                 .filter(|(_, m)| !m.is_empty())
                 .map(|(k, m)| (k.clone(), *m))
                 .collect(),
+            intent: self.intent,
         }
     }
 
@@ -238,16 +244,16 @@ impl FakeSecretStore {
         &self.inner.clock
     }
 
-    async fn enter(&self, op: &'static str) -> Result<Call, StoreError> {
+    /// One call through the fault plan (see `FaultPlan::call`); `effect` gets the attempt.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        effect: impl FnMut(u32) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.inner
             .plan
-            .enter(op, &self.inner.clock)
+            .call(op, &self.inner.clock, store_error, effect)
             .await
-            .map_err(store_error)
-    }
-
-    fn finish(&self, call: &Call) -> Result<(), StoreError> {
-        self.inner.plan.finish(call).map_err(store_error)
     }
 
     // ---- setup and inspection: no faults, no counters ----
@@ -325,10 +331,7 @@ impl FakeSecretStore {
 #[async_trait]
 impl SecretStore for FakeSecretStore {
     async fn load(&self, user: &UserName) -> Result<StoredUser, StoreError> {
-        let call = self.enter(op::STORE_LOAD).await?;
-        let stored = self.snapshot(user);
-        self.finish(&call)?;
-        Ok(stored)
+        self.call(op::STORE_LOAD, |_| Ok(self.snapshot(user))).await
     }
 
     async fn put_pending(
@@ -337,25 +340,31 @@ impl SecretStore for FakeSecretStore {
         credentials: &Credentials,
         created: Timestamp,
     ) -> Result<(), StoreError> {
-        let call = self.enter(op::STORE_PUT_PENDING).await?;
-        let now = self.inner.clock.now();
-        let result =
+        self.call(op::STORE_PUT_PENDING, |_| {
+            let now = self.inner.clock.now();
             self.secrets()
                 .entry(user.clone())
                 .or_default()
-                .put_pending(credentials, created, now);
-        self.finish(&call)?;
-        result
+                .put_pending(credentials, created, now)
+        })
+        .await
     }
 
     async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
-        let call = self.enter(op::STORE_PROMOTE).await?;
-        let result = match self.secrets().get_mut(user) {
-            Some(secret) => secret.promote(key),
-            None => Err(StoreError::NoSuchVersion),
-        };
-        self.finish(&call)?;
-        result
+        self.call(op::STORE_PROMOTE, |attempt| {
+            let mut secrets = self.secrets();
+            let secret = secrets.get_mut(user).ok_or(StoreError::NoSuchVersion)?;
+            if attempt > 1 && secret.current().is_some_and(|v| &v.key_id == key) {
+                // The SDK repeats the request it sent, with `RemoveFromVersionId` naming the
+                // version that was current then; Secrets Manager refuses it once the first
+                // attempt has moved the label (InvalidParameterException).
+                return Err(StoreError::Other(
+                    "AWSCURRENT is not attached to the version in RemoveFromVersionId".into(),
+                ));
+            }
+            secret.promote(key)
+        })
+        .await
     }
 
     async fn mark(
@@ -365,23 +374,35 @@ impl SecretStore for FakeSecretStore {
         mark: Mark,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let call = self.enter(op::STORE_MARK).await?;
-        self.secrets()
-            .entry(user.clone())
-            .or_default()
-            .marks
-            .entry(key.clone())
-            .or_default()
-            .set(mark, at);
-        self.finish(&call)
+        self.call(op::STORE_MARK, |_| {
+            self.secrets()
+                .entry(user.clone())
+                .or_default()
+                .marks
+                .entry(key.clone())
+                .or_default()
+                .set(mark, at);
+            Ok(())
+        })
+        .await
     }
 
     async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
-        let call = self.enter(op::STORE_CLEAR_MARKS).await?;
-        if let Some(secret) = self.secrets().get_mut(user) {
-            secret.marks.remove(key);
-        }
-        self.finish(&call)
+        self.call(op::STORE_CLEAR_MARKS, |_| {
+            if let Some(secret) = self.secrets().get_mut(user) {
+                secret.marks.remove(key);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+        self.call(op::STORE_RECORD_INTENT, |_| {
+            self.secrets().entry(user.clone()).or_default().intent = Some(at);
+            Ok(())
+        })
+        .await
     }
 
     async fn credentials(
@@ -389,20 +410,18 @@ impl SecretStore for FakeSecretStore {
         user: &UserName,
         key: &AccessKeyId,
     ) -> Result<Option<Credentials>, StoreError> {
-        let call = self.enter(op::STORE_CREDENTIALS).await?;
-        let found = self
-            .secrets()
-            .get(user)
-            .and_then(|s| s.version(key).map(Version::credentials));
-        self.finish(&call)?;
-        Ok(found)
+        self.call(op::STORE_CREDENTIALS, |_| {
+            Ok(self
+                .secrets()
+                .get(user)
+                .and_then(|s| s.version(key).map(Version::credentials)))
+        })
+        .await
     }
 
     async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError> {
-        let call = self.enter(op::STORE_CURRENT).await?;
-        let found = self.current_credentials(user);
-        self.finish(&call)?;
-        Ok(found)
+        self.call(op::STORE_CURRENT, |_| Ok(self.current_credentials(user)))
+            .await
     }
 }
 

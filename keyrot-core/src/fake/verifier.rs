@@ -39,22 +39,19 @@ impl Verifier for FakeVerifier {
         credentials: &Credentials,
     ) -> Result<bool, VerifyError> {
         let fail = |fault| VerifyError::Other(Box::new(fault));
-        let call = self
-            .plan
-            .enter(op::VERIFY, self.iam.clock())
+        self.plan
+            .call(op::VERIFY, self.iam.clock(), fail, |_| {
+                let now = self.iam.clock().now();
+                match self.iam.authenticate(credentials, now) {
+                    Ok(owner) if &owner == user => Ok(true),
+                    Ok(owner) => Err(VerifyError::WrongIdentity {
+                        actual: format!("arn:aws:iam::{FAKE_ACCOUNT_ID}:user/{owner}"),
+                    }),
+                    // InvalidClientTokenId or SignatureDoesNotMatch: not (yet) a working key.
+                    Err(_) => Ok(false),
+                }
+            })
             .await
-            .map_err(fail)?;
-        let now = self.iam.clock().now();
-        let answer = match self.iam.authenticate(credentials, now) {
-            Ok(owner) if &owner == user => Ok(true),
-            Ok(owner) => Err(VerifyError::WrongIdentity {
-                actual: format!("arn:aws:iam::{FAKE_ACCOUNT_ID}:user/{owner}"),
-            }),
-            // InvalidClientTokenId or SignatureDoesNotMatch: not (yet) a working key.
-            Err(_) => Ok(false),
-        };
-        self.plan.finish(&call).map_err(fail)?;
-        answer
     }
 }
 
