@@ -777,6 +777,13 @@ impl Rotator {
             Step::Publish(key) => {
                 let old = obs.stored.current().cloned();
                 store.promote(&user, key).await?;
+                // As Secrets Manager moves the labels.
+                for v in &mut obs.stored.versions {
+                    let is_new = &v.key_id == key;
+                    let was_current = v.stages.current;
+                    v.stages.previous = !is_new && was_current;
+                    v.stages.current = is_new;
+                }
                 self.published(obs, key, old).await;
             }
             Step::RecordSuperseded(key) => {
@@ -817,22 +824,17 @@ impl Rotator {
         Ok(Progress::Done)
     }
 
-    /// What follows a publication: the observation catches up, a forced rotation or a rollback
-    /// is done, and an administrator hears of it. `old` is the key that was current (read from
-    /// the observation when unknown).
+    /// What follows a publication (the observation shows it already): a forced rotation or a
+    /// rollback is done, and an administrator hears of it. `old` is the key that was current
+    /// (read from the observation when unknown).
     async fn published(&self, obs: &mut Observation, key: &AccessKeyId, old: Option<AccessKeyId>) {
         let old = old.or_else(|| {
-            obs.keys
+            obs.stored
+                .versions
                 .iter()
-                .find(|k| &k.id != key && obs.stored.knows(&k.id))
-                .map(|k| k.id.clone())
+                .find(|v| v.stages.previous && &v.key_id != key)
+                .map(|v| v.key_id.clone())
         });
-        for v in &mut obs.stored.versions {
-            let is_new = &v.key_id == key;
-            let was_current = v.stages.current;
-            v.stages.previous = !is_new && was_current;
-            v.stages.current = is_new;
-        }
         obs.force = false;
         obs.rollback = false;
         info!(new = %key, old = ?old, "published");

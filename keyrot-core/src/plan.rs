@@ -84,7 +84,7 @@ impl Observation {
 
     /// Takes what IAM and the store say now from `seen`, a new observation of the same user,
     /// keeping what this run learned and was asked.
-    pub fn refresh(&mut self, seen: Observation) {
+    pub fn refresh(&mut self, seen: Self) {
         self.keys = seen.keys;
         self.stored = seen.stored;
     }

@@ -251,6 +251,40 @@ impl FakeIam {
         self.state().create(user, status, created)
     }
 
+    /// Deletes a key as an operator would (not keyrot): no faults, no history. The deletion
+    /// propagates like one made through the port. False if there is no such key.
+    pub fn remove_key(&self, user: &UserName, key: &AccessKeyId) -> bool {
+        let now = self.inner.clock.now();
+        let mut state = self.state();
+        let removed = state.users.get_mut(user).and_then(|u| {
+            let at = u.keys.iter().position(|k| &k.key.id == key)?;
+            Some(u.keys.remove(at))
+        });
+        match removed {
+            Some(removed) => {
+                state.owners.remove(key);
+                state
+                    .deleted
+                    .insert(key.clone(), (user.clone(), removed, now));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets a key's status as an administrator would (not keyrot): no faults, no history. The
+    /// change propagates like one made through the port. False if there is no such key.
+    pub fn set_key_status(&self, key: &AccessKeyId, status: KeyStatus) -> bool {
+        let now = self.inner.clock.now();
+        match self.state().find_mut(key) {
+            Some(k) => {
+                k.set_status(status, now);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every user, by name.
     pub fn users(&self) -> Vec<UserName> {
         self.state().users.keys().cloned().collect()
@@ -922,7 +956,7 @@ mod tests {
         assert!(iam.would_authenticate(&creds, on));
         // Deleted, it still authenticates until the deletion has propagated.
         block_on(iam.delete_key(&alice, &new.key.id)).unwrap();
-        assert_eq!(iam.authenticate(&creds, on), Ok(alice.clone()));
+        assert_eq!(iam.authenticate(&creds, on), Ok(alice));
         let gone = iam.clock().advance(Duration::from_secs(10));
         assert_eq!(iam.authenticate(&creds, gone), Err(AuthFailure::UnknownKey));
     }
