@@ -9,7 +9,14 @@
 # Usage: scripts/mutants.sh [cargo-mutants options...]   e.g. --file keyrot-core/src/plan.rs
 #
 # Environment:
-#   CARGO_TARGET_DIR    the build to copy from (default: ~/.cache/keyrot/target)
+#   KEYROT_MUTANTS_TARGET  the target directory the mutants build in (default:
+#                       ~/.cache/keyrot/target-mutants-scratch). cargo-mutants copies the source
+#                       tree (without target/) into a scratch directory and builds there; with
+#                       CARGO_TARGET_DIR pointing at a kept directory, only the first run builds
+#                       the dependencies and each mutant rebuilds keyrot-core alone. It is not
+#                       the directory you build in by hand: the copy has the same relative paths,
+#                       so the two builds would take turns invalidating keyrot-core and wait on
+#                       each other's lock.
 #   KEYROT_SIM_SEEDS    seeds of the simulation per mutant (default 40; the test command: 500)
 #   KEYROT_SIM_DAYS     simulated days per seed (default 60; the test command: 200)
 #   KEYROT_MUTANTS_OUT  where cargo-mutants writes its results (default: target/mutants)
@@ -22,7 +29,7 @@ cd "$(dirname "$0")/.."
 CARGO_MUTANTS_VERSION=27.1.0
 tools="${KEYROT_TOOLS:-$HOME/.cache/keyrot/tools}"
 mutants="$tools/bin/cargo-mutants"
-if ! "$mutants" --version 2>/dev/null | grep -q "$CARGO_MUTANTS_VERSION"; then
+if ! "$mutants" mutants --version 2>/dev/null | grep -q "$CARGO_MUTANTS_VERSION"; then
   echo "==> installing cargo-mutants $CARGO_MUTANTS_VERSION into $tools (a few minutes, once)"
   CARGO_TARGET_DIR="${KEYROT_TOOLS_TARGET:-$HOME/.cache/keyrot/tools-target}" \
     cargo install cargo-mutants --version "$CARGO_MUTANTS_VERSION" --locked --root "$tools"
@@ -32,20 +39,25 @@ export KEYROT_SIM_SEEDS="${KEYROT_SIM_SEEDS:-40}"
 export KEYROT_SIM_DAYS="${KEYROT_SIM_DAYS:-60}"
 out="${KEYROT_MUTANTS_OUT:-target/mutants}"
 mkdir -p "$out"
+export CARGO_TARGET_DIR="${KEYROT_MUTANTS_TARGET:-$HOME/.cache/keyrot/target-mutants-scratch}"
 
 # The tests that exercise the engine: the planner's table and properties, the simulation, the
 # driver's own scenarios and the log capture. (The API's security suite tests another module.)
+# They are cargo arguments, not test arguments after `--`, so that cargo-mutants' build of each
+# mutant (`cargo test --no-run`) builds only these targets too. One job: the machine has two
+# cores, and a mutant's build already uses both.
+tests=(--lib --test=simulation --test=driver --test=no_secrets_in_logs)
 status=0
 "$mutants" mutants --package keyrot-core \
   --file keyrot-core/src/plan.rs --file keyrot-core/src/driver.rs \
-  --output "$out" --timeout-multiplier 3 "$@" \
-  -- --lib --test simulation --test driver --test no_secrets_in_logs || status=$?
+  --output "$out" --jobs 1 --timeout-multiplier 3 \
+  "${tests[@]/#/--cargo-arg=}" "$@" || status=$?
 # 0: all caught; 2: some missed; 3: some timed out (a timeout counts as caught: the mutant
 # hangs the tests). Anything else is a failure of the tool itself.
 case $status in 0 | 2 | 3) ;; *) exit "$status" ;; esac
 
 results="$out/mutants.out"
-count() { [ -f "$results/$1" ] && grep -c . "$results/$1" || echo 0; }
+count() { if [ -f "$results/$1" ]; then grep -c . "$results/$1" || true; else echo 0; fi; }
 echo
 echo "caught $(count caught.txt), missed $(count missed.txt), timeout $(count timeout.txt), unviable $(count unviable.txt)"
 
