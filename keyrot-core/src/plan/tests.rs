@@ -483,24 +483,29 @@ fn after_grace_last_use_decides() {
     );
 }
 
-#[test]
-fn last_used_answers_prove_nothing_about_the_lag_before_them() {
-    // Grace shorter than IAM's lag: "not used since superseded" needs an answer a lag after.
+/// A policy with an hour of grace, two days at most, IAM's lag of 4 hours and `quiet_period`.
+fn hour_of_grace(quiet_period: Duration) -> Policy {
     let hour = Duration::from_secs(3600);
-    let p = Policy::builder()
+    Policy::builder()
         .rotation_period(Duration::from_secs(30 * DAY))
         .grace(hour)
         .max_grace(Duration::from_secs(2 * DAY))
         .recovery_window(Duration::from_secs(DAY))
-        .quiet_period(4 * hour)
+        .quiet_period(quiet_period)
         .last_used_lag(4 * hour)
         .build()
-        .unwrap();
-    let old = |superseded: &str, used: &str| {
-        format!(
-            "NEW active 1d current; OLD active 98d previous superseded={superseded} used={used}"
-        )
-    };
+        .unwrap()
+}
+
+/// A key superseded `superseded` ago, of which IAM says it was last used `used` ago.
+fn old(superseded: &str, used: &str) -> String {
+    format!("NEW active 1d current; OLD active 98d previous superseded={superseded} used={used}")
+}
+
+#[test]
+fn last_used_answers_prove_nothing_about_the_lag_before_them() {
+    // Grace shorter than IAM's lag: "not used since superseded" needs an answer a lag after.
+    let p = hour_of_grace(Duration::from_secs(4 * 3600));
     check_with(
         &p,
         &old("2h", "never"),
@@ -641,6 +646,141 @@ fn durations_print_for_people() {
     assert_eq!(human(Duration::from_secs(5400)), "1h30m");
     assert_eq!(human(Duration::from_secs(300)), "5m");
     assert_eq!(human(Duration::from_secs(42)), "42s");
+}
+
+#[test]
+fn a_pending_key_is_tried_again_up_to_the_verify_timeout_itself() {
+    // Refused exactly at the timeout: not past it yet.
+    check(
+        "CUR active 91d current; NEW active 5m pending unverified",
+        expect!["verify AKIANEW000000000"],
+    );
+}
+
+#[test]
+fn a_rollback_target_is_verified_until_it_was_refused_past_the_timeout() {
+    // Active all along and long past the timeout, but not tried yet in this run: try it.
+    check(
+        "NEW active 1d current; OLD active 98d previous superseded=1d; rollback",
+        expect!["verify AKIAOLD000000000"],
+    );
+    // Refused exactly at the timeout since its re-activation: not past it yet.
+    check(
+        "NEW active 1d current; OLD active 98d previous superseded=1d deactivated=1h unverified; \
+         rollback; reactivated=5m",
+        expect!["verify AKIAOLD000000000"],
+    );
+}
+
+#[test]
+fn only_the_previous_version_is_a_rollback_target() {
+    // A stored version without the previous label (an older key kept for its secret) is not
+    // what the user had before.
+    assert_eq!(
+        step_of("NEW active 1d current; OTHER inactive 9d stored; rollback"),
+        "blocked: no previous key to roll back to"
+    );
+}
+
+#[test]
+fn grace_ends_at_its_very_end() {
+    check(
+        "NEW active 7d current; OLD active 98d previous superseded=7d",
+        expect!["check last use of AKIAOLD000000000"],
+    );
+}
+
+#[test]
+fn a_use_before_the_supersession_is_judged_by_the_lag_and_one_after_by_the_quiet_period() {
+    // A quiet period much longer than IAM's lag tells the two rules apart.
+    let p = hour_of_grace(Duration::from_secs(DAY));
+    // Last used an hour before it was superseded, and the answer covers the lag since then:
+    // not used since, idle, though it was used within the quiet period.
+    check_with(&p, &old("5h", "6h"), expect!["deactivate AKIAOLD000000000"]);
+    // Used at the very moment it was superseded: that is a use after, and the quiet period
+    // has not passed since.
+    check_with(
+        &p,
+        &old("5h", "5h"),
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-02T19:00:00Z"],
+    );
+}
+
+#[test]
+fn the_rotation_wait_is_reported_when_it_ends_first() {
+    // Rolled back to an old key: its rotation comes before the end of the other key's grace.
+    check(
+        "CUR active 85d current; NEW active 1d previous superseded=1d",
+        expect!["idle until rotation at 2026-01-06T00:00:00Z"],
+    );
+    // On a tie, the old key's wait wins.
+    check(
+        "CUR active 84d current; NEW active 1d previous superseded=1d",
+        expect!["grace of AKIANEW000000000 until 2026-01-07T00:00:00Z"],
+    );
+}
+
+#[test]
+fn no_warning_at_the_forced_deactivation_itself() {
+    let p = policy();
+    let key = key_id("OLD");
+    let at = |forced_at| {
+        Step::Wait(Wait::AwaitingDisuse {
+            key: key.clone(),
+            forced_at,
+        })
+    };
+    // The window is one schedule interval long, its start included, its end not.
+    let start = now() + Duration::from_secs(3600);
+    assert_eq!(
+        warning_ahead(&at(start), &p, now()),
+        Some((key.clone(), start))
+    );
+    assert_eq!(warning_ahead(&at(now()), &p, now()), None);
+}
+
+#[test]
+fn only_waits_and_blocks_end_a_run_and_only_observations_change_nothing() {
+    let k = key_id("K");
+    let wait = Step::Wait(Wait::AwaitingRotation { due: now() });
+    let blocked = Step::Blocked(Blocked::AccessRemoved);
+    let acting = [
+        Step::Adopt(k.clone()),
+        Step::DeleteOrphan(k.clone()),
+        Step::Reactivate(k.clone()),
+        Step::MakeRoom(k.clone()),
+        Step::CreateAndStage,
+        Step::Publish(k.clone()),
+        Step::Discard(k.clone()),
+        Step::RecordSuperseded(k.clone()),
+        Step::Deactivate {
+            key: k.clone(),
+            forced: false,
+        },
+        Step::RecordDeactivated(k.clone()),
+        Step::Delete(k.clone()),
+        Step::Forget(k.clone()),
+    ];
+    for step in &acting {
+        assert!(!step.is_final(), "{step}");
+        assert!(!step.is_read_only(), "{step}");
+    }
+    for step in [Step::CheckLastUsed(k.clone()), Step::Verify(k)] {
+        assert!(!step.is_final(), "{step}");
+        assert!(step.is_read_only(), "{step}");
+    }
+    for step in [wait, blocked] {
+        assert!(step.is_final(), "{step}");
+        assert!(step.is_read_only(), "{step}");
+    }
+}
+
+#[test]
+fn the_current_key_is_the_stored_current_one_while_iam_lists_it() {
+    let obs = observation("NEW active 1d current; OLD active 98d previous");
+    assert_eq!(obs.current_key().map(|k| &k.id), Some(&key_id("NEW")));
+    let obs = observation("NEW gone 1d current; OLD active 98d previous");
+    assert_eq!(obs.current_key(), None);
 }
 
 // Property: whatever was observed, the step the planner picks never breaks a safety rule.
