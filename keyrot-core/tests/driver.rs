@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 
-use keyrot_core::driver::RollbackError;
+use keyrot_core::driver::{RollbackError, StepError};
 use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, IamAction, op};
 use keyrot_core::{
-    AccessKeyId, Blocked, Claim, KeyStatus, Lease, Notice, Outcome, Policy, Rotator, RunOptions,
-    RunReport, SecretStore, Step, Timestamp, UserName, Wait,
+    AccessKeyId, Blocked, Claim, IamError, KeyStatus, Lease, LeaseError, Notice, Outcome, Policy,
+    Rotator, RunOptions, RunReport, SecretStore, Step, StoreError, Timestamp, UserName,
+    VerifyError, Wait,
 };
 
 const MIN: Duration = Duration::from_secs(60);
@@ -29,6 +30,11 @@ fn user(name: &str) -> UserName {
 
 /// A policy on the scale of days, with IAM's answers taken at once (the fakes' lag is zero).
 fn policy() -> Policy {
+    policy_verifying_within(5 * MIN)
+}
+
+/// [`policy`] with another verify timeout.
+fn policy_verifying_within(verify_timeout: Duration) -> Policy {
     Policy::builder()
         .rotation_period(30 * DAY)
         .grace(DAY)
@@ -36,7 +42,7 @@ fn policy() -> Policy {
         .recovery_window(DAY)
         .quiet_period(6 * 60 * MIN)
         .last_used_lag(Duration::ZERO)
-        .verify_timeout(5 * MIN)
+        .verify_timeout(verify_timeout)
         .schedule_interval(60 * MIN)
         .build()
         .unwrap()
@@ -68,6 +74,17 @@ fn steps(report: &RunReport, name: &str) -> Vec<String> {
         .find(|u| u.user.as_str() == name)
         .unwrap();
     u.steps.iter().map(Step::name).map(str::to_owned).collect()
+}
+
+/// A managed user with a legacy key 100 days old that keyrot has not seen yet.
+fn with_legacy_key(aws: &FakeAws, name: &str) -> (UserName, AccessKeyId) {
+    let u = user(name);
+    aws.iam.add_managed_user(u.clone());
+    let legacy = aws
+        .iam
+        .add_key(&u, KeyStatus::Active, start() - 100 * DAY)
+        .unwrap();
+    (u, legacy.key.id)
 }
 
 /// A user with a legacy key 100 days old, stored as the current version, rotated once by a
@@ -321,6 +338,10 @@ fn a_discarded_key_alerts_and_the_next_run_tries_again() {
         panic!("{report}");
     };
     assert!(aws.iam.key(key).is_none(), "the discarded key is deleted");
+    assert!(
+        report.users[0].keys.iter().all(|k| &k.id != key),
+        "the report still lists the discarded key"
+    );
     assert!(aws.notifier.notices().contains(&Notice::Discarded {
         user: carol,
         key: key.clone(),
@@ -416,12 +437,7 @@ fn a_long_verification_renews_the_lease() {
 #[test]
 fn a_lost_create_reply_is_observed_not_retried() {
     let (aws, rotator) = world();
-    let alice = user("alice");
-    aws.iam.add_managed_user(alice.clone());
-    let legacy = aws
-        .iam
-        .add_key(&alice, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    let (alice, legacy) = with_legacy_key(&aws, "alice");
     // CreateAccessKey takes effect, its reply is lost; the adapters do not retry it.
     aws.plan.fail_at(op::IAM_CREATE_KEY, FaultKind::FailAfter);
     let report = run(&rotator, &RunOptions::default());
@@ -448,7 +464,7 @@ fn a_lost_create_reply_is_observed_not_retried() {
     assert_eq!(created.len(), 2, "one orphan and its replacement");
     let keys = aws.iam.keys(&alice);
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().any(|k| k.id == legacy.key.id));
+    assert!(keys.iter().any(|k| k.id == legacy));
     assert!(keys.iter().all(|k| aws.store.snapshot(&alice).knows(&k.id)));
 }
 
@@ -625,4 +641,155 @@ fn verify_waits_back_off_and_end_one_second_past_the_deadline() {
         jiff::SignedDuration::from_secs(301),
         "{verifies} attempts"
     );
+}
+
+#[test]
+fn a_clean_run_reports_no_failure_and_reads_no_new_secret_back() {
+    let (aws, rotator) = world();
+    for name in ["a", "b"] {
+        aws.iam.add_managed_user(user(name));
+    }
+    let report = run(&rotator, &RunOptions::default());
+    assert_eq!(report.failures(), 0, "{report}");
+    assert!(
+        report
+            .to_string()
+            .ends_with("2 users, 2 rotated, 0 failed or blocked"),
+        "{report}"
+    );
+    // The new secret is verified from memory, where it came from; the store is not asked
+    // for it again.
+    assert_eq!(aws.plan.calls(op::STORE_CREDENTIALS), 0);
+}
+
+#[test]
+fn a_verification_that_waits_for_propagation_is_reported_at_its_first_attempt_and_its_success() {
+    let (aws, rotator) = world();
+    aws.iam.add_managed_user(user("alice"));
+    aws.iam.set_propagation_delay(30 * Duration::from_secs(1));
+    let report = run(&rotator, &RunOptions::default());
+    assert!(aws.plan.calls(op::VERIFY) > 2, "{report}");
+    assert_eq!(
+        steps(&report, "alice"),
+        ["create-and-stage", "verify", "verify", "publish"],
+        "{report}"
+    );
+}
+
+#[test]
+fn a_claim_lasts_15_minutes_and_at_least_two_verify_timeouts() {
+    // The claim this run leaves behind (its release fails) shows how long it was taken for.
+    let claimed_for = |rotator: &Rotator, aws: &FakeAws, name: &str| {
+        let u = user(name);
+        aws.iam.add_managed_user(u.clone());
+        aws.plan.fail_at(op::LEASE_RELEASE, FaultKind::Throttle);
+        let report = block_on(rotator.run(&RunOptions {
+            users: vec![u.clone()],
+            ..RunOptions::default()
+        }))
+        .unwrap();
+        assert!(report.users[0].rotated(), "{report}");
+        let (_, until) = aws.lease.claim(&u).expect("the claim stays");
+        until.duration_since(aws.clock.now())
+    };
+    let aws = FakeAws::new(start(), 7, FaultRates::none());
+    // Three verify timeouts are less than the shortest lease.
+    let short = Rotator::new(aws.ports(), policy_verifying_within(MIN));
+    assert_eq!(
+        claimed_for(&short, &aws, "a"),
+        jiff::SignedDuration::from_secs(15 * 60)
+    );
+    // Asked for less than two verify timeouts: two.
+    let asked = Rotator::new(aws.ports(), policy()).with_lease_duration(MIN);
+    assert_eq!(
+        claimed_for(&asked, &aws, "b"),
+        jiff::SignedDuration::from_secs(10 * 60)
+    );
+}
+
+#[test]
+fn a_lost_publish_reply_names_the_key_it_replaced() {
+    let (aws, rotator) = world();
+    // A legacy key keyrot adopted (no stored secret) is the key replaced at the first
+    // publication.
+    let (_, legacy) = with_legacy_key(&aws, "alice");
+    aws.plan.fail_at(op::STORE_PROMOTE, FaultKind::FailAfter);
+    let report = run(&rotator, &RunOptions::default());
+    assert!(report.users[0].rotated(), "{report}");
+    assert!(
+        matches!(
+            aws.notifier.take().as_slice(),
+            [Notice::Rotated { old, .. }] if old.as_ref() == Some(&legacy)
+        ),
+        "{report}"
+    );
+    // Later, the version that lost AWSCURRENT, not an older one the store still keeps.
+    let (second, first) = rotated(&aws, &rotator, "bob");
+    let bob = user("bob");
+    for _ in 0..2 {
+        aws.clock.advance(DAY + MIN);
+        run(&rotator, &RunOptions::default());
+    }
+    assert!(aws.iam.key(&first).is_none(), "the first key is deleted");
+    aws.clock.advance(30 * DAY);
+    aws.notifier.take();
+    aws.plan.fail_at(op::STORE_PROMOTE, FaultKind::FailAfter);
+    let report = run(
+        &rotator,
+        &RunOptions {
+            users: vec![bob.clone()],
+            ..RunOptions::default()
+        },
+    );
+    assert!(report.users[0].rotated(), "{report}");
+    let notices = aws.notifier.take();
+    assert!(
+        matches!(
+            notices.as_slice(),
+            [Notice::Rotated { user, old, .. }] if user == &bob && old.as_ref() == Some(&second)
+        ),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn step_errors_say_whether_the_next_run_may_succeed() {
+    let other = || -> keyrot_core::BoxError { "connection reset".into() };
+    let retryable = [
+        StepError::Iam(IamError::Throttled),
+        StepError::Iam(IamError::Other(other())),
+        StepError::Store(StoreError::Throttled),
+        StepError::Lease(LeaseError::Other(other())),
+        StepError::Verify(VerifyError::Other(other())),
+        StepError::TooManySteps(32),
+        StepError::LeaseLost,
+        StepError::Unfinished("waiting".to_owned()),
+    ];
+    for error in &retryable {
+        assert!(error.is_retryable(), "{error:?}");
+    }
+    let for_a_person = [
+        StepError::Iam(IamError::LimitExceeded),
+        StepError::Iam(IamError::AccessDenied(other())),
+        StepError::Store(StoreError::Malformed(other())),
+        StepError::Lease(LeaseError::AccessDenied(other())),
+        StepError::Verify(VerifyError::WrongIdentity {
+            actual: "arn:aws:iam::123456789012:user/mallory".to_owned(),
+        }),
+        StepError::MissingSecret(AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap()),
+    ];
+    for error in &for_a_person {
+        assert!(!error.is_retryable(), "{error:?}");
+    }
+}
+
+#[test]
+fn ports_print_nothing_of_themselves_and_a_managed_user_prints_its_name() {
+    let (aws, rotator) = world();
+    assert_eq!(format!("{:?}", aws.ports()), "Ports { .. }");
+    let alice = user("alice");
+    aws.iam.add_managed_user(alice.clone());
+    let managed = block_on(rotator.managed(&alice)).unwrap().unwrap();
+    assert_eq!(managed.name(), &alice);
+    assert_eq!(managed.to_string(), "alice");
 }
