@@ -10,6 +10,13 @@
 //! keyrot's Python venv (`scripts/venv.sh`, pinned in `scripts/requirements.txt`), or from the
 //! `moto_server` that `KEYROT_MOTO_SERVER` names. `KEYROT_MOTO_LOG` names a file for the
 //! server's log.
+//!
+//! [`FaultProxy`] stands in front of the server to inject what moto never does: throttling,
+//! lost replies, and a crash of the caller at a chosen call.
+
+mod proxy;
+
+pub use proxy::{Answer, Call, Fault, FaultProxy, Rule};
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keyrot_aws::moto::Moto;
+use keyrot_aws::moto::{Fault, FaultProxy, Moto, Rule};
 use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier};
 use keyrot_core::fake::{FakeAws, FaultRates, RecordingNotifier, SimClock};
 use keyrot_core::{
@@ -34,7 +34,6 @@ use keyrot_core::{
 };
 
 mod calls;
-mod throttle;
 
 use calls::Calls;
 
@@ -84,26 +83,31 @@ impl World {
                     calls: Calls::default(),
                 }
             }
-            Backend::Moto => {
-                let moto = shared_moto().await;
-                let config = moto.admin_config().await;
-                let calls = Calls::default();
-                let secrets = calls.secrets(&config);
-                Self {
-                    backend,
-                    iam: Arc::new(AwsIam::new(calls.iam(&config))),
-                    store: Arc::new(
-                        AwsSecretStore::new(secrets).with_prefix(format!("keyrot-test/{id}/")),
-                    ),
-                    verifier: Arc::new(AwsVerifier::new(config.clone())),
-                    // moto stamps keys with the real time; the rotator's clock starts there
-                    // and then runs ahead, virtually.
-                    clock: SimClock::new(real_now()),
-                    admin: Arc::new(Admin::Moto(aws_sdk_iam::Client::new(&config))),
-                    calls,
-                    id,
-                }
-            }
+            Backend::Moto => Self::on_moto(test, &shared_moto().await.settings()).await,
+        }
+    }
+
+    /// A world whose adapters reach moto with `settings` (through a proxy, say); its
+    /// administrator talks to moto directly.
+    async fn on_moto(test: &str, settings: &AwsSettings) -> Self {
+        let id = test.replace('_', "-");
+        let moto = shared_moto().await;
+        let config = moto.admin_config_with(settings).await;
+        let calls = Calls::default();
+        let secrets = calls.secrets(&config);
+        Self {
+            backend: Backend::Moto,
+            iam: Arc::new(AwsIam::new(calls.iam(&config))),
+            store: Arc::new(AwsSecretStore::new(secrets).with_prefix(format!("keyrot-test/{id}/"))),
+            verifier: Arc::new(AwsVerifier::new(config)),
+            // moto stamps keys with the real time; the rotator's clock starts there and then
+            // runs ahead, virtually.
+            clock: SimClock::new(real_now()),
+            admin: Arc::new(Admin::Moto(aws_sdk_iam::Client::new(
+                &moto.admin_config().await,
+            ))),
+            calls,
+            id,
         }
     }
 
@@ -838,9 +842,10 @@ async fn every_one_of_250_users_is_selected(w: World) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_answered_with_backoff_not_failure() {
     let moto = shared_moto().await;
-    let proxy = throttle::Proxy::start(moto.endpoint(), 3).await;
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    proxy.inject(Rule::first(3, Fault::Throttle));
     let settings = AwsSettings {
-        endpoint_url: Some(proxy.endpoint()),
+        endpoint_url: Some(proxy.endpoint().to_owned()),
         max_attempts: Some(5),
         initial_backoff: Some(Duration::from_millis(10)),
         ..moto.settings()
@@ -859,19 +864,20 @@ async fn throttling_is_answered_with_backoff_not_failure() {
         .unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(
-        proxy.throttled(),
+        proxy.faulted(),
         3,
         "the first three attempts were throttled"
     );
-    assert!(proxy.forwarded() >= 1);
+    assert!(proxy.forwarded("iam:ListAccessKeys") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_beyond_the_retries_is_its_own_error() {
     let moto = shared_moto().await;
-    let proxy = throttle::Proxy::start(moto.endpoint(), u32::MAX).await;
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    proxy.inject(Rule::first(u32::MAX, Fault::Throttle));
     let settings = AwsSettings {
-        endpoint_url: Some(proxy.endpoint()),
+        endpoint_url: Some(proxy.endpoint().to_owned()),
         max_attempts: Some(2),
         initial_backoff: Some(Duration::from_millis(10)),
         ..moto.settings()
@@ -883,7 +889,7 @@ async fn throttling_beyond_the_retries_is_its_own_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, IamError::Throttled), "{err:?}");
-    assert_eq!(proxy.throttled(), 2);
+    assert_eq!(proxy.faulted(), 2);
 
     let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&config));
     let err = store
@@ -966,9 +972,10 @@ async fn a_tag_lookup_throttled_beyond_the_retries_is_tried_once_more() {
         moto.create_user(name, &[(tag, "true")]).await.unwrap();
     }
     // No SDK retries: the first two ListUserTags calls fail as throttled.
-    let proxy = throttle::Proxy::start_matching(moto.endpoint(), 2, "Action=ListUserTags").await;
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    proxy.inject(Rule::first_of("iam:ListUserTags", 2, Fault::Throttle));
     let settings = AwsSettings {
-        endpoint_url: Some(proxy.endpoint()),
+        endpoint_url: Some(proxy.endpoint().to_owned()),
         max_attempts: Some(1),
         ..moto.settings()
     };
@@ -982,5 +989,5 @@ async fn a_tag_lookup_throttled_beyond_the_retries_is_tried_once_more() {
     let managed = iam.managed_users(&selection).await.unwrap();
     let names: Vec<&str> = managed.iter().map(UserName::as_str).collect();
     assert_eq!(names, ["tag-retry-a", "tag-retry-b", "tag-retry-c"]);
-    assert_eq!(proxy.throttled(), 2);
+    assert_eq!(proxy.faulted(), 2);
 }
