@@ -22,6 +22,10 @@
 //!
 //! Every adapter passes the same contract suite as keyrot-core's in-memory fakes, against
 //! moto's server (`tests/contract.rs`).
+//!
+//! The SDK retries failed calls, and a failure may hide a call that took effect: [`retries`]
+//! lists every call the adapters make, whether the SDK retries it, and why that is safe
+//! (CreateAccessKey is never retried).
 
 mod api_secrets;
 mod config;
@@ -30,6 +34,7 @@ mod iam;
 pub mod moto;
 mod notifier;
 pub mod permissions;
+pub mod retries;
 mod store;
 mod time;
 mod verifier;
