@@ -18,6 +18,7 @@ mod proxy;
 
 pub use proxy::{Answer, Call, Fault, FaultProxy, Rule};
 
+use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -90,6 +91,20 @@ impl Moto {
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). It exists only in this moto server.
     pub fn admin_credentials(&self) -> (&str, &str) {
         (&self.admin_key_id, &self.admin_secret)
+    }
+
+    /// A command running `program` as a process signed with the administrator's key and
+    /// reaching `endpoint` (this server, or a proxy in front of it) through the `AWS_*`
+    /// variables; `AWS_PROFILE` is removed and instance metadata is off.
+    pub fn admin_process(&self, program: impl AsRef<OsStr>, endpoint: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_remove("AWS_PROFILE")
+            .env("AWS_ACCESS_KEY_ID", &self.admin_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.admin_secret)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
     }
 
     /// An SDK configuration signed with the administrator's key.

@@ -25,16 +25,8 @@ async fn moto() -> &'static Moto {
 
 /// `keyrot` signed with moto's administrator, selecting users by this test's own tag.
 fn keyrot(moto: &Moto, tag: &str, prefix: &str) -> Command {
-    let (key_id, secret) = moto.admin_credentials();
-    let mut cmd = Command::new(KEYROT);
-    cmd.arg("--endpoint-url")
-        .arg(moto.endpoint())
-        .env_remove("AWS_PROFILE")
-        .env_remove("KEYROT_CONFIG")
-        .env("AWS_ACCESS_KEY_ID", key_id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let mut cmd = Command::from(moto.admin_process(KEYROT, moto.endpoint()));
+    cmd.env_remove("KEYROT_CONFIG")
         .env("KEYROT_MANAGED_TAG", format!("{tag}=true"))
         .env("KEYROT_SECRET_PREFIX", prefix)
         .env("KEYROT_LOG", "warn")

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the proxy does to a request a [`Rule`] picks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fault {
     /// Answers AWS's throttling error (400 `Throttling`) without forwarding: the call did not
     /// happen, and the SDK retries it.
