@@ -208,6 +208,9 @@ async fn run_case(case: Case) -> Outcome {
     let calls = proxy.calls();
     violations.extend(no_third_key(&calls));
     violations.extend(world.grace_kept(&calls));
+    // keyrot lists every user of the account and reads the tags of each: users of finished
+    // cases would make every later run slower.
+    world.delete_users(&aws_sdk_iam::Client::new(&admin)).await;
     Outcome {
         fired: proxy.faulted() > 0,
         calls: calls.iter().map(|c| (c.op.clone(), c.nth)).collect(),
@@ -321,6 +324,20 @@ impl Lifecycle<'_> {
             );
         }
         state
+    }
+
+    async fn delete_users(&self, admin: &aws_sdk_iam::Client) {
+        for user in &self.users {
+            for key in self.iam.list_keys(user).await.unwrap() {
+                self.iam.delete_key(user, &key.id).await.unwrap();
+            }
+            admin
+                .delete_user()
+                .user_name(user.as_str())
+                .send()
+                .await
+                .unwrap();
+        }
     }
 
     /// Every user rotated, the old key deleted, the new one current and Active.
