@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full fault matrix of the real `keyrot rotate` against moto (keyrot-cli/tests/faults.rs):
-# the lifecycle of three users (rotation, deactivation after grace, deletion after the recovery
+# the lifecycle of two users (rotation, deactivation after grace, deletion after the recovery
 # window, on a policy of seconds), and for each of its AWS calls each of four faults: the call
 # fails before moto sees it (500), fails after moto performed it (500, the SDK's retries on),
 # keyrot is SIGKILLed as the call arrives, or right after moto performed it. Later runs carry
@@ -11,7 +11,7 @@
 # Usage: scripts/faults.sh
 # Environment:
 #   CARGO_TARGET_DIR    where to build (default: ~/.cache/keyrot/target)
-#   KEYROT_FAULT_JOBS   cases run side by side (default 3; moto serves them all)
+#   KEYROT_FAULT_JOBS   cases run side by side (default 6; one moto server serves them all)
 #   KEYROT_FAULT_CASES  only the cases whose name contains this, e.g. "iam:CreateAccessKey #2"
 set -euo pipefail
 cd "$(dirname "$0")/.."

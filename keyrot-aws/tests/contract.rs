@@ -1037,13 +1037,19 @@ async fn a_tag_lookup_throttled_beyond_the_retries_is_tried_once_more() {
 
 /// A world whose adapters reach moto through a fault proxy, with the SDK's default retries.
 async fn lossy(test: &str) -> (World, FaultProxy) {
+    lossy_with(test, AwsSettings::default()).await
+}
+
+/// As [`lossy`], with the retries of `retries` (its retry fields only).
+async fn lossy_with(test: &str, retries: AwsSettings) -> (World, FaultProxy) {
     let moto = shared_moto().await;
     let proxy = FaultProxy::start(moto.endpoint()).unwrap();
     let settings = AwsSettings {
         endpoint_url: Some(proxy.endpoint().to_owned()),
+        max_attempts: retries.max_attempts,
+        retry_mode: retries.retry_mode,
         ..moto.settings()
     };
-    assert_eq!(settings.max_attempts, None, "the SDK's default retries");
     (World::on_moto(test, &settings).await, proxy)
 }
 
@@ -1060,8 +1066,20 @@ async fn unstored_keys(w: &World, user: &UserName) -> Vec<AccessKeyId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_create_access_key_reply_is_never_resent() {
-    for fault in [Fault::FailAfter, Fault::DropAfter] {
-        let (w, proxy) = lossy(&format!("lost-create-{fault}")).await;
+    // The SDK's defaults (five attempts, as the CLI and the Lambda run), and more retries in
+    // adaptive mode: CreateAccessKey is sent once whatever the client's settings.
+    let eager = AwsSettings {
+        max_attempts: Some(10),
+        retry_mode: Some(keyrot_aws::RetryMode::Adaptive),
+        ..AwsSettings::default()
+    };
+    for (fault, retries) in [
+        (Fault::FailAfter, AwsSettings::default()),
+        (Fault::DropAfter, AwsSettings::default()),
+        (Fault::FailAfter, eager),
+    ] {
+        let attempts = retries.max_attempts.unwrap_or(5);
+        let (w, proxy) = lossy_with(&format!("lost-create-{fault}-{attempts}"), retries).await;
         let user = w.managed_user("u").await;
         w.legacy_key(&user).await;
         proxy.inject(Rule::nth("iam:CreateAccessKey", 1, fault));
@@ -1092,7 +1110,11 @@ async fn a_lost_put_secret_value_reply_is_retried_and_stores_one_version() {
     let user = w.managed_user("u").await;
     let key = w.legacy_key(&user).await;
     // The driver records its intent before it creates a key, which creates the secret.
-    w.store.record_intent(&user, w.clock.now()).await.unwrap();
+    let intent = Intent {
+        at: w.clock.now(),
+        existing: [key.access_key_id.clone()].into(),
+    };
+    w.store.record_intent(&user, &intent).await.unwrap();
     proxy.inject(Rule::nth(
         "secretsmanager:PutSecretValue",
         1,
@@ -1189,14 +1211,18 @@ async fn every_other_call_is_safe_to_retry_after_a_lost_reply() {
     let fresh = w.managed_user("fresh").await;
     let before = proxy.calls().len();
     proxy.inject_next("secretsmanager:CreateSecret", Fault::FailAfter);
-    w.store.record_intent(&fresh, at).await.unwrap();
+    let intent = Intent {
+        at,
+        existing: Default::default(),
+    };
+    w.store.record_intent(&fresh, &intent).await.unwrap();
     let created: Vec<_> = proxy.calls()[before..]
         .iter()
         .filter(|c| c.op == "secretsmanager:CreateSecret")
         .map(Call::succeeded)
         .collect();
     assert_eq!(created, [true, true], "moto performed both attempts");
-    assert_eq!(w.store.load(&fresh).await.unwrap().intent, Some(at));
+    assert_eq!(w.store.load(&fresh).await.unwrap().intent, Some(intent));
 
     // UpdateAccessKey: setting a status twice is setting it once.
     proxy.inject_next("iam:UpdateAccessKey", Fault::FailAfter);
