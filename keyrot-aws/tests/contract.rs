@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyrot_aws::moto::Moto;
-use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier};
+use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease};
 use keyrot_core::fake::{FakeAws, FaultRates, RecordingNotifier, SimClock};
 use keyrot_core::{
-    AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, KeyStatus, LastUsed, Mark, NewKey,
-    Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey, SecretStore,
+    AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, KeyStatus, LastUsed, Lease, Mark,
+    NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey, SecretStore,
     Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
 };
 
@@ -50,6 +50,8 @@ struct World {
     iam: Arc<dyn Iam>,
     store: Arc<dyn SecretStore>,
     verifier: Arc<dyn Verifier>,
+    /// The runs' claims on users: the fake's, or DynamoDB's in a table of the test's own.
+    lease: Arc<dyn Lease>,
     clock: SimClock,
     admin: Arc<Admin>,
     /// Every AWS action the adapters called (moto only).
@@ -79,6 +81,7 @@ impl World {
                     iam: Arc::new(aws.iam.clone()),
                     store: Arc::new(aws.store.clone()),
                     verifier: Arc::new(aws.verifier.clone()),
+                    lease: Arc::new(aws.lease.clone()),
                     clock: aws.clock.clone(),
                     admin: Arc::new(Admin::Fake(aws)),
                     calls: Calls::default(),
@@ -89,6 +92,8 @@ impl World {
                 let config = moto.admin_config().await;
                 let calls = Calls::default();
                 let secrets = calls.secrets(&config);
+                let table = format!("keyrot-test-{id}-leases");
+                moto.create_lease_table(&table).await.unwrap();
                 Self {
                     backend,
                     iam: Arc::new(AwsIam::new(calls.iam(&config))),
@@ -96,6 +101,7 @@ impl World {
                         AwsSecretStore::new(secrets).with_prefix(format!("keyrot-test/{id}/")),
                     ),
                     verifier: Arc::new(AwsVerifier::new(config.clone())),
+                    lease: Arc::new(DynamoLease::new(calls.dynamodb(&config), table)),
                     // moto stamps keys with the real time; the rotator's clock starts there
                     // and then runs ahead, virtually.
                     clock: SimClock::new(real_now()),
@@ -175,10 +181,7 @@ impl World {
             iam,
             store: self.store.clone(),
             verifier: self.verifier.clone(),
-            lease: Arc::new(keyrot_core::fake::FakeLease::new(
-                self.clock.clone(),
-                keyrot_core::fake::FaultPlan::none(),
-            )),
+            lease: self.lease.clone(),
             notifier: Arc::new(RecordingNotifier::new()),
             clock: Arc::new(self.clock.clone()),
         };

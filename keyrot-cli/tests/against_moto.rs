@@ -23,7 +23,18 @@ async fn moto() -> &'static Moto {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `keyrot` signed with moto's administrator, selecting users by this test's own tag.
+/// The lease table the tests' runs share (each test has users of its own).
+const LEASE_TABLE: &str = "keyrot-cli-test-leases";
+
+/// The moto server, with the tests' lease table.
+async fn moto_with_table() -> &'static Moto {
+    let moto = moto().await;
+    moto.create_lease_table(LEASE_TABLE).await.unwrap();
+    moto
+}
+
+/// `keyrot` signed with moto's administrator, selecting users by this test's own tag, claiming
+/// them in the tests' lease table.
 fn keyrot(moto: &Moto, tag: &str, prefix: &str) -> Command {
     let (key_id, secret) = moto.admin_credentials();
     let mut cmd = Command::new(KEYROT);
@@ -37,6 +48,7 @@ fn keyrot(moto: &Moto, tag: &str, prefix: &str) -> Command {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("KEYROT_MANAGED_TAG", format!("{tag}=true"))
         .env("KEYROT_SECRET_PREFIX", prefix)
+        .env("KEYROT_LEASE_TABLE", LEASE_TABLE)
         .env("KEYROT_LOG", "warn")
         .kill_on_drop(true);
     cmd
@@ -52,7 +64,7 @@ async fn tagged_user(moto: &Moto, name: &str, tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_and_status_work_on_aws() {
-    let moto = moto().await;
+    let moto = moto_with_table().await;
     let (tag, prefix) = ("keyrot:cli-rotate", "keyrot-cli-rotate/");
     let legacy = tagged_user(moto, "cli-rotate-ci", tag).await;
 
@@ -107,7 +119,7 @@ async fn rotate_and_status_work_on_aws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_aws_reads_the_api_secrets_and_serves_the_published_key() {
-    let moto = moto().await;
+    let moto = moto_with_table().await;
     let config = moto.admin_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let (tag, prefix) = ("keyrot:cli-serve", "keyrot-cli-serve/");
