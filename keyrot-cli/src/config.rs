@@ -525,7 +525,7 @@ mod tests {
     #[test]
     fn flags_win_over_environment_over_file() {
         let path = file(
-            "listen = \"127.0.0.1:1111\"\n[policy]\ngrace = \"2d\"\nquiet_period = \"1h\"\n[aws]\nsecret_prefix = \"file/\"\n",
+            "listen = \"127.0.0.1:1111\"\n[policy]\ngrace = \"2d\"\nquiet_period = \"1h\"\nlast_used_lag = \"1h\"\n[aws]\nsecret_prefix = \"file/\"\n",
         );
         let flags = Flags {
             config: Some(path),

@@ -26,6 +26,8 @@ pub fn demo_policy_settings() -> PolicySettings {
         max_grace: minutes(2),
         recovery_window: minutes(1),
         quiet_period: seconds(30),
+        // The in-memory IAM reports uses at once.
+        last_used_lag: seconds(0),
         verify_timeout: seconds(30),
         schedule_interval: seconds(10),
         ..PolicySettings::default()

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use keyrot_core::driver::ManagedUser;
 use keyrot_core::plan::human;
 use keyrot_core::{Outcome, Rotator, Timestamp, UserName};
 use serde::Serialize;
@@ -42,14 +43,31 @@ pub async fn collect(
     only: &[UserName],
     now: Timestamp,
 ) -> Result<Vec<UserStatus>, keyrot_core::IamError> {
-    let users = if only.is_empty() {
-        rotator.managed_users().await?
+    let managed = rotator.managed_users().await?;
+    let users: Vec<(UserName, Option<&ManagedUser>)> = if only.is_empty() {
+        managed
+            .iter()
+            .map(|m| (m.name().clone(), Some(m)))
+            .collect()
     } else {
-        only.to_vec()
+        only.iter()
+            .map(|u| (u.clone(), managed.iter().find(|m| m.name() == u)))
+            .collect()
     };
     let mut statuses = Vec::with_capacity(users.len());
-    for user in users {
-        let report = rotator.plan_user(&user).await;
+    for (user, managed) in users {
+        let Some(managed) = managed else {
+            // keyrot never plans, let alone touches, a user it does not manage.
+            statuses.push(UserStatus {
+                user: user.to_string(),
+                keys: Vec::new(),
+                next: Outcome::NotManaged.to_string(),
+                at: None,
+                attention: true,
+            });
+            continue;
+        };
+        let report = rotator.plan_user(managed).await;
         let mut keys = Vec::new();
         if let Ok(obs) = rotator.observe(&user).await {
             for key in &obs.keys {

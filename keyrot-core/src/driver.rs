@@ -15,7 +15,8 @@ use crate::model::{
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
-    Clock, Iam, IamError, Lease, Notice, Notifier, SecretStore, StoreError, Verifier, VerifyError,
+    Claim, Clock, Iam, IamError, Lease, LeaseError, LeaseToken, Notice, Notifier, SecretStore,
+    StoreError, Verifier, VerifyError,
 };
 
 /// Why a step failed for one user.
@@ -36,6 +37,15 @@ pub enum StepError {
     /// The planner kept asking for steps; a bug or an interfering writer.
     #[error("gave up after {0} steps in one run")]
     TooManySteps(usize),
+    /// The run ended before the step it was asked for (the outcome says how).
+    #[error("the run ended without finishing: {0}")]
+    Unfinished(String),
+    /// The lease call failed: without the lease no step is taken.
+    #[error("lease call failed")]
+    Lease(#[from] LeaseError),
+    /// Our lease expired and another run took the user: this run stops acting on it.
+    #[error("the lease on the user expired and another run took it")]
+    LeaseLost,
 }
 
 impl StepError {
@@ -44,9 +54,26 @@ impl StepError {
         match self {
             Self::Iam(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
-            Self::Verify(VerifyError::Other(_)) | Self::TooManySteps(_) => true,
+            Self::Lease(e) => e.is_retryable(),
+            Self::Verify(VerifyError::Other(_))
+            | Self::TooManySteps(_)
+            | Self::LeaseLost
+            | Self::Unfinished(_) => true,
             Self::Verify(VerifyError::WrongIdentity { .. }) | Self::MissingSecret(_) => false,
         }
+    }
+
+    /// Whether the failed call may have had its effect all the same (a lost reply, a timeout,
+    /// a 5xx): what keyrot believed about the user may be stale, so it observes again before
+    /// it acts again.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self,
+            Self::Iam(IamError::Other(_))
+                | Self::Store(StoreError::Other(_))
+                | Self::Verify(VerifyError::Other(_))
+                | Self::Lease(LeaseError::Other(_))
+        )
     }
 }
 
@@ -70,6 +97,15 @@ pub enum RollbackError {
     /// The previous key did not authenticate again within the verify timeout.
     #[error("{0} did not authenticate after re-activation")]
     DidNotAuthenticate(AccessKeyId),
+    /// Another run holds the user; try again after `until`.
+    #[error("another run holds the user until {until}")]
+    Busy {
+        /// When the other run's lease expires unless renewed.
+        until: Timestamp,
+    },
+    /// The user is blocked for another reason a person must see to first.
+    #[error("blocked: {0}")]
+    Blocked(Blocked),
     /// A call failed.
     #[error("rollback step failed")]
     Step(#[from] StepError),
@@ -96,6 +132,11 @@ pub enum Outcome {
     },
     /// Not started: the run ran out of time. The next run carries on.
     Skipped,
+    /// Not acted on: another run holds the user's lease. That run carries on.
+    Busy {
+        /// When the other run's lease expires unless renewed.
+        until: Timestamp,
+    },
     /// Asked for by name but not managed (or exempt): nothing was touched.
     NotManaged,
 }
@@ -125,6 +166,9 @@ impl fmt::Display for Outcome {
                 write!(f, "failed to observe: {}", error_chain(error))
             }
             Self::Skipped => f.write_str("skipped: out of time, next run carries on"),
+            Self::Busy { until } => {
+                write!(f, "skipped: another run holds the user until {until}")
+            }
             Self::NotManaged => f.write_str("not managed by keyrot: untouched"),
         }
     }
@@ -238,6 +282,36 @@ pub struct RunOptions {
     pub deadline: Option<Timestamp>,
 }
 
+/// A user keyrot manages: selected by the policy and not exempt. Only a [`Rotator`] makes one,
+/// from IAM's answer, so that no caller can point [`Rotator::reconcile`] at a user keyrot must
+/// never touch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ManagedUser(UserName);
+
+impl ManagedUser {
+    /// The user's name.
+    pub fn name(&self) -> &UserName {
+        &self.0
+    }
+}
+
+impl fmt::Display for ManagedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What is asked of one user's run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Request {
+    /// Rotate now, whatever the keys' ages.
+    pub force: bool,
+    /// Observe and plan, change nothing.
+    pub dry_run: bool,
+    /// Go back to the previous key (a person asked).
+    pub rollback: bool,
+}
+
 /// The adapters a [`Rotator`] works through.
 #[derive(Clone)]
 pub struct Ports {
@@ -261,10 +335,12 @@ impl fmt::Debug for Ports {
     }
 }
 
-/// The longest single wait between two verification attempts.
-const MAX_VERIFY_BACKOFF: Duration = Duration::from_secs(8);
 /// A bound on steps for one user in one run; a full rotation takes about ten.
 const MAX_STEPS: usize = 32;
+/// How many times one user's run observes again after a failure that may have had its effect.
+const MAX_REOBSERVE: u32 = 2;
+/// The shortest lease on a user (see [`Rotator::with_lease_duration`]).
+const MIN_LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// Reconciles managed users' keys with the policy.
 #[derive(Debug, Clone)]
@@ -272,16 +348,29 @@ pub struct Rotator {
     ports: Ports,
     policy: Policy,
     concurrency: usize,
+    lease_duration: Duration,
 }
 
 impl Rotator {
-    /// A rotator working through `ports` under `policy`, four users at a time.
+    /// A rotator working through `ports` under `policy`, four users at a time, holding each
+    /// user it acts on for 15 minutes at a time (at least three verify timeouts).
     pub fn new(ports: Ports, policy: Policy) -> Self {
+        let lease_duration = MIN_LEASE.max(policy.verify_timeout() * 3);
         Self {
             ports,
             policy,
             concurrency: 4,
+            lease_duration,
         }
+    }
+
+    /// How long a claim on a user lasts before it must be renewed (the driver renews it before
+    /// a step when less than half is left). A crashed run's claim keeps other runs off the user
+    /// for this long. At least twice the verify timeout, so that a verification fits.
+    #[must_use]
+    pub fn with_lease_duration(mut self, duration: Duration) -> Self {
+        self.lease_duration = duration.max(self.policy.verify_timeout() * 2);
+        self
     }
 
     /// How many users are reconciled at once (at least one).
@@ -302,7 +391,7 @@ impl Rotator {
     }
 
     /// The users keyrot manages: selected, less the exempt ones, sorted.
-    pub async fn managed_users(&self) -> Result<Vec<UserName>, IamError> {
+    pub async fn managed_users(&self) -> Result<Vec<ManagedUser>, IamError> {
         let mut users = self
             .ports
             .iam
@@ -311,7 +400,13 @@ impl Rotator {
         users.retain(|u| !self.policy.is_exempt(u));
         users.sort();
         users.dedup();
-        Ok(users)
+        Ok(users.into_iter().map(ManagedUser).collect())
+    }
+
+    /// `user`, if keyrot manages it.
+    pub async fn managed(&self, user: &UserName) -> Result<Option<ManagedUser>, IamError> {
+        let managed = self.managed_users().await?;
+        Ok(managed.into_iter().find(|m| &m.0 == user))
     }
 
     /// One reconcile pass over the managed users (or the ones named in `options`).
@@ -324,15 +419,14 @@ impl Rotator {
             let mut chosen = Vec::new();
             let mut refused = Vec::new();
             for user in &options.users {
-                if managed.binary_search(user).is_ok() {
-                    chosen.push(user.clone());
-                } else {
-                    refused.push(UserReport {
+                match managed.iter().find(|m| &m.0 == user) {
+                    Some(m) => chosen.push(m.clone()),
+                    None => refused.push(UserReport {
                         user: user.clone(),
                         steps: Vec::new(),
                         outcome: Outcome::NotManaged,
                         keys: Vec::new(),
-                    });
+                    }),
                 }
             }
             (chosen, refused)
@@ -343,22 +437,25 @@ impl Rotator {
             force = options.force,
             "run started"
         );
+        let request = Request {
+            force: options.force,
+            dry_run: options.dry_run,
+            rollback: false,
+        };
         let done: Vec<UserReport> = futures::stream::iter(users)
             .map(|user| async move {
                 if let Some(deadline) = options.deadline
                     && self.ports.clock.now() >= deadline
                 {
                     return UserReport {
-                        user,
+                        user: user.0,
                         steps: Vec::new(),
                         outcome: Outcome::Skipped,
                         keys: Vec::new(),
                     };
                 }
                 let span = info_span!("user", user = %user);
-                self.reconcile(user, options.force, options.dry_run)
-                    .instrument(span)
-                    .await
+                self.reconcile(user, request).instrument(span).await
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -378,135 +475,188 @@ impl Rotator {
         Ok(report)
     }
 
-    /// Reconciles one user: steps until it waits, is blocked, or a step fails. The caller has
-    /// checked that the user is managed.
-    pub async fn reconcile(&self, user: UserName, force: bool, dry_run: bool) -> UserReport {
-        let mut steps = Vec::new();
-        let mut obs = match self.observe(&user).await {
-            Ok(obs) => obs,
-            Err(error) => {
-                return self.failed(user, steps, None, error, Vec::new()).await;
-            }
+    /// Reconciles one user: steps until it waits, is blocked, or a step fails. Before its first
+    /// change it claims the user's lease (and observes again, as another run may have acted
+    /// meanwhile); a dry run changes nothing and claims nothing.
+    pub async fn reconcile(&self, user: ManagedUser, request: Request) -> UserReport {
+        let mut run = UserRun {
+            user: user.0,
+            steps: Vec::new(),
+            lease: None,
         };
-        obs.force = force;
+        let (outcome, keys) = match self.observe(&run.user).await {
+            Ok(mut obs) => {
+                obs.force = request.force;
+                obs.rollback = request.rollback;
+                let outcome = self.drive(&mut run, &mut obs, request.dry_run).await;
+                (outcome, obs.keys)
+            }
+            Err(error) => (self.failed(&run, None, error).await, Vec::new()),
+        };
+        if let Some(held) = run.lease.take()
+            && let Err(error) = self.ports.lease.release(&run.user, &held.token).await
+        {
+            // It expires by itself.
+            warn!(error = %error_chain(&error), "could not release the lease");
+        }
+        UserReport {
+            user: run.user,
+            steps: run.steps,
+            outcome,
+            keys,
+        }
+    }
+
+    /// The step loop of [`Rotator::reconcile`].
+    async fn drive(&self, run: &mut UserRun, obs: &mut Observation, dry_run: bool) -> Outcome {
         let mut fresh: Option<Credentials> = None;
         let mut verify_attempts = 0u32;
+        let mut reobserved = 0u32;
         loop {
             let now = self.ports.clock.now();
-            let step = plan(&obs, &self.policy, now);
+            let step = plan(obs, &self.policy, now);
             if dry_run && !step.is_read_only() {
-                return UserReport {
-                    user,
-                    steps,
-                    outcome: Outcome::Planned(step),
-                    keys: obs.keys,
-                };
+                return Outcome::Planned(step);
             }
-            if steps.len() >= MAX_STEPS {
+            if run.steps.len() >= MAX_STEPS {
                 let error = StepError::TooManySteps(MAX_STEPS);
-                return self.failed(user, steps, Some(step), error, obs.keys).await;
+                return self.failed(run, Some(step), error).await;
             }
             match &step {
                 Step::Wait(wait) => {
                     if let Some((key, at)) = warning_ahead(&step, &self.policy, now) {
                         self.notify(Notice::WillForceDeactivate {
-                            user: user.clone(),
+                            user: run.user.clone(),
                             key,
                             at,
                         })
                         .await;
                     }
                     debug!(%step, "settled");
-                    return UserReport {
-                        user,
-                        steps,
-                        outcome: Outcome::Waiting(wait.clone()),
-                        keys: obs.keys,
-                    };
+                    return Outcome::Waiting(wait.clone());
                 }
                 Step::Blocked(blocked) => {
                     warn!(reason = %blocked, "blocked");
-                    self.notify(Notice::Blocked {
-                        user: user.clone(),
-                        reason: blocked.to_string(),
-                    })
-                    .await;
-                    return UserReport {
-                        user,
-                        steps,
-                        outcome: Outcome::Blocked(blocked.clone()),
-                        keys: obs.keys,
-                    };
+                    // A rollback with nothing to go back to is the asker's error, not an alert.
+                    if *blocked != Blocked::NothingToRollBackTo {
+                        self.notify(Notice::Blocked {
+                            user: run.user.clone(),
+                            reason: blocked.to_string(),
+                        })
+                        .await;
+                    }
+                    return Outcome::Blocked(blocked.clone());
                 }
                 _ => {}
             }
+            if !step.is_read_only() {
+                match self.hold(run, now).await {
+                    Ok(Hold::Kept) => {}
+                    Ok(Hold::Acquired) => {
+                        // What was observed before the claim may be stale: another run may
+                        // have acted on the user until it released it.
+                        match self.observe(&run.user).await {
+                            Ok(seen) => obs.refresh(seen),
+                            Err(error) => return self.failed(run, Some(step), error).await,
+                        }
+                        continue;
+                    }
+                    Ok(Hold::Taken { until }) => {
+                        info!(%until, "another run holds the user");
+                        return Outcome::Busy { until };
+                    }
+                    Err(error) => return self.failed(run, Some(step), error).await,
+                }
+            }
             info!(%step, "step");
-            match self.perform(&mut obs, &step, &mut fresh, now).await {
+            match self.perform(obs, &step, &mut fresh, now).await {
                 Ok(Progress::Done) => {
                     verify_attempts = 0;
-                    steps.push(step);
+                    run.steps.push(step);
                 }
                 Ok(Progress::NotYet { deadline }) => {
                     // IAM has not propagated the key yet: wait and try again, within the
-                    // verify timeout (past it the planner discards the key).
+                    // verify timeout (past it the planner gives up on the key).
                     verify_attempts += 1;
-                    let backoff =
-                        Duration::from_secs(1 << verify_attempts.min(3)).min(MAX_VERIFY_BACKOFF);
-                    let left = deadline.duration_since(now);
-                    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+                    let left =
+                        Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
                     debug!(
                         attempt = verify_attempts,
-                        "new key does not authenticate yet"
+                        "the key does not authenticate yet"
                     );
-                    if !left.is_zero() {
-                        // Past the deadline the planner discards the key without waiting.
-                        let wait = backoff.min(left + Duration::from_secs(1));
-                        self.ports.clock.sleep(wait).await;
-                    }
+                    self.ports
+                        .clock
+                        .sleep(verify_wait(verify_attempts, left))
+                        .await;
                     if verify_attempts == 1 {
-                        steps.push(step);
+                        run.steps.push(step);
                     }
                 }
                 Ok(Progress::Discarded(key)) => {
-                    steps.push(step);
-                    return UserReport {
-                        user,
-                        steps,
-                        outcome: Outcome::Discarded(key),
-                        keys: obs.keys,
-                    };
+                    run.steps.push(step);
+                    return Outcome::Discarded(key);
                 }
-                Err(error) => {
-                    return self.failed(user, steps, Some(step), error, obs.keys).await;
+                Err(error) if error.is_ambiguous() && reobserved < MAX_REOBSERVE => {
+                    // The call may have had its effect: observe again, never repeat it blindly.
+                    reobserved += 1;
+                    warn!(%step, error = %error_chain(&error), "step may have had its effect; observing again");
+                    match self.observe(&run.user).await {
+                        Ok(seen) => obs.refresh(seen),
+                        Err(_) => return self.failed(run, Some(step), error).await,
+                    }
+                    if let Step::Publish(key) = &step
+                        && obs.stored.current() == Some(key)
+                    {
+                        // It did: the key is published.
+                        self.published(obs, key, None).await;
+                        run.steps.push(step);
+                    }
                 }
+                Err(error) => return self.failed(run, Some(step), error).await,
             }
         }
     }
 
-    async fn failed(
-        &self,
-        user: UserName,
-        steps: Vec<Step>,
-        step: Option<Step>,
-        error: StepError,
-        keys: Vec<AccessKey>,
-    ) -> UserReport {
+    /// Makes sure this run holds `run.user`'s lease for long enough to take a step.
+    async fn hold(&self, run: &mut UserRun, now: Timestamp) -> Result<Hold, StepError> {
+        let until = now + self.lease_duration;
+        let lease = &self.ports.lease;
+        match &mut run.lease {
+            Some(held) => {
+                let left = Duration::try_from(held.until.duration_since(now)).unwrap_or_default();
+                if left >= self.lease_duration / 2 {
+                    return Ok(Hold::Kept);
+                }
+                if lease.renew(&run.user, &held.token, until).await? {
+                    held.until = until;
+                    Ok(Hold::Kept)
+                } else {
+                    run.lease = None;
+                    Err(StepError::LeaseLost)
+                }
+            }
+            None => match lease.acquire(&run.user, now, until).await? {
+                Claim::Granted(token) => {
+                    run.lease = Some(Held { token, until });
+                    Ok(Hold::Acquired)
+                }
+                Claim::Taken { until, .. } => Ok(Hold::Taken { until }),
+            },
+        }
+    }
+
+    async fn failed(&self, run: &UserRun, step: Option<Step>, error: StepError) -> Outcome {
         let message = error_chain(&error);
         let doing = step
             .as_ref()
             .map_or_else(|| "observe".to_owned(), Step::to_string);
         warn!(step = %doing, error = %message, retryable = error.is_retryable(), "step failed");
         self.notify(Notice::Failed {
-            user: user.clone(),
+            user: run.user.clone(),
             error: format!("{doing}: {message}"),
         })
         .await;
-        UserReport {
-            user,
-            steps,
-            outcome: Outcome::Failed { step, error },
-            keys,
-        }
+        Outcome::Failed { step, error }
     }
 
     /// Reads what IAM and the store say about `user`.
@@ -517,8 +667,12 @@ impl Rotator {
     }
 
     /// Plans one user without changing anything (read-only observations included).
-    pub async fn plan_user(&self, user: &UserName) -> UserReport {
-        self.reconcile(user.clone(), false, true).await
+    pub async fn plan_user(&self, user: &ManagedUser) -> UserReport {
+        let request = Request {
+            dry_run: true,
+            ..Request::default()
+        };
+        self.reconcile(user.clone(), request).await
     }
 
     async fn perform(
@@ -560,11 +714,16 @@ impl Rotator {
             }
             Step::CreateAndStage => {
                 debug_assert!(obs.keys.len() < 2, "the planner never asks for a third key");
+                // Say first that a key is coming: if its secret is lost (a lost reply, a
+                // crash before it is stored), the next observation knows the key for keyrot's
+                // own orphan, never adopts it and deletes it.
+                store.record_intent(&user, now).await?;
+                obs.stored.intent = Some(now);
                 let new = iam.create_key(&user).await?;
                 obs.keys.push(new.key.clone());
                 let credentials = new.credentials();
-                // Stage at once: the secret exists nowhere else. If this fails the key is an
-                // orphan, which the next run deletes.
+                *fresh = Some(credentials.clone());
+                // Stage at once: the secret exists nowhere else.
                 store
                     .put_pending(&user, &credentials, new.key.created)
                     .await?;
@@ -581,7 +740,13 @@ impl Rotator {
                         },
                     },
                 );
-                *fresh = Some(credentials);
+            }
+            Step::Reactivate(key) => {
+                iam.set_status(&user, key, KeyStatus::Active).await?;
+                if let Some(k) = obs.keys.iter_mut().find(|k| &k.id == key) {
+                    k.status = KeyStatus::Active;
+                }
+                obs.reactivated = Some(now);
             }
             Step::Verify(key) => {
                 let credentials = match fresh.as_ref().filter(|c| &c.access_key_id == key) {
@@ -602,34 +767,24 @@ impl Rotator {
                 } else {
                     obs.unverified.insert(key.clone());
                     let created = obs.key(key).map_or(now, |k| k.created);
+                    // A re-activated key's propagation runs from its re-activation.
+                    let since = obs.reactivated.filter(|_| obs.rollback).unwrap_or(created);
                     return Ok(Progress::NotYet {
-                        deadline: created + self.policy.verify_timeout(),
+                        deadline: since + self.policy.verify_timeout(),
                     });
                 }
             }
             Step::Publish(key) => {
                 let old = obs.stored.current().cloned();
                 store.promote(&user, key).await?;
+                // As Secrets Manager moves the labels.
                 for v in &mut obs.stored.versions {
                     let is_new = &v.key_id == key;
                     let was_current = v.stages.current;
                     v.stages.previous = !is_new && was_current;
                     v.stages.current = is_new;
                 }
-                obs.force = false;
-                info!(new = %key, old = ?old, "published");
-                let old = old.or_else(|| {
-                    obs.keys
-                        .iter()
-                        .find(|k| &k.id != key && obs.stored.knows(&k.id))
-                        .map(|k| k.id.clone())
-                });
-                self.notify(Notice::Rotated {
-                    user: user.clone(),
-                    new: key.clone(),
-                    old,
-                })
-                .await;
+                self.published(obs, key, old).await;
             }
             Step::RecordSuperseded(key) => {
                 store.mark(&user, key, Mark::Superseded, now).await?;
@@ -669,80 +824,61 @@ impl Rotator {
         Ok(Progress::Done)
     }
 
-    /// Re-activates the previous key and makes it current again; the key that was current is
-    /// superseded now and goes through grace, deactivation and deletion as usual.
-    pub async fn rollback(&self, user: &UserName) -> Result<AccessKeyId, RollbackError> {
-        let managed = self.managed_users().await.map_err(StepError::from)?;
-        if managed.binary_search(user).is_err() {
-            return Err(RollbackError::NotManaged(user.clone()));
-        }
-        let obs = self.observe(user).await?;
-        let current = obs.stored.current().cloned();
-        let previous = obs
-            .stored
-            .versions
-            .iter()
-            .filter(|v| v.stages.previous && Some(&v.key_id) != current.as_ref())
-            .find_map(|v| obs.key(&v.key_id))
-            .cloned()
-            .ok_or(RollbackError::NoPreviousKey)?;
-        let store = &self.ports.store;
-        let credentials = store
-            .credentials(user, &previous.id)
-            .await
-            .map_err(StepError::from)?
-            .ok_or(RollbackError::NoPreviousKey)?;
-        if previous.status == KeyStatus::Inactive {
-            self.ports
-                .iam
-                .set_status(user, &previous.id, KeyStatus::Active)
-                .await
-                .map_err(StepError::from)?;
-        }
-        let deadline = self.ports.clock.now() + self.policy.verify_timeout();
-        let mut attempt = 0u32;
-        loop {
-            let ok = self
-                .ports
-                .verifier
-                .authenticates(user, &credentials)
-                .await
-                .map_err(StepError::from)?;
-            if ok {
-                break;
-            }
-            if self.ports.clock.now() >= deadline {
-                return Err(RollbackError::DidNotAuthenticate(previous.id));
-            }
-            attempt += 1;
-            self.ports
-                .clock
-                .sleep(Duration::from_secs(1 << attempt.min(3)))
-                .await;
-        }
-        store
-            .promote(user, &previous.id)
-            .await
-            .map_err(StepError::from)?;
-        store
-            .clear_marks(user, &previous.id)
-            .await
-            .map_err(StepError::from)?;
-        if let Some(current) = &current {
-            let now = self.ports.clock.now();
-            store
-                .mark(user, current, Mark::Superseded, now)
-                .await
-                .map_err(StepError::from)?;
-        }
-        info!(key = %previous.id, "rolled back");
+    /// What follows a publication (the observation shows it already): a forced rotation or a
+    /// rollback is done, and an administrator hears of it. `old` is the key that was current
+    /// (read from the observation when unknown).
+    async fn published(&self, obs: &mut Observation, key: &AccessKeyId, old: Option<AccessKeyId>) {
+        let old = old.or_else(|| {
+            obs.stored
+                .versions
+                .iter()
+                .find(|v| v.stages.previous && &v.key_id != key)
+                .map(|v| v.key_id.clone())
+        });
+        obs.force = false;
+        obs.rollback = false;
+        info!(new = %key, old = ?old, "published");
         self.notify(Notice::Rotated {
-            user: user.clone(),
-            new: previous.id.clone(),
-            old: current,
+            user: obs.user.clone(),
+            new: key.clone(),
+            old,
         })
         .await;
-        Ok(previous.id)
+    }
+
+    /// Re-activates the previous key and makes it current again (steps of the planner:
+    /// re-activate, verify, publish); the key that was current is superseded from then on and
+    /// goes through grace, deactivation and deletion as usual.
+    pub async fn rollback(&self, user: &UserName) -> Result<AccessKeyId, RollbackError> {
+        let managed = self
+            .managed(user)
+            .await
+            .map_err(StepError::from)?
+            .ok_or_else(|| RollbackError::NotManaged(user.clone()))?;
+        let request = Request {
+            rollback: true,
+            ..Request::default()
+        };
+        let report = self.reconcile(managed, request).await;
+        let published = report.steps.iter().find_map(|s| match s {
+            Step::Publish(key) => Some(key.clone()),
+            _ => None,
+        });
+        if let Some(key) = published {
+            info!(%key, "rolled back");
+            return Ok(key);
+        }
+        Err(match report.outcome {
+            Outcome::Blocked(Blocked::NothingToRollBackTo) => RollbackError::NoPreviousKey,
+            Outcome::Blocked(Blocked::RollbackDidNotAuthenticate(key)) => {
+                RollbackError::DidNotAuthenticate(key)
+            }
+            Outcome::Blocked(blocked) => RollbackError::Blocked(blocked),
+            Outcome::Busy { until } => RollbackError::Busy { until },
+            Outcome::Failed { error, .. } => RollbackError::Step(error),
+            // The planner's rollback ends in a publication, a block or a failure.
+            other => RollbackError::Step(StepError::Unfinished(other.to_string())),
+        })
     }
 
     async fn notify(&self, notice: Notice) {
@@ -756,6 +892,36 @@ enum Progress {
     Done,
     NotYet { deadline: Timestamp },
     Discarded(AccessKeyId),
+}
+
+/// One user's run as it goes: the steps taken and the lease held.
+struct UserRun {
+    user: UserName,
+    steps: Vec<Step>,
+    lease: Option<Held>,
+}
+
+/// A lease this run holds.
+struct Held {
+    token: LeaseToken,
+    until: Timestamp,
+}
+
+enum Hold {
+    /// Held already, for long enough.
+    Kept,
+    /// Just claimed.
+    Acquired,
+    /// Another run holds the user.
+    Taken { until: Timestamp },
+}
+
+/// How long to wait before trying a key that does not authenticate yet again: 2 s, 4 s, then
+/// 8 s, but never more than one second past the `left` of the verify timeout (so that the
+/// attempt after the deadline lets the planner give up), and never zero (so that time moves).
+fn verify_wait(attempt: u32, left: Duration) -> Duration {
+    let backoff = Duration::from_secs(1 << attempt.clamp(1, 3));
+    backoff.min(left + Duration::from_secs(1))
 }
 
 async fn delete(iam: &dyn Iam, user: &UserName, key: &AccessKeyId) -> Result<(), StepError> {

@@ -14,7 +14,9 @@ pub mod ports;
 pub mod settings;
 pub mod token;
 
-pub use driver::{Outcome, Ports, Rotator, RunOptions, RunReport, StepError, UserReport};
+pub use driver::{
+    ManagedUser, Outcome, Ports, Request, Rotator, RunOptions, RunReport, StepError, UserReport,
+};
 pub use model::*;
 pub use plan::{Blocked, Observation, Step, Wait, plan};
 pub use policy::{Policy, PolicyBuilder, PolicyError, Selection};

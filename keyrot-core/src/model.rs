@@ -382,11 +382,14 @@ impl StoredUser {
             .map(|v| &v.key_id)
     }
 
-    /// The key named by the pending version, unless that version is also current.
+    /// The key named by the pending version, unless that version is or was current: Secrets
+    /// Manager leaves `AWSPENDING` on a version it promotes, so after a rollback the key rolled
+    /// back from is labelled `AWSPREVIOUS` and still `AWSPENDING`, and must not be published
+    /// again.
     pub fn pending(&self) -> Option<&AccessKeyId> {
         self.versions
             .iter()
-            .find(|v| v.stages.pending && !v.stages.current)
+            .find(|v| v.stages.pending && !v.stages.current && !v.stages.previous)
             .map(|v| &v.key_id)
     }
 

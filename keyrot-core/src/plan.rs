@@ -7,23 +7,29 @@
 //!
 //! The rules, in the order they are applied:
 //! 1. More than two keys: blocked (IAM never allows it; someone is interfering).
-//! 2. Keys keyrot does not know (no stored version, not adopted):
-//!    - if keyrot knows another key of the user, an unknown key is an orphan left by a crash
-//!      between CreateAccessKey and storing its secret. It is deleted once IAM answers that it
-//!      was never used; any other answer blocks (it may be someone's key in use).
-//!    - if keyrot knows no key yet, the user's one existing key is adopted as the key in
-//!      service; of two, an inactive one is removed to make room, two active ones block.
-//! 3. A pending key (staged, not current) is verified, then published. One that still does not
+//! 2. A key keyrot created and never stored (IAM made it close to the intent keyrot recorded
+//!    before calling CreateAccessKey, see [`StoredUser::intended`]) is an orphan: nobody has
+//!    its secret, so it is deleted, whatever IAM says about its use. It is never adopted.
+//! 3. A rollback a person asked for: the previous key is re-activated, verified and published
+//!    (the only way keyrot ever activates a key).
+//! 4. Access taken away outside keyrot: a user none of whose keys is active is blocked until a
+//!    person acts, `--force` or not; keyrot never gives back access someone removed.
+//! 5. Keys keyrot does not know (no stored version, not adopted, not its own orphan) are
+//!    someone's: an active one is the key in service if keyrot knows no other (adopted), blocks
+//!    the user if keyrot knows another (it may be in use, keyrot never deletes it); an inactive
+//!    one is left alone until a rotation needs its slot.
+//! 6. A pending key (staged, not current) is verified, then published. One that still does not
 //!    authenticate when the verify timeout has passed since its creation is discarded
 //!    (deleted); a run that crashed before verifying leaves it to be verified by the next.
-//! 4. A superseded key stays active for the grace period, and after it until IAM answers that it
-//!    is idle: never used, used only before it was superseded, or not used for the policy's
-//!    quiet period (consumers refetch on their own schedule, so a key is still used briefly
-//!    after a rotation). An unknown answer means "maybe in use". At the maximum grace it is
-//!    deactivated anyway, with an alert. After the recovery window an
-//!    inactive superseded key is deleted.
-//! 5. Rotation is due when the key in service is older than the rotation period (or forced):
-//!    a new key is created and staged, never while the user already has two keys.
+//! 7. A superseded key stays active for the grace period, and after it until IAM's answers
+//!    prove it idle: not used since it was superseded, by an answer that covers that time (IAM
+//!    reports uses up to [`Policy::last_used_lag`] late), or not used for the policy's quiet
+//!    period (consumers refetch on their own schedule, so a key is still used briefly after a
+//!    rotation). An unknown answer means "maybe in use". At the maximum grace it is deactivated
+//!    anyway, with an alert. After the recovery window an inactive superseded key is deleted.
+//! 8. Rotation is due when the key in service is older than the rotation period (or forced):
+//!    a new key is created and staged, never while the user already has two keys; only then is
+//!    an inactive key keyrot does not know removed to make room.
 //!
 //! Time marks (superseded at, deactivated at) are recorded right after the step that makes them
 //! true; when a crash loses one, the planner records "now", which only ever lengthens a grace
@@ -53,6 +59,11 @@ pub struct Observation {
     pub unverified: BTreeSet<AccessKeyId>,
     /// Rotate now, whatever the key's age.
     pub force: bool,
+    /// A person asked to go back to the previous key.
+    pub rollback: bool,
+    /// When this run re-activated a key for a rollback: its verification deadline runs from
+    /// here.
+    pub reactivated: Option<Timestamp>,
 }
 
 impl Observation {
@@ -66,7 +77,16 @@ impl Observation {
             verified: BTreeSet::new(),
             unverified: BTreeSet::new(),
             force: false,
+            rollback: false,
+            reactivated: None,
         }
+    }
+
+    /// Takes what IAM and the store say now from `seen`, a new observation of the same user,
+    /// keeping what this run learned and was asked.
+    pub fn refresh(&mut self, seen: Self) {
+        self.keys = seen.keys;
+        self.stored = seen.stored;
     }
 
     /// The IAM key with `id`.
@@ -90,6 +110,8 @@ pub enum Step {
     CheckLastUsed(AccessKeyId),
     /// Delete a key that keyrot created but never stored (nobody has its secret).
     DeleteOrphan(AccessKeyId),
+    /// Re-activate the previous key, for a rollback a person asked for.
+    Reactivate(AccessKeyId),
     /// Delete an inactive, unmanaged key to make room for a new one.
     MakeRoom(AccessKeyId),
     /// Create a new key and store it as the pending version at once.
@@ -141,6 +163,7 @@ impl Step {
             Self::Adopt(_) => "adopt",
             Self::CheckLastUsed(_) => "check-last-used",
             Self::DeleteOrphan(_) => "delete-orphan",
+            Self::Reactivate(_) => "reactivate",
             Self::MakeRoom(_) => "make-room",
             Self::CreateAndStage => "create-and-stage",
             Self::Verify(_) => "verify",
@@ -163,6 +186,7 @@ impl fmt::Display for Step {
             Self::Adopt(k) => write!(f, "adopt {k}"),
             Self::CheckLastUsed(k) => write!(f, "check last use of {k}"),
             Self::DeleteOrphan(k) => write!(f, "delete orphan {k}"),
+            Self::Reactivate(k) => write!(f, "re-activate {k}"),
             Self::MakeRoom(k) => write!(f, "make room: delete inactive {k}"),
             Self::CreateAndStage => f.write_str("create and stage a new key"),
             Self::Verify(k) => write!(f, "verify {k}"),
@@ -249,6 +273,13 @@ pub enum Blocked {
     CurrentKeyUnusable(AccessKeyId),
     /// Rotation is due, but the other key slot is held by a key keyrot must keep.
     NoRoom(AccessKeyId),
+    /// None of the user's keys is active, and keyrot did not make them so: access was taken
+    /// away outside keyrot, and keyrot will not give it back.
+    AccessRemoved,
+    /// A rollback was asked for, but there is no previous key with a stored secret.
+    NothingToRollBackTo,
+    /// The re-activated previous key did not authenticate within the verify timeout.
+    RollbackDidNotAuthenticate(AccessKeyId),
 }
 
 impl fmt::Display for Blocked {
@@ -265,12 +296,23 @@ impl fmt::Display for Blocked {
             ),
             Self::CurrentKeyUnusable(k) => write!(
                 f,
-                "the current key {k} was deleted or deactivated outside keyrot; rotate with \
-                 --force or roll back"
+                "the current key {k} was deleted or deactivated outside keyrot; roll back, or \
+                 rotate with --force if it was deleted"
             ),
             Self::NoRoom(k) => write!(
                 f,
                 "rotation is due but {k} must be kept for now; wait or delete it by hand"
+            ),
+            Self::AccessRemoved => f.write_str(
+                "every key of the user was made inactive outside keyrot; keyrot gives no access \
+                 back, with --force or not: re-activate the key in service (or delete the keys) \
+                 to let keyrot rotate again",
+            ),
+            Self::NothingToRollBackTo => f.write_str("no previous key to roll back to"),
+            Self::RollbackDidNotAuthenticate(k) => write!(
+                f,
+                "{k} was re-activated for a rollback but did not authenticate within the verify \
+                 timeout; the current key stays current"
             ),
         }
     }
@@ -282,44 +324,45 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
         return Step::Blocked(Blocked::TooManyKeys(obs.keys.len()));
     }
     let stored = &obs.stored;
-    let known_in_iam = obs.keys.iter().any(|k| stored.knows(&k.id));
 
-    // 2. Keys keyrot does not know.
+    // 2. keyrot's own orphan: created, never stored.
     let unknown: Vec<&AccessKey> = obs.keys.iter().filter(|k| !stored.knows(&k.id)).collect();
-    if known_in_iam {
-        if let Some(orphan) = unknown.first() {
-            return match obs.last_used.get(&orphan.id) {
-                None => Step::CheckLastUsed(orphan.id.clone()),
-                Some(LastUsed::Never) => Step::DeleteOrphan(orphan.id.clone()),
-                Some(LastUsed::At(_) | LastUsed::Unknown) => {
-                    Step::Blocked(Blocked::UnknownKeyMaybeInUse(orphan.id.clone()))
-                }
-            };
-        }
-    } else {
-        match unknown.as_slice() {
-            [] => {}
-            [only] => return Step::Adopt(only.id.clone()),
-            [a, b, ..] => {
-                return match (a.status, b.status) {
-                    (KeyStatus::Active, KeyStatus::Active) => {
-                        Step::Blocked(Blocked::TwoKeysInService)
-                    }
-                    (KeyStatus::Inactive, KeyStatus::Active) => Step::MakeRoom(a.id.clone()),
-                    (KeyStatus::Active, KeyStatus::Inactive) => Step::MakeRoom(b.id.clone()),
-                    (KeyStatus::Inactive, KeyStatus::Inactive) => {
-                        Step::MakeRoom(oldest(a, b).id.clone())
-                    }
-                };
-            }
+    if let Some(orphan) = unknown.iter().find(|k| stored.intended(k.created)) {
+        return Step::DeleteOrphan(orphan.id.clone());
+    }
+
+    // 3. A rollback a person asked for.
+    if obs.rollback {
+        return rollback(obs, policy, now);
+    }
+
+    // 4. Access taken away outside keyrot.
+    if !obs.keys.is_empty() && obs.keys.iter().all(|k| k.status == KeyStatus::Inactive) {
+        return Step::Blocked(Blocked::AccessRemoved);
+    }
+
+    // 5. Someone else's keys.
+    let foreign_active: Vec<&AccessKey> = unknown
+        .iter()
+        .copied()
+        .filter(|k| k.status == KeyStatus::Active)
+        .collect();
+    let known_in_iam = obs.keys.iter().any(|k| stored.knows(&k.id));
+    match (known_in_iam, foreign_active.as_slice()) {
+        (_, []) => {}
+        (false, [only]) => return Step::Adopt(only.id.clone()),
+        (false, [_, _, ..]) => return Step::Blocked(Blocked::TwoKeysInService),
+        (true, [foreign, ..]) => {
+            return Step::Blocked(Blocked::UnknownKeyMaybeInUse(foreign.id.clone()));
         }
     }
 
-    // The current key must exist and be active; keyrot never made it otherwise.
+    // The current key must exist and be active; keyrot never made it otherwise. `--force` can
+    // replace a deleted current key, never one someone deactivated.
     let current = match stored.current() {
         Some(id) => match obs.key(id) {
             Some(key) if key.status == KeyStatus::Active => Some(key),
-            _ if obs.force => None,
+            None if obs.force => None,
             _ => return Step::Blocked(Blocked::CurrentKeyUnusable(id.clone())),
         },
         None => None,
@@ -331,7 +374,7 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
         return Step::Forget(current.id.clone());
     }
 
-    // 3. A staged key: verify, publish, or give up on it.
+    // 6. A staged key: verify, publish, or give up on it.
     let pending = stored
         .pending()
         .and_then(|id| obs.key(id))
@@ -349,10 +392,14 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
         };
     }
 
-    // 4. Superseded keys: grace, deactivation, recovery window, deletion.
+    // 7. Superseded keys: grace, deactivation, recovery window, deletion.
     let mut waits = Vec::new();
     if let Some(current) = current {
-        for key in obs.keys.iter().filter(|k| k.id != current.id) {
+        let others = obs
+            .keys
+            .iter()
+            .filter(|k| k.id != current.id && stored.knows(&k.id));
+        for key in others {
             match superseded(obs, policy, now, key) {
                 Step::Wait(wait) => waits.push(wait),
                 step => return step,
@@ -365,7 +412,7 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
         return Step::Forget(gone.clone());
     }
 
-    // 5. Rotation. The key in service is the current one or, before the first publication,
+    // 8. Rotation. The key in service is the current one or, before the first publication,
     // the adopted one.
     let in_service = current.or_else(|| obs.keys.iter().find(|k| stored.knows(&k.id)));
     let due_at = in_service.map(|k| k.created + policy.rotation_period());
@@ -379,8 +426,12 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
     if obs.keys.len() < 2 {
         return Step::CreateAndStage;
     }
+    // The other slot: an inactive key keyrot does not know makes room now; a superseded key
+    // frees it once its wait ends.
+    if let Some(spare) = unknown.first() {
+        return Step::MakeRoom(spare.id.clone());
+    }
     match waits.into_iter().next() {
-        // The other slot frees itself once its wait ends.
         Some(wait) => Step::Wait(wait),
         None => {
             let other = obs
@@ -391,6 +442,34 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
             Step::Blocked(Blocked::NoRoom(other))
         }
     }
+}
+
+/// The steps of a rollback: re-activate the previous key, prove it authenticates again, and
+/// make it current. The key it replaces then goes through grace like any superseded key.
+fn rollback(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
+    let current = obs.stored.current();
+    let target = obs
+        .stored
+        .versions
+        .iter()
+        .filter(|v| v.stages.previous && Some(&v.key_id) != current)
+        .find_map(|v| obs.key(&v.key_id));
+    let Some(target) = target else {
+        return Step::Blocked(Blocked::NothingToRollBackTo);
+    };
+    if target.status == KeyStatus::Inactive {
+        return Step::Reactivate(target.id.clone());
+    }
+    if obs.verified.contains(&target.id) {
+        return Step::Publish(target.id.clone());
+    }
+    // A key re-activated by this run may take IAM's propagation delay to authenticate; one
+    // that was active all along should authenticate at once.
+    let since = obs.reactivated.unwrap_or(target.created);
+    if obs.unverified.contains(&target.id) && now > since + policy.verify_timeout() {
+        return Step::Blocked(Blocked::RollbackDidNotAuthenticate(target.id.clone()));
+    }
+    Step::Verify(target.id.clone())
 }
 
 /// The step for a known key that is not current, while another key is.
@@ -409,13 +488,10 @@ fn superseded(obs: &Observation, policy: &Policy, now: Timestamp, key: &AccessKe
                 });
             }
             let forced_at = since + policy.max_grace();
-            let idle = match obs.last_used.get(&key.id) {
-                None => return Step::CheckLastUsed(key.id.clone()),
-                Some(LastUsed::Never) => true,
-                Some(LastUsed::At(at)) => *at < since || *at + policy.quiet_period() <= now,
-                // No answer means "maybe in use", never "unused".
-                Some(LastUsed::Unknown) => false,
+            let Some(answer) = obs.last_used.get(&key.id) else {
+                return Step::CheckLastUsed(key.id.clone());
             };
+            let idle = idle(*answer, since, policy, now);
             if idle || now >= forced_at {
                 Step::Deactivate {
                     key: key.id.clone(),
@@ -445,8 +521,18 @@ fn superseded(obs: &Observation, policy: &Policy, now: Timestamp, key: &AccessKe
     }
 }
 
-fn oldest<'a>(a: &'a AccessKey, b: &'a AccessKey) -> &'a AccessKey {
-    if b.created < a.created { b } else { a }
+/// Whether IAM's `answer`, given at `now`, proves that a key superseded at `since` is no longer
+/// used. IAM reports a use up to [`Policy::last_used_lag`] late, so an answer says nothing of
+/// the last lag before `now`: "not used since `since`" holds only once `now` is a lag past
+/// `since`, and "not used for the quiet period" only because the quiet period is at least the
+/// lag (the policy refuses a shorter one). No answer means "maybe in use", never "unused".
+fn idle(answer: LastUsed, since: Timestamp, policy: &Policy, now: Timestamp) -> bool {
+    match answer {
+        LastUsed::Never => now >= since + policy.last_used_lag(),
+        LastUsed::At(at) if at < since => now >= since + policy.last_used_lag(),
+        LastUsed::At(at) => at + policy.quiet_period() <= now,
+        LastUsed::Unknown => false,
+    }
 }
 
 fn earliest(waits: Vec<Wait>) -> Wait {

@@ -12,6 +12,7 @@
 //! | `max_grace`         | `KEYROT_MAX_GRACE_PERIOD`    | `14d`                 |
 //! | `recovery_window`   | `KEYROT_RECOVERY_WINDOW`     | `7d`                  |
 //! | `quiet_period`      | `KEYROT_QUIET_PERIOD`        | `1d`                  |
+//! | `last_used_lag`     | `KEYROT_LAST_USED_LAG`       | `4h` (`0s` for moto)  |
 //! | `verify_timeout`    | `KEYROT_VERIFY_TIMEOUT`      | `5m`                  |
 //! | `schedule_interval` | `KEYROT_SCHEDULE_INTERVAL`   | `1h`                  |
 //! | `managed_tag`       | `KEYROT_MANAGED_TAG`         | `keyrot:managed=true` |
@@ -124,6 +125,9 @@ pub struct PolicySettings {
     /// See [`Policy::quiet_period`].
     #[serde(default, deserialize_with = "duration")]
     pub quiet_period: Option<Duration>,
+    /// See [`Policy::last_used_lag`].
+    #[serde(default, deserialize_with = "duration")]
+    pub last_used_lag: Option<Duration>,
     /// See [`Policy::verify_timeout`].
     #[serde(default, deserialize_with = "duration")]
     pub verify_timeout: Option<Duration>,
@@ -180,12 +184,13 @@ pub enum SettingsError {
 }
 
 /// The environment variable of each duration setting, in [`PolicySettings`] field order.
-const DURATION_VARS: [&str; 7] = [
+const DURATION_VARS: [&str; 8] = [
     "KEYROT_ROTATION_PERIOD",
     "KEYROT_GRACE_PERIOD",
     "KEYROT_MAX_GRACE_PERIOD",
     "KEYROT_RECOVERY_WINDOW",
     "KEYROT_QUIET_PERIOD",
+    "KEYROT_LAST_USED_LAG",
     "KEYROT_VERIFY_TIMEOUT",
     "KEYROT_SCHEDULE_INTERVAL",
 ];
@@ -195,7 +200,7 @@ impl PolicySettings {
     /// usually `|name| std::env::var(name).ok()`. Empty variables count as unset.
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let mut durations = [None; 7];
+        let mut durations = [None; DURATION_VARS.len()];
         for (slot, name) in durations.iter_mut().zip(DURATION_VARS) {
             if let Some(value) = get(name) {
                 *slot = Some(
@@ -221,6 +226,7 @@ impl PolicySettings {
             max_grace,
             recovery_window,
             quiet_period,
+            last_used_lag,
             verify_timeout,
             schedule_interval,
         ] = durations;
@@ -230,6 +236,7 @@ impl PolicySettings {
             max_grace,
             recovery_window,
             quiet_period,
+            last_used_lag,
             verify_timeout,
             schedule_interval,
             managed_tag: get("KEYROT_MANAGED_TAG"),
@@ -246,6 +253,7 @@ impl PolicySettings {
             max_grace: other.max_grace.or(self.max_grace),
             recovery_window: other.recovery_window.or(self.recovery_window),
             quiet_period: other.quiet_period.or(self.quiet_period),
+            last_used_lag: other.last_used_lag.or(self.last_used_lag),
             verify_timeout: other.verify_timeout.or(self.verify_timeout),
             schedule_interval: other.schedule_interval.or(self.schedule_interval),
             managed_tag: other.managed_tag.or(self.managed_tag),
@@ -271,6 +279,9 @@ impl PolicySettings {
         }
         if let Some(d) = self.quiet_period {
             builder = builder.quiet_period(d);
+        }
+        if let Some(d) = self.last_used_lag {
+            builder = builder.last_used_lag(d);
         }
         if let Some(d) = self.verify_timeout {
             builder = builder.verify_timeout(d);
@@ -333,11 +344,13 @@ impl fmt::Display for Summary<'_> {
         let p = self.0;
         write!(
             f,
-            "rotate every {}, grace {} (at most {}), idle after {}, recovery window {}; {}",
+            "rotate every {}, grace {} (at most {}), idle after {} (IAM's lag {}), recovery \
+             window {}; {}",
             format_duration(p.rotation_period()),
             format_duration(p.grace()),
             format_duration(p.max_grace()),
             format_duration(p.quiet_period()),
+            format_duration(p.last_used_lag()),
             format_duration(p.recovery_window()),
             p.selection(),
         )?;

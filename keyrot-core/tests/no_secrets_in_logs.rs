@@ -46,6 +46,7 @@ fn a_full_rotation_logs_no_secret() {
         .grace(5 * MIN)
         .max_grace(10 * MIN)
         .quiet_period(5 * MIN)
+        .last_used_lag(Duration::ZERO)
         .recovery_window(5 * MIN)
         .verify_timeout(2 * MIN)
         .schedule_interval(MIN)

@@ -399,13 +399,16 @@ fn policy_var(error: &PolicyError) -> &'static str {
         "max_grace" => "KEYROT_MAX_GRACE_PERIOD",
         "recovery_window" => "KEYROT_RECOVERY_WINDOW",
         "quiet_period" => "KEYROT_QUIET_PERIOD",
+        "last_used_lag" => "KEYROT_LAST_USED_LAG",
         "verify_timeout" => "KEYROT_VERIFY_TIMEOUT",
         _ => "KEYROT_SCHEDULE_INTERVAL",
     };
     match error {
         PolicyError::Zero(setting) | PolicyError::TooLong(setting) => of_setting(setting),
         PolicyError::MaxGraceBelowGrace { .. } => "KEYROT_MAX_GRACE_PERIOD",
-        PolicyError::QuietAboveMaxGrace { .. } => "KEYROT_QUIET_PERIOD",
+        PolicyError::QuietAboveMaxGrace { .. } | PolicyError::QuietBelowLag { .. } => {
+            "KEYROT_QUIET_PERIOD"
+        }
         PolicyError::NoUsers => "KEYROT_USERS",
         PolicyError::EmptyTagKey => "KEYROT_MANAGED_TAG",
         // A rotation period too short for the other periods, or anything the policy adds later.
@@ -688,6 +691,7 @@ mod tests {
             ("KEYROT_GRACE_PERIOD", "2m"),
             ("KEYROT_MAX_GRACE_PERIOD", "2m"),
             ("KEYROT_QUIET_PERIOD", "1m"),
+            ("KEYROT_LAST_USED_LAG", "0s"),
         ];
         let err =
             api_with(&[&short_grace[..], &[("KEYROT_KEY_CACHE_TTL", "2m")]].concat()).unwrap_err();

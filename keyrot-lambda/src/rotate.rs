@@ -165,7 +165,7 @@ impl RunOutput {
                     Outcome::Planned(_) => ("planned", None),
                     Outcome::Discarded(_) => ("discarded", Some(true)),
                     Outcome::Failed { error, .. } => ("failed", Some(error.is_retryable())),
-                    Outcome::Skipped => ("skipped", None),
+                    Outcome::Skipped | Outcome::Busy { .. } => ("skipped", None),
                     Outcome::NotManaged => ("not_managed", None),
                 };
                 match status {

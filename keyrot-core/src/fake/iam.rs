@@ -251,6 +251,40 @@ impl FakeIam {
         self.state().create(user, status, created)
     }
 
+    /// Deletes a key as an operator would (not keyrot): no faults, no history. The deletion
+    /// propagates like one made through the port. False if there is no such key.
+    pub fn remove_key(&self, user: &UserName, key: &AccessKeyId) -> bool {
+        let now = self.inner.clock.now();
+        let mut state = self.state();
+        let removed = state.users.get_mut(user).and_then(|u| {
+            let at = u.keys.iter().position(|k| &k.key.id == key)?;
+            Some(u.keys.remove(at))
+        });
+        match removed {
+            Some(removed) => {
+                state.owners.remove(key);
+                state
+                    .deleted
+                    .insert(key.clone(), (user.clone(), removed, now));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets a key's status as an administrator would (not keyrot): no faults, no history. The
+    /// change propagates like one made through the port. False if there is no such key.
+    pub fn set_key_status(&self, key: &AccessKeyId, status: KeyStatus) -> bool {
+        let now = self.inner.clock.now();
+        match self.state().find_mut(key) {
+            Some(k) => {
+                k.set_status(status, now);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every user, by name.
     pub fn users(&self) -> Vec<UserName> {
         self.state().users.keys().cloned().collect()
@@ -910,13 +944,60 @@ mod tests {
         assert_eq!(iam.peek_last_used(&new.key.id), LastUsed::Never);
         assert_eq!(iam.authenticate(&creds, later), Ok(alice.clone()));
         assert_eq!(iam.peek_last_used(&new.key.id), LastUsed::At(later));
+        // Deactivation propagates as slowly: the key goes on working for the delay.
         block_on(iam.set_status(&alice, &new.key.id, KeyStatus::Inactive)).unwrap();
-        assert_eq!(iam.authenticate(&creds, later), Err(AuthFailure::Inactive));
+        assert_eq!(iam.authenticate(&creds, later), Ok(alice.clone()));
+        let off = iam.clock().advance(Duration::from_secs(10));
+        assert_eq!(iam.authenticate(&creds, off), Err(AuthFailure::Inactive));
+        // Re-activated, it is refused until the change has propagated.
+        block_on(iam.set_status(&alice, &new.key.id, KeyStatus::Active)).unwrap();
+        assert_eq!(iam.authenticate(&creds, off), Err(AuthFailure::Inactive));
+        let on = iam.clock().advance(Duration::from_secs(10));
+        assert!(iam.would_authenticate(&creds, on));
+        // Deleted, it still authenticates until the deletion has propagated.
         block_on(iam.delete_key(&alice, &new.key.id)).unwrap();
-        assert_eq!(
-            iam.authenticate(&creds, later),
-            Err(AuthFailure::UnknownKey)
-        );
+        assert_eq!(iam.authenticate(&creds, on), Ok(alice));
+        let gone = iam.clock().advance(Duration::from_secs(10));
+        assert_eq!(iam.authenticate(&creds, gone), Err(AuthFailure::UnknownKey));
+    }
+
+    #[test]
+    fn the_sdk_retry_of_a_lost_create_reply_asks_for_another_key() {
+        // What CreateAccessKey with the SDK's default retries does: the reply of the first
+        // attempt is lost, the retry makes a second key, nobody has the first one's secret.
+        let iam = iam(1);
+        let alice = user("alice");
+        iam.add_user(alice.clone(), [("a", "b")]);
+        iam.plan().set_sdk_retries(crate::fake::SdkRetries::All);
+        iam.plan().fail_at(op::IAM_CREATE_KEY, FaultKind::FailAfter);
+        let second = block_on(iam.create_key(&alice)).unwrap();
+        assert_eq!(iam.keys(&alice).len(), 2);
+        assert_eq!(iam.plan().sdk_retried(op::IAM_CREATE_KEY), 1);
+        // With a key already there, the retry is a third-key request.
+        let carol = user("carol");
+        iam.add_user(carol.clone(), [("a", "b")]);
+        iam.add_key(&carol, KeyStatus::Active, t0()).unwrap();
+        iam.plan().fail_at(op::IAM_CREATE_KEY, FaultKind::FailAfter);
+        assert!(matches!(
+            block_on(iam.create_key(&carol)),
+            Err(IamError::LimitExceeded)
+        ));
+        assert_eq!(iam.keys(&carol).len(), 2);
+        assert_eq!(iam.third_key_requests(), 1);
+        drop(second);
+        // As the adapters are configured, CreateAccessKey is not retried: the lost reply is an
+        // error, and exactly one key was made.
+        let bob = user("bob");
+        iam.add_user(bob.clone(), [("a", "b")]);
+        iam.plan()
+            .set_sdk_retries(crate::fake::SdkRetries::AsAdapters);
+        iam.plan().fail_at(op::IAM_CREATE_KEY, FaultKind::FailAfter);
+        assert!(matches!(
+            block_on(iam.create_key(&bob)),
+            Err(IamError::Other(_))
+        ));
+        assert_eq!(iam.keys(&bob).len(), 1);
+        assert_eq!(iam.third_key_requests(), 1);
     }
 
     #[test]

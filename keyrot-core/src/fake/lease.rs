@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_until_expiry() {
         let clock = SimClock::new(t0());
-        let lease = FakeLease::new(clock.clone(), FaultPlan::none());
+        let lease = FakeLease::new(clock, FaultPlan::none());
         let until = t0() + Duration::from_secs(600);
         let Claim::Granted(first) = block_on(lease.acquire(&alice(), t0(), until)).unwrap() else {
             panic!("the first claim is granted");
@@ -213,7 +213,7 @@ mod tests {
     fn a_retried_acquire_after_a_lost_reply_finds_its_own_claim() {
         let clock = SimClock::new(t0());
         let plan = FaultPlan::none().with_sdk_retries(SdkRetries::AsAdapters);
-        let lease = FakeLease::new(clock.clone(), plan.clone());
+        let lease = FakeLease::new(clock, plan.clone());
         plan.fail_at(op::LEASE_ACQUIRE, FaultKind::FailAfter);
         let until = t0() + Duration::from_secs(600);
         let claim = block_on(lease.acquire(&alice(), t0(), until)).unwrap();

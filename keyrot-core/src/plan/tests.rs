@@ -5,8 +5,9 @@
 //! `inactive`, or `gone` (a stored version or marks for a key IAM no longer lists), and the flags
 //! are `current`, `pending`, `previous`, `stored` (a version with no label), `adopted=AGO`,
 //! `superseded=AGO`, `deactivated=AGO`, `used=AGO|never|unknown`, `verified` and `unverified`
-//! (tried in this run and refused). An entry
-//! `force` forces rotation. Ages are `30s`, `5m`, `2h` or `90d` before now.
+//! (tried in this run and refused). An entry `force` forces rotation, `rollback` asks for one,
+//! `intent=AGO` is the intent keyrot recorded before creating a key, and `reactivated=AGO` is
+//! when this run re-activated a key. Ages are `30s`, `5m`, `2h` or `90d` before now.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,9 +61,24 @@ fn observation(input: &str) -> Observation {
         StoredUser::default(),
     );
     for entry in input.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-        if entry == "force" {
-            obs.force = true;
-            continue;
+        match entry.split_once('=') {
+            _ if entry == "force" => {
+                obs.force = true;
+                continue;
+            }
+            _ if entry == "rollback" => {
+                obs.rollback = true;
+                continue;
+            }
+            Some(("intent", age)) => {
+                obs.stored.intent = Some(ago(age));
+                continue;
+            }
+            Some(("reactivated", age)) => {
+                obs.reactivated = Some(ago(age));
+                continue;
+            }
+            _ => {}
         }
         let mut words = entry.split_whitespace();
         let id = key_id(words.next().unwrap());
@@ -133,7 +149,16 @@ use crate::model::Mark;
 // `expect![]` reads best passed by value, as in rust-analyzer's tests.
 #[allow(clippy::needless_pass_by_value)]
 fn check(input: &str, expect: Expect) {
-    let step = plan(&observation(input), &policy(), now());
+    check_with(&policy(), input, expect);
+}
+
+fn step_of(input: &str) -> String {
+    plan(&observation(input), &policy(), now()).to_string()
+}
+
+#[allow(clippy::needless_pass_by_value)]
+fn check_with(policy: &Policy, input: &str, expect: Expect) {
+    let step = plan(&observation(input), policy, now());
     expect.assert_eq(&step.to_string());
 }
 
@@ -174,75 +199,187 @@ fn two_active_legacy_keys_block() {
 }
 
 #[test]
-fn an_inactive_legacy_key_makes_room() {
+fn an_inactive_key_keyrot_does_not_know_makes_room_only_when_due() {
+    // The operator's fallback stays until a rotation needs its slot.
     check(
         "A inactive 10d; B active 5d",
-        expect!["make room: delete inactive AKIAA00000000000"],
+        expect!["adopt AKIAB00000000000"],
+    );
+    check(
+        "A inactive 10d; B active 5d adopted=1m",
+        expect!["idle until rotation at 2026-03-27T00:00:00Z"],
     );
     check(
         "A active 10d; B inactive 5d",
-        expect!["make room: delete inactive AKIAB00000000000"],
+        expect!["adopt AKIAA00000000000"],
     );
     check(
-        "A inactive 10d; B inactive 50d",
-        expect!["make room: delete inactive AKIAB00000000000"],
+        "A inactive 10d; B active 100d adopted=1m",
+        expect!["make room: delete inactive AKIAA00000000000"],
+    );
+    check(
+        "A inactive 10d; B active 10d adopted=1m; force",
+        expect!["make room: delete inactive AKIAA00000000000"],
+    );
+    check(
+        "A inactive 1d; B active 1d current",
+        expect!["idle until rotation at 2026-03-31T00:00:00Z"],
     );
 }
 
 #[test]
-fn an_orphan_is_checked_then_deleted_if_never_used() {
+fn keyrots_own_orphan_is_deleted_whatever_its_use() {
+    // A key IAM made around the intent keyrot recorded, with no stored secret: its secret was
+    // lost with a reply or a crash, so nobody can be using it.
     check(
-        "CUR active 10d current; ORPH active 1m",
-        expect!["check last use of AKIAORPH00000000"],
+        "CUR active 10d current; ORPH active 1m; intent=1m",
+        expect!["delete orphan AKIAORPH00000000"],
     );
     check(
-        "CUR active 10d current; ORPH active 1m used=never",
+        "CUR active 10d current; ORPH active 1m used=5s; intent=2m",
+        expect!["delete orphan AKIAORPH00000000"],
+    );
+    check(
+        "OLD active 200d adopted=1h; ORPH active 1m; intent=1m",
         expect!["delete orphan AKIAORPH00000000"],
     );
 }
 
 #[test]
-fn an_unknown_key_that_may_be_in_use_blocks() {
+fn an_orphan_is_never_adopted() {
+    // A user with no key: CreateAccessKey succeeded, storing failed.
     check(
-        "CUR active 10d current; ORPH active 1m used=5s",
-        expect![
-            "blocked: AKIAORPH00000000 is not managed by keyrot and may be in use; delete it or deactivate it"
-        ],
-    );
-    check(
-        "CUR active 10d current; ORPH active 1m used=unknown",
-        expect![
-            "blocked: AKIAORPH00000000 is not managed by keyrot and may be in use; delete it or deactivate it"
-        ],
-    );
-}
-
-#[test]
-fn an_orphan_beside_an_adopted_key_is_deleted() {
-    // A crash between CreateAccessKey and storing the secret during the first rotation.
-    check(
-        "OLD active 200d adopted=1h; ORPH active 1m used=never",
+        "ORPH active 1m; intent=1m",
         expect!["delete orphan AKIAORPH00000000"],
     );
+    // Far from any intent, a lone unknown key is the key in service.
+    check(
+        "KEY active 1d; intent=2d",
+        expect!["adopt AKIAKEY000000000"],
+    );
+    check(
+        "KEY active 20m; intent=1m",
+        expect!["adopt AKIAKEY000000000"],
+    );
 }
 
 #[test]
-fn an_unusable_current_key_blocks_unless_forced() {
+fn an_unknown_key_is_someones_and_blocks() {
+    // Never used or not: IAM reports uses hours late, and an operator's key made minutes ago
+    // may be in use by a job right now.
+    for used in ["", " used=never", " used=5s", " used=unknown"] {
+        check(
+            &format!("CUR active 10d current; OTHER active 1m{used}"),
+            expect![
+                "blocked: AKIAOTHER0000000 is not managed by keyrot and may be in use; delete it or deactivate it"
+            ],
+        );
+    }
+    // Made long after keyrot's last intent: not keyrot's.
     check(
+        "CUR active 10d current; OTHER active 1h; intent=1d",
+        expect![
+            "blocked: AKIAOTHER0000000 is not managed by keyrot and may be in use; delete it or deactivate it"
+        ],
+    );
+}
+
+#[test]
+fn access_taken_away_outside_keyrot_is_not_given_back() {
+    let blocked = "blocked: every key of the user was made inactive outside keyrot; keyrot gives \
+                   no access back, with --force or not: re-activate the key in service (or \
+                   delete the keys) to let keyrot rotate again";
+    for input in [
+        "OLD inactive 200d",
+        "OLD inactive 200d; force",
+        "OLD inactive 200d adopted=10d",
         "CUR inactive 10d current",
-        expect![
-            "blocked: the current key AKIACUR000000000 was deleted or deactivated outside keyrot; rotate with --force or roll back"
-        ],
-    );
+        "CUR inactive 10d current; force",
+        "CUR inactive 10d current; OLD inactive 100d previous superseded=10d deactivated=3d",
+        "A inactive 10d; B inactive 50d",
+    ] {
+        assert_eq!(step_of(input), blocked, "{input}");
+    }
+}
+
+#[test]
+fn an_unusable_current_key_blocks_and_force_replaces_only_a_deleted_one() {
     check(
         "CUR gone 10d current",
         expect![
-            "blocked: the current key AKIACUR000000000 was deleted or deactivated outside keyrot; rotate with --force or roll back"
+            "blocked: the current key AKIACUR000000000 was deleted or deactivated outside keyrot; roll back, or rotate with --force if it was deleted"
         ],
     );
     check(
-        "CUR inactive 10d current; force",
+        "CUR gone 10d current; force",
         expect!["create and stage a new key"],
+    );
+    // Deactivated beside a key keyrot staged: force does not publish around the person.
+    check(
+        "CUR inactive 10d current; NEW active 1m pending; force",
+        expect![
+            "blocked: the current key AKIACUR000000000 was deleted or deactivated outside keyrot; roll back, or rotate with --force if it was deleted"
+        ],
+    );
+}
+
+#[test]
+fn a_rollback_reactivates_verifies_and_publishes_the_previous_key() {
+    let before = "NEW active 1d current; OLD inactive 98d previous superseded=1d deactivated=1h";
+    check(
+        &format!("{before}; rollback"),
+        expect!["re-activate AKIAOLD000000000"],
+    );
+    // Without a person asking, an inactive key is never re-activated.
+    check(
+        before,
+        expect!["AKIAOLD000000000 inactive; deleted at 2026-01-07T23:00:00Z"],
+    );
+    let back = "NEW active 1d current; OLD active 98d previous superseded=1d deactivated=1h";
+    check(
+        &format!("{back}; rollback; reactivated=1m"),
+        expect!["verify AKIAOLD000000000"],
+    );
+    check(
+        &format!("{back} unverified; rollback; reactivated=1m"),
+        expect!["verify AKIAOLD000000000"],
+    );
+    check(
+        &format!("{back} verified; rollback; reactivated=1m"),
+        expect!["publish AKIAOLD000000000"],
+    );
+    check(
+        &format!("{back} unverified; rollback; reactivated=6m"),
+        expect![
+            "blocked: AKIAOLD000000000 was re-activated for a rollback but did not authenticate within the verify timeout; the current key stays current"
+        ],
+    );
+    // Active all along (still in grace): it should authenticate at once.
+    check(
+        "NEW active 1d current; OLD active 98d previous superseded=1d unverified; rollback",
+        expect![
+            "blocked: AKIAOLD000000000 was re-activated for a rollback but did not authenticate within the verify timeout; the current key stays current"
+        ],
+    );
+    // A person may roll back a user whose current key someone deactivated.
+    check(
+        "NEW inactive 1d current; OLD inactive 98d previous superseded=1d deactivated=1h; rollback",
+        expect!["re-activate AKIAOLD000000000"],
+    );
+}
+
+#[test]
+fn a_rollback_needs_a_previous_key() {
+    let nothing = "blocked: no previous key to roll back to";
+    assert_eq!(step_of("NEW active 1d current; rollback"), nothing);
+    assert_eq!(
+        step_of("NEW active 1d current; OLD gone 98d previous; rollback"),
+        nothing
+    );
+    // A key keyrot does not know is no rollback target.
+    assert_eq!(
+        step_of("NEW active 1d current; OTHER inactive 9d; rollback"),
+        nothing
     );
 }
 
@@ -325,6 +462,49 @@ fn after_grace_last_use_decides() {
         &format!("{old} used=unknown"),
         expect!["AKIAOLD000000000 still in use; forced off at 2026-01-07T00:00:00Z"],
     );
+}
+
+#[test]
+fn last_used_answers_prove_nothing_about_the_lag_before_them() {
+    // Grace shorter than IAM's lag: "not used since superseded" needs an answer a lag after.
+    let hour = Duration::from_secs(3600);
+    let p = Policy::builder()
+        .rotation_period(Duration::from_secs(30 * DAY))
+        .grace(hour)
+        .max_grace(Duration::from_secs(2 * DAY))
+        .recovery_window(Duration::from_secs(DAY))
+        .quiet_period(4 * hour)
+        .last_used_lag(4 * hour)
+        .build()
+        .unwrap();
+    let old = |superseded: &str, used: &str| {
+        format!(
+            "NEW active 1d current; OLD active 98d previous superseded={superseded} used={used}"
+        )
+    };
+    check_with(
+        &p,
+        &old("2h", "never"),
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-02T22:00:00Z"],
+    );
+    check_with(
+        &p,
+        &old("2h", "3h"),
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-02T22:00:00Z"],
+    );
+    check_with(
+        &p,
+        &old("5h", "never"),
+        expect!["deactivate AKIAOLD000000000"],
+    );
+    check_with(&p, &old("5h", "6h"), expect!["deactivate AKIAOLD000000000"]);
+    // Used after it was superseded: idle only once a whole quiet period (at least the lag) passed.
+    check_with(
+        &p,
+        &old("5h", "3h"),
+        expect!["AKIAOLD000000000 still in use; forced off at 2026-01-02T19:00:00Z"],
+    );
+    check_with(&p, &old("9h", "4h"), expect!["deactivate AKIAOLD000000000"]);
 }
 
 #[test]
@@ -459,85 +639,106 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
         0..3u8,                         // verified, unverified, untried
         proptest::option::of(any::<bool>()), // in IAM (false: gone)
     );
-    (proptest::collection::vec(key, 0..4), any::<bool>()).prop_map(|(keys, force)| {
-        let mut obs = Observation::new(
-            UserName::new("prop").unwrap(),
-            Vec::new(),
-            StoredUser::default(),
-        );
-        obs.force = force;
-        let mut seen = BTreeMap::new();
-        for (name, active, age, stage, adopted, superseded, deactivated, used, verified, in_iam) in
-            keys
-        {
-            let id = key_id(["A", "B", "C", "D"][name]);
-            if seen.insert(id.clone(), ()).is_some() {
-                continue;
-            }
-            let created = if age < 10 {
-                now() - Duration::from_secs(age * 60)
-            } else {
-                now() - Duration::from_secs(age * DAY)
-            };
-            if in_iam != Some(false) {
-                obs.keys.push(AccessKey {
-                    id: id.clone(),
-                    status: if active {
-                        KeyStatus::Active
-                    } else {
-                        KeyStatus::Inactive
-                    },
-                    created,
-                });
-            }
-            if let Some(stage) = stage {
-                let has_current = obs.stored.versions.iter().any(|v| v.stages.current);
-                let has_pending = obs.stored.versions.iter().any(|v| v.stages.pending);
-                let stages = Stages {
-                    current: stage == 0 && !has_current,
-                    pending: stage == 1 && !has_pending,
-                    previous: stage == 2,
+    let flags = (
+        any::<bool>(),                       // force
+        any::<bool>(),                       // rollback
+        proptest::option::of(0..30 * 60u64), // intent, seconds ago
+        proptest::option::of(0..30 * 60u64), // re-activated, seconds ago
+    );
+    (proptest::collection::vec(key, 0..4), flags).prop_map(
+        |(keys, (force, rollback, intent, reactivated))| {
+            let mut obs = Observation::new(
+                UserName::new("prop").unwrap(),
+                Vec::new(),
+                StoredUser::default(),
+            );
+            obs.force = force;
+            obs.rollback = rollback;
+            obs.stored.intent = intent.map(|s| now() - Duration::from_secs(s));
+            obs.reactivated = reactivated.map(|s| now() - Duration::from_secs(s));
+            let mut seen = BTreeMap::new();
+            for (
+                name,
+                active,
+                age,
+                stage,
+                adopted,
+                superseded,
+                deactivated,
+                used,
+                verified,
+                in_iam,
+            ) in keys
+            {
+                let id = key_id(["A", "B", "C", "D"][name]);
+                if seen.insert(id.clone(), ()).is_some() {
+                    continue;
+                }
+                let created = if age < 10 {
+                    now() - Duration::from_secs(age * 60)
+                } else {
+                    now() - Duration::from_secs(age * DAY)
                 };
-                obs.stored.versions.push(StoredVersion {
-                    key_id: id.clone(),
-                    stages,
-                });
-            }
-            let marks = [
-                (Mark::Adopted, adopted),
-                (Mark::Superseded, superseded),
-                (Mark::Deactivated, deactivated),
-            ];
-            for (mark, days) in marks {
-                if let Some(days) = days {
-                    let at = now() - Duration::from_secs(days * DAY);
-                    obs.stored
-                        .marks
-                        .entry(id.clone())
-                        .or_default()
-                        .set(mark, at);
+                if in_iam != Some(false) {
+                    obs.keys.push(AccessKey {
+                        id: id.clone(),
+                        status: if active {
+                            KeyStatus::Active
+                        } else {
+                            KeyStatus::Inactive
+                        },
+                        created,
+                    });
+                }
+                if let Some(stage) = stage {
+                    let has_current = obs.stored.versions.iter().any(|v| v.stages.current);
+                    let has_pending = obs.stored.versions.iter().any(|v| v.stages.pending);
+                    let stages = Stages {
+                        current: stage == 0 && !has_current,
+                        pending: stage == 1 && !has_pending,
+                        previous: stage == 2,
+                    };
+                    obs.stored.versions.push(StoredVersion {
+                        key_id: id.clone(),
+                        stages,
+                    });
+                }
+                let marks = [
+                    (Mark::Adopted, adopted),
+                    (Mark::Superseded, superseded),
+                    (Mark::Deactivated, deactivated),
+                ];
+                for (mark, days) in marks {
+                    if let Some(days) = days {
+                        let at = now() - Duration::from_secs(days * DAY);
+                        obs.stored
+                            .marks
+                            .entry(id.clone())
+                            .or_default()
+                            .set(mark, at);
+                    }
+                }
+                if let Some(used) = used {
+                    let answer = match used {
+                        None => LastUsed::Unknown,
+                        Some(0) => LastUsed::Never,
+                        Some(days) => LastUsed::At(now() - Duration::from_secs(days * 3600)),
+                    };
+                    obs.last_used.insert(id.clone(), answer);
+                }
+                match verified {
+                    0 => {
+                        obs.verified.insert(id);
+                    }
+                    1 => {
+                        obs.unverified.insert(id);
+                    }
+                    _ => {}
                 }
             }
-            if let Some(used) = used {
-                let answer = match used {
-                    None => LastUsed::Unknown,
-                    Some(0) => LastUsed::Never,
-                    Some(days) => LastUsed::At(now() - Duration::from_secs(days * 3600)),
-                };
-                obs.last_used.insert(id.clone(), answer);
-            }
-            match verified {
-                0 => {
-                    obs.verified.insert(id);
-                }
-                1 => {
-                    obs.unverified.insert(id);
-                }
-                _ => {}
-            }
-        }
-        obs
-    })
+            obs
+        },
+    )
 }
 
 proptest! {
@@ -556,20 +757,39 @@ proptest! {
             prop_assert!(Some(k) != current, "{step} touches the current key");
             prop_assert!(obs.key(k).is_some(), "{step} names a key IAM does not list");
         }
+        let none_active = !obs.keys.is_empty()
+            && obs.keys.iter().all(|k| k.status == KeyStatus::Inactive);
         match &step {
-            Step::CreateAndStage => prop_assert!(obs.keys.len() < 2, "asked for a third key"),
+            Step::CreateAndStage => {
+                prop_assert!(obs.keys.len() < 2, "asked for a third key");
+                prop_assert!(!none_active, "gave a key to a user whose access was taken away");
+                prop_assert!(!obs.rollback, "a rollback creates no key");
+            }
+            Step::Adopt(k) => {
+                prop_assert!(!obs.stored.intended(obs.key(k).unwrap().created), "adopted an orphan");
+            }
             Step::DeleteOrphan(k) => {
                 prop_assert!(!obs.stored.knows(k));
-                prop_assert_eq!(obs.last_used.get(k), Some(&LastUsed::Never));
+                prop_assert!(obs.stored.intended(obs.key(k).unwrap().created), "deleted a key keyrot did not make");
             }
             Step::MakeRoom(k) => {
                 prop_assert!(!obs.stored.knows(k));
                 prop_assert_eq!(obs.key(k).unwrap().status, KeyStatus::Inactive);
+                let in_service = obs.keys.iter().find(|x| &x.id != k).unwrap();
+                prop_assert!(
+                    obs.force || now() >= in_service.created + p.rotation_period(),
+                    "made room before a rotation was due"
+                );
+            }
+            Step::Reactivate(k) => {
+                prop_assert!(obs.rollback, "re-activated {k} without a rollback");
+                prop_assert!(obs.stored.has_version(k), "re-activated a key with no stored secret");
             }
             Step::Publish(k) => {
                 let key = obs.key(k).unwrap();
                 prop_assert!(obs.verified.contains(k));
                 prop_assert_eq!(key.status, KeyStatus::Active);
+                prop_assert!(obs.stored.has_version(k), "published a key with no stored secret");
             }
             Step::Deactivate { key, forced } => {
                 let since = obs.stored.marks_of(key).superseded.unwrap();
@@ -578,9 +798,12 @@ proptest! {
                     prop_assert!(now() >= since + p.max_grace());
                 } else {
                     match obs.last_used.get(key) {
-                        Some(LastUsed::Never) => {}
+                        Some(LastUsed::Never) => prop_assert!(now() >= since + p.last_used_lag()),
+                        Some(LastUsed::At(at)) if *at < since => {
+                            prop_assert!(now() >= since + p.last_used_lag(), "trusted an answer younger than the lag");
+                        }
                         Some(LastUsed::At(at)) => prop_assert!(
-                            *at < since || *at + p.quiet_period() <= now(),
+                            *at + p.quiet_period() <= now(),
                             "deactivated a key used {at} within the quiet period"
                         ),
                         other => prop_assert!(false, "deactivated on {other:?}"),
