@@ -19,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod calls;
-mod throttle;
 
 use calls::Calls;
 
@@ -38,7 +37,7 @@ enum LostReply {
     /// The fakes' SDK retries a call whose reply the plan loses.
     Fake(FaultPlan),
     /// A proxy in front of moto that forwards a `PutItem` and answers it with a 500.
-    Moto(Arc<LosingProxy>),
+    Moto(Arc<PutItemProxy>),
 }
 
 impl World {
@@ -56,7 +55,7 @@ impl World {
         let moto = shared_moto().await;
         let table = format!("keyrot-test-{id}-leases");
         moto.create_lease_table(&table).await.unwrap();
-        let proxy = LosingProxy::start(moto.endpoint()).await;
+        let proxy = PutItemProxy::start(moto.endpoint()).await;
         let settings = keyrot_aws::AwsSettings {
             endpoint_url: Some(proxy.endpoint.clone()),
             ..moto.settings()
@@ -79,7 +78,7 @@ impl World {
     fn lose_next_acquire_reply(&self) {
         match &self.lost {
             LostReply::Fake(plan) => plan.fail_at(op::LEASE_ACQUIRE, FaultKind::FailAfter),
-            LostReply::Moto(proxy) => proxy.lose.store(1, Ordering::SeqCst),
+            LostReply::Moto(proxy) => proxy.fault(PutFault::LoseReply, 1),
         }
     }
 
@@ -87,7 +86,7 @@ impl World {
     fn retried(&self) -> u64 {
         match &self.lost {
             LostReply::Fake(plan) => plan.sdk_retried(op::LEASE_ACQUIRE),
-            LostReply::Moto(proxy) => proxy.lost.load(Ordering::SeqCst).into(),
+            LostReply::Moto(proxy) => proxy.faulted.load(Ordering::SeqCst).into(),
         }
     }
 
@@ -292,9 +291,10 @@ async fn throttling_beyond_the_retries_is_its_own_error() {
     let moto = shared_moto().await;
     let table = "keyrot-test-throttled-leases";
     moto.create_lease_table(table).await.unwrap();
-    let proxy = throttle::Proxy::start(moto.endpoint(), u32::MAX).await;
+    let proxy = PutItemProxy::start(moto.endpoint()).await;
+    proxy.fault(PutFault::Throttle, u32::MAX);
     let settings = keyrot_aws::AwsSettings {
-        endpoint_url: Some(proxy.endpoint()),
+        endpoint_url: Some(proxy.endpoint.clone()),
         max_attempts: Some(2),
         initial_backoff: Some(Duration::from_millis(10)),
         ..moto.settings()
@@ -306,26 +306,39 @@ async fn throttling_beyond_the_retries_is_its_own_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, LeaseError::Throttled), "{err:?}");
-    assert_eq!(proxy.throttled(), 2);
+    assert_eq!(
+        proxy.faulted.load(Ordering::SeqCst),
+        2,
+        "both attempts throttled"
+    );
 }
 
-/// A loopback proxy in front of moto that, while `lose` is positive, forwards a `PutItem`
-/// and answers it with a 500 instead of moto's reply: the call took effect, its reply was
-/// lost, and the SDK retries it.
-struct LosingProxy {
+/// What [`PutItemProxy`] does to a `PutItem`.
+#[derive(Debug, Clone, Copy)]
+enum PutFault {
+    /// Forward it, then answer with a 500 instead of moto's reply: the call took effect, its
+    /// reply was lost, and the SDK retries it.
+    LoseReply,
+    /// Answer with DynamoDB's throttling error without forwarding it.
+    Throttle,
+}
+
+/// A loopback proxy in front of moto that applies a [`PutFault`] to the next `PutItem`s and
+/// forwards everything else. (moto itself never loses a reply or throttles.)
+struct PutItemProxy {
     endpoint: String,
-    lose: AtomicU32,
-    lost: AtomicU32,
+    plan: std::sync::Mutex<Option<(PutFault, u32)>>,
+    faulted: AtomicU32,
 }
 
-impl LosingProxy {
+impl PutItemProxy {
     async fn start(upstream: &str) -> Arc<Self> {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = Arc::new(Self {
             endpoint: format!("http://{}", listener.local_addr().unwrap()),
-            lose: AtomicU32::new(0),
-            lost: AtomicU32::new(0),
+            plan: std::sync::Mutex::new(None),
+            faulted: AtomicU32::new(0),
         });
         let serving = proxy.clone();
         tokio::spawn(async move {
@@ -339,24 +352,47 @@ impl LosingProxy {
         proxy
     }
 
-    /// One request per connection: forward it, pass the reply on or lose it, close.
+    /// Applies `fault` to the next `times` PutItems.
+    fn fault(&self, fault: PutFault, times: u32) {
+        *self.plan.lock().unwrap() = Some((fault, times));
+    }
+
+    /// The fault for this PutItem, if any is left.
+    fn take(&self) -> Option<PutFault> {
+        let mut plan = self.plan.lock().unwrap();
+        let (fault, left) = plan.as_mut()?;
+        let fault = *fault;
+        *left -= 1;
+        if *left == 0 {
+            *plan = None;
+        }
+        self.faulted.fetch_add(1, Ordering::SeqCst);
+        Some(fault)
+    }
+
+    /// One request per connection (moto answers `Connection: close`): forward it, or answer
+    /// it as the fault says, then close.
     async fn serve(&self, mut conn: TcpStream, upstream: &str) -> std::io::Result<()> {
-        let request = throttle::read_request(&mut conn).await?;
-        let mut up = TcpStream::connect(upstream).await?;
-        up.write_all(&request).await?;
-        let mut response = Vec::new();
-        up.read_to_end(&mut response).await?;
+        let request = read_message(&mut conn).await?;
         let is_put = String::from_utf8_lossy(&request).contains("DynamoDB_20120810.PutItem");
-        let lose = is_put
-            && self
-                .lose
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if lose {
-            self.lost.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"reply lost"}"#;
+        let fault = if is_put { self.take() } else { None };
+        let (status, code) = match fault {
+            Some(PutFault::Throttle) => ("400 Bad Request", "ThrottlingException"),
+            Some(PutFault::LoseReply) => ("500 Internal Server Error", "InternalServerError"),
+            None => ("", ""),
+        };
+        let mut response = Vec::new();
+        if !matches!(fault, Some(PutFault::Throttle)) {
+            let mut up = TcpStream::connect(upstream).await?;
+            up.write_all(&request).await?;
+            up.read_to_end(&mut response).await?;
+        }
+        if fault.is_some() {
+            let body = format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected"}}"#
+            );
             response = format!(
-                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\n\
                  content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
@@ -364,5 +400,33 @@ impl LosingProxy {
         }
         conn.write_all(&response).await?;
         conn.shutdown().await
+    }
+}
+
+/// A request: its head, and as much body as its `content-length` says.
+async fn read_message(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut wanted = None;
+    loop {
+        if wanted.is_none()
+            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            wanted = Some(end + 4 + length);
+        }
+        if wanted.is_some_and(|n| buf.len() >= n) {
+            return Ok(buf);
+        }
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }

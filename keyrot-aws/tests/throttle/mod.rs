@@ -1,9 +1,6 @@
 //! A loopback HTTP proxy in front of moto that answers the first requests with AWS's
 //! throttling error, then forwards: moto itself never throttles.
 
-// Shared by several test binaries; each uses part of it.
-#![allow(dead_code)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -114,7 +111,7 @@ async fn serve(
 }
 
 /// The request's head and its content-length body.
-pub(crate) async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
