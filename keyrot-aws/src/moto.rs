@@ -7,7 +7,7 @@
 //! are therefore really checked (within moto's limits, which the contract suite lists).
 //!
 //! moto answers DynamoDB's conditional writes without making the check and the write one step
-//! (two racing `PutItem`s on one item can both pass their condition); the server started here
+//! (two racing `PutItem`s on one item could both pass their condition); the server started here
 //! takes a lock around each DynamoDB item operation, so that it is as atomic as DynamoDB and
 //! keyrot's lease can be tested on it ([`Moto::create_lease_table`] makes the table).
 //!
@@ -35,7 +35,7 @@ const UNSIGNED_CALLS: u32 = 3;
 
 /// moto's server, with DynamoDB's item writes and reads made atomic. moto serves each request
 /// on its own thread and checks a `ConditionExpression` and then writes, with nothing in
-/// between: two conditional `PutItem`s racing for one item can both succeed, where DynamoDB
+/// between: two conditional `PutItem`s racing for one item could both succeed, where DynamoDB
 /// lets exactly one through. keyrot's lease rests on that, so the tests' server holds one lock
 /// around each item operation (nothing else: moto's IAM stays as racy as it is).
 const SERIAL_DYNAMODB: &str = "import sys, threading\n\
@@ -144,10 +144,12 @@ impl Moto {
     }
 
     /// Creates the lease table `name` as the template does (partition key `user`, on
-    /// demand), for [`crate::DynamoLease`]. A table that exists already is left as it is.
+    /// demand, TTL on `ttl`), for [`crate::DynamoLease`]. A table that exists already is left
+    /// as it is.
     pub async fn create_lease_table(&self, name: &str) -> Result<(), keyrot_core::BoxError> {
         use aws_sdk_dynamodb::types::{
             AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
         };
         let dynamodb = aws_sdk_dynamodb::Client::new(&self.admin_config().await);
         let created = dynamodb
@@ -169,12 +171,22 @@ impl Moto {
             .send()
             .await;
         match created {
-            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
-            other => {
-                other.map_err(crate::error::boxed)?;
-                Ok(())
-            }
-        }
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            other => other.map_err(crate::error::boxed)?,
+        };
+        dynamodb
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("ttl")
+                    .enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(crate::error::boxed)?;
+        Ok(())
     }
 
     fn start() -> Result<Self, MotoError> {

@@ -240,6 +240,28 @@ async fn of_racing_callers_exactly_one_is_granted(w: World) {
     }
 }
 
+// ---- moto only ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_without_the_old_item_reads_the_holder() {
+    let w = World::new(true, "refusal-without-item").await;
+    let LostReply::Moto(proxy) = &w.lost else {
+        unreachable!("a moto world")
+    };
+    let alice = w.user("alice");
+    let holder = w.granted(&alice, at(0), at(10)).await;
+    proxy.fault(PutFault::DropOldItem, 1);
+    assert_eq!(w.holder(&alice, at(1)).await, (holder, at(10)));
+    assert_eq!(proxy.faulted.load(Ordering::SeqCst), 1);
+    assert!(
+        w.calls.seen().contains("dynamodb:GetItem"),
+        "the holder was read: {:?}",
+        w.calls.seen()
+    );
+    w.calls
+        .assert_within(keyrot_aws::permissions::ROTATOR_ACTIONS, "rotator");
+}
+
 // ---- moto only: errors ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,6 +343,9 @@ enum PutFault {
     LoseReply,
     /// Answer with DynamoDB's throttling error without forwarding it.
     Throttle,
+    /// Forward it, and answer a failed condition without the item it failed on (as a store
+    /// that ignores `ReturnValuesOnConditionCheckFailure` would).
+    DropOldItem,
 }
 
 /// A loopback proxy in front of moto that applies a [`PutFault`] to the next `PutItem`s and
@@ -379,6 +404,7 @@ impl PutItemProxy {
         let (status, code) = match fault {
             Some(PutFault::Throttle) => ("400 Bad Request", "ThrottlingException"),
             Some(PutFault::LoseReply) => ("500 Internal Server Error", "InternalServerError"),
+            Some(PutFault::DropOldItem) => ("400 Bad Request", "ConditionalCheckFailedException"),
             None => ("", ""),
         };
         let mut response = Vec::new();
@@ -387,7 +413,15 @@ impl PutItemProxy {
             up.write_all(&request).await?;
             up.read_to_end(&mut response).await?;
         }
-        if fault.is_some() {
+        let replace = match fault {
+            // Only a refusal carries the old item.
+            Some(PutFault::DropOldItem) => {
+                String::from_utf8_lossy(&response).contains("ConditionalCheckFailed")
+            }
+            Some(PutFault::LoseReply | PutFault::Throttle) => true,
+            None => false,
+        };
+        if replace {
             let body = format!(
                 r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected"}}"#
             );
