@@ -18,7 +18,7 @@
 //!
 //! let report = benches::scale_run(50, Duration::from_millis(50), RateLimit::per_second(20));
 //! assert_eq!(report.rotated, 50);
-//! assert!(report.calls_per_rotated_user() <= 8.0);
+//! assert!(report.calls_per_rotated_user() <= 12.1);
 //! assert!(report.ratio() <= 1.2);
 //! ```
 #![warn(missing_docs)]
@@ -37,7 +37,7 @@ pub mod vclock;
 
 pub use vclock::VirtualClock;
 
-use network::{Network, RemoteIam, RemoteStore, RemoteVerifier};
+use network::{Network, RemoteIam, RemoteLease, RemoteStore, RemoteVerifier};
 
 /// When every simulated run starts: 2026-11-26T00:00:00Z.
 pub const START: Timestamp = Timestamp::constant(1_795_651_200, 0);
@@ -196,8 +196,8 @@ pub fn scale_run(users: usize, latency: Duration, rate: RateLimit) -> ScaleRepor
     let ports = Ports {
         iam: Arc::new(RemoteIam(aws.iam.clone(), Arc::clone(&net))),
         store: Arc::new(RemoteStore(aws.store.clone(), Arc::clone(&net))),
-        verifier: Arc::new(RemoteVerifier(aws.verifier.clone(), net)),
-        lease: Arc::new(aws.lease.clone()),
+        verifier: Arc::new(RemoteVerifier(aws.verifier.clone(), Arc::clone(&net))),
+        lease: Arc::new(RemoteLease(aws.lease.clone(), net)),
         notifier: Arc::new(NullNotifier),
         clock: Arc::new(clock.clone()),
     };
@@ -297,13 +297,16 @@ mod tests {
     const LATENCY: Duration = Duration::from_millis(50);
 
     #[test]
-    fn a_rotation_costs_at_most_eight_calls_and_runs_near_the_rate_limit() {
+    fn a_rotation_costs_at_most_twelve_calls_and_runs_near_the_rate_limit() {
+        // The seven of a rotation (list_keys, load, create_key, put_pending, authenticates,
+        // promote, mark), the intent recorded before create_key, the lease's acquire and
+        // release, and the second look (list_keys, load) once the lease is held.
         let report = scale_run(200, LATENCY, RateLimit::per_second(20));
         println!("{report}");
         assert_eq!((report.rotated, report.failed), (200, 0));
         assert_eq!(report.run_wide_calls(), 1);
         assert!(
-            report.calls_per_rotated_user() <= 8.0,
+            report.calls_per_rotated_user() <= 12.01,
             "{}",
             report.calls_per_rotated_user()
         );

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keyrot_core::fake::{FakeIam, FakeSecretStore, FakeVerifier, RateLimit};
+use keyrot_core::fake::{FakeIam, FakeLease, FakeSecretStore, FakeVerifier, RateLimit};
 use keyrot_core::{
-    AccessKey, AccessKeyId, Credentials, Iam, IamError, KeyStatus, LastUsed, Mark, NewKey,
-    SecretStore, Selection, StoreError, StoredUser, Timestamp, UserName, Verifier, VerifyError,
+    AccessKey, AccessKeyId, Claim, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed, Lease,
+    LeaseError, LeaseToken, Mark, NewKey, SecretStore, Selection, StoreError, StoredUser,
+    Timestamp, UserName, Verifier, VerifyError,
 };
 
 use crate::vclock::VirtualClock;
@@ -139,9 +140,9 @@ impl SecretStore for RemoteStore {
         self.0.clear_marks(user, key).await
     }
 
-    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+    async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
         self.1.round_trip().await;
-        self.0.record_intent(user, at).await
+        self.0.record_intent(user, intent).await
     }
 
     async fn credentials(
@@ -172,5 +173,37 @@ impl Verifier for RemoteVerifier {
     ) -> Result<bool, VerifyError> {
         self.1.round_trip().await;
         self.0.authenticates(user, credentials).await
+    }
+}
+
+/// [`FakeLease`] behind the network (DynamoDB is one more round trip per call).
+#[derive(Debug)]
+pub(crate) struct RemoteLease(pub(crate) FakeLease, pub(crate) Arc<Network>);
+
+#[async_trait]
+impl Lease for RemoteLease {
+    async fn acquire(
+        &self,
+        user: &UserName,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Claim, LeaseError> {
+        self.1.round_trip().await;
+        self.0.acquire(user, now, until).await
+    }
+
+    async fn renew(
+        &self,
+        user: &UserName,
+        token: &LeaseToken,
+        until: Timestamp,
+    ) -> Result<bool, LeaseError> {
+        self.1.round_trip().await;
+        self.0.renew(user, token, until).await
+    }
+
+    async fn release(&self, user: &UserName, token: &LeaseToken) -> Result<(), LeaseError> {
+        self.1.round_trip().await;
+        self.0.release(user, token).await
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::{SecretVersionsListEntry, Tag};
 use keyrot_core::{
-    AccessKeyId, BoxError, Credentials, Mark, Marks, SecretAccessKey, SecretStore, Stages,
+    AccessKeyId, BoxError, Credentials, Intent, Mark, Marks, SecretAccessKey, SecretStore, Stages,
     StoreError, StoredUser, StoredVersion, Timestamp, UserName, key_of_request_token,
     request_token,
 };
@@ -70,7 +70,7 @@ struct Payload {
 ///   lost its labels still counts as known (as in the in-memory fake).
 /// - Marks (adopted, superseded, deactivated) are tags of the secret: `keyrot:mark:<key id>`
 ///   with a value such as `key=AKIA... superseded=2025-06-01T12:00:00Z`; the intent recorded
-///   before each CreateAccessKey is the tag `keyrot:intent` (an RFC 3339 time).
+///   before each CreateAccessKey is the tag `keyrot:intent` (`at=<RFC 3339> keys=<ids>`).
 /// - The current value is always read with `VersionStage=AWSCURRENT` explicitly.
 /// - Secrets Manager attaches `AWSCURRENT` to the first version of a secret whatever the call
 ///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
@@ -379,7 +379,7 @@ impl SecretStore for AwsSecretStore {
             .tags
             .iter()
             .find(|t| t.key() == Some(INTENT_TAG))
-            .and_then(|t| t.value()?.parse().ok());
+            .and_then(|t| Intent::decode(t.value()?));
         Ok(StoredUser {
             versions,
             marks,
@@ -387,8 +387,8 @@ impl SecretStore for AwsSecretStore {
         })
     }
 
-    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
-        self.tag_secret(user, INTENT_TAG, &at.to_string()).await
+    async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
+        self.tag_secret(user, INTENT_TAG, &intent.encode()).await
     }
 
     async fn put_pending(

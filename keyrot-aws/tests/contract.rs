@@ -28,9 +28,9 @@ use keyrot_aws::moto::Moto;
 use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease};
 use keyrot_core::fake::{FakeAws, FaultRates, RecordingNotifier, SimClock};
 use keyrot_core::{
-    AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, KeyStatus, LastUsed, Lease, Mark,
-    NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey, SecretStore,
-    Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
+    AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed,
+    Lease, Mark, NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey,
+    SecretStore, Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
 };
 
 mod calls;
@@ -358,6 +358,7 @@ contract!(
     verifier_checks_the_key_and_its_owner,
     rotation_lifecycle_for_several_users,
     orphan_from_a_crash_is_cleaned_next_run,
+    someone_elses_key_is_never_deleted,
     user_with_two_keys_is_blocked_and_untouched,
     user_deleted_in_the_middle_of_a_run,
     every_one_of_250_users_is_selected,
@@ -723,7 +724,16 @@ async fn orphan_from_a_crash_is_cleaned_next_run(w: World) {
         w.run(&rotator).await;
     }
     assert_eq!(w.keys(&user).await.len(), 1);
+    // As the driver does it: the intent first, then CreateAccessKey. moto stamps keys with the
+    // real time while the rotator's clock runs days ahead, so the intent takes IAM's time, as
+    // a rotator whose clock agrees with IAM's would.
+    let existing = w.keys(&user).await.into_iter().map(|k| k.id).collect();
     let orphan = w.iam.create_key(&user).await.unwrap();
+    let intent = Intent {
+        at: orphan.key.created,
+        existing,
+    };
+    w.store.record_intent(&user, &intent).await.unwrap();
     assert_eq!(w.keys(&user).await.len(), 2);
 
     let report = w.run(&rotator).await;
@@ -734,6 +744,32 @@ async fn orphan_from_a_crash_is_cleaned_next_run(w: World) {
         "the orphan survived: {report}"
     );
     assert_eq!(w.current(&user).await, Some(published));
+}
+
+async fn someone_elses_key_is_never_deleted(w: World) {
+    let user = w.managed_user("u").await;
+    w.legacy_key(&user).await;
+    let rotator = w.rotator([]);
+    w.run_forced(&rotator).await;
+    for _ in 0..3 {
+        w.clock.advance(8 * DAY);
+        w.run(&rotator).await;
+    }
+    // An operator makes a key of their own: keyrot recorded no intent for it.
+    let theirs = w.iam.create_key(&user).await.unwrap();
+    for _ in 0..2 {
+        let report = w.run_forced(&rotator).await;
+        assert!(
+            matches!(
+                outcome(&report, &user),
+                Outcome::Blocked(Blocked::UnknownKeyMaybeInUse(k)) if k == &theirs.key.id
+            ),
+            "{report}"
+        );
+        w.clock.advance(8 * DAY);
+    }
+    let still = w.key(&user, &theirs.key.id).await;
+    assert_eq!(still.map(|k| k.status), Some(KeyStatus::Active));
 }
 
 async fn user_with_two_keys_is_blocked_and_untouched(w: World) {

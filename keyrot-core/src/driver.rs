@@ -10,7 +10,8 @@ use futures::StreamExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::model::{
-    AccessKey, AccessKeyId, Credentials, KeyStatus, Mark, StoredVersion, Timestamp, UserName,
+    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, Mark, StoredVersion, Timestamp,
+    UserName,
 };
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
@@ -717,8 +718,12 @@ impl Rotator {
                 // Say first that a key is coming: if its secret is lost (a lost reply, a
                 // crash before it is stored), the next observation knows the key for keyrot's
                 // own orphan, never adopts it and deletes it.
-                store.record_intent(&user, now).await?;
-                obs.stored.intent = Some(now);
+                let intent = Intent {
+                    at: now,
+                    existing: obs.keys.iter().map(|k| k.id.clone()).collect(),
+                };
+                store.record_intent(&user, &intent).await?;
+                obs.stored.intent = Some(intent);
                 let new = iam.create_key(&user).await?;
                 obs.keys.push(new.key.clone());
                 let credentials = new.credentials();
@@ -828,13 +833,21 @@ impl Rotator {
     /// rollback is done, and an administrator hears of it. `old` is the key that was current
     /// (read from the observation when unknown).
     async fn published(&self, obs: &mut Observation, key: &AccessKeyId, old: Option<AccessKeyId>) {
-        let old = old.or_else(|| {
-            obs.stored
-                .versions
-                .iter()
-                .find(|v| v.stages.previous && &v.key_id != key)
-                .map(|v| v.key_id.clone())
-        });
+        // The version that lost `AWSCURRENT`, or, at the first publication, the adopted key.
+        let old = old
+            .or_else(|| {
+                obs.stored
+                    .versions
+                    .iter()
+                    .find(|v| v.stages.previous && &v.key_id != key)
+                    .map(|v| v.key_id.clone())
+            })
+            .or_else(|| {
+                obs.keys
+                    .iter()
+                    .find(|k| &k.id != key && obs.stored.marks_of(&k.id).adopted.is_some())
+                    .map(|k| k.id.clone())
+            });
         obs.force = false;
         obs.rollback = false;
         info!(new = %key, old = ?old, "published");
@@ -917,11 +930,12 @@ enum Hold {
 }
 
 /// How long to wait before trying a key that does not authenticate yet again: 2 s, 4 s, then
-/// 8 s, but never more than one second past the `left` of the verify timeout (so that the
-/// attempt after the deadline lets the planner give up), and never zero (so that time moves).
+/// 8 s, but no longer than the `left` of the verify timeout (so that one attempt falls on the
+/// deadline), and at least one second (so that time moves, and the planner gives up after the
+/// attempt at the deadline).
 fn verify_wait(attempt: u32, left: Duration) -> Duration {
     let backoff = Duration::from_secs(1 << attempt.clamp(1, 3));
-    backoff.min(left + Duration::from_secs(1))
+    backoff.min(left.max(Duration::from_secs(1)))
 }
 
 async fn delete(iam: &dyn Iam, user: &UserName, key: &AccessKeyId) -> Result<(), StepError> {

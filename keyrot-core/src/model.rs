@@ -1,6 +1,6 @@
 //! Domain types: users, access keys, secrets and what the store knows about them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -367,10 +367,42 @@ pub struct StoredUser {
     pub versions: Vec<StoredVersion>,
     /// Recorded marks, by key.
     pub marks: BTreeMap<AccessKeyId, Marks>,
-    /// When keyrot last set out to create a key for the user, recorded before it called
-    /// CreateAccessKey. An unstored key IAM created close to this time is keyrot's own orphan
-    /// (its secret was lost with a reply or a crash), never a key to adopt.
-    pub intent: Option<Timestamp>,
+    /// What keyrot recorded when it last set out to create a key for the user, before it called
+    /// CreateAccessKey: by it keyrot knows its own orphans (see [`StoredUser::intended`]).
+    pub intent: Option<Intent>,
+}
+
+/// keyrot is about to create a key: when, and which keys the user had then. Recorded before
+/// every CreateAccessKey, so that a key whose secret was lost (with a reply, or in a crash) is
+/// known for keyrot's own orphan and never adopted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intent {
+    /// When the intent was recorded, by keyrot's clock.
+    pub at: Timestamp,
+    /// The keys IAM listed for the user then: none of them is the new key.
+    pub existing: BTreeSet<AccessKeyId>,
+}
+
+impl Intent {
+    /// The stored form: `at=<RFC 3339> keys=<id>,<id>` (at most two ids).
+    pub fn encode(&self) -> String {
+        let keys: Vec<&str> = self.existing.iter().map(AccessKeyId::as_str).collect();
+        format!("at={} keys={}", self.at, keys.join(","))
+    }
+
+    /// Reads [`Intent::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (at, keys) = text.split_once(' ')?;
+        let at = at.strip_prefix("at=")?.parse().ok()?;
+        let keys = keys.strip_prefix("keys=")?;
+        let existing = keys
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(AccessKeyId::new)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Self { at, existing })
+    }
 }
 
 impl StoredUser {
@@ -408,13 +440,14 @@ impl StoredUser {
         self.marks.get(key).copied().unwrap_or_default()
     }
 
-    /// Whether an unstored key IAM created at `created` is keyrot's own: created within
-    /// [`INTENT_WINDOW`] of the recorded [`StoredUser::intent`] (either side, for clock skew
-    /// between keyrot and IAM).
-    pub fn intended(&self, created: Timestamp) -> bool {
-        self.intent.is_some_and(|at| {
+    /// Whether `key` may be the one keyrot set out to create under its last intent: not among
+    /// the keys the user had then, and created within [`INTENT_WINDOW`] of it (either side, for
+    /// clock skew between keyrot and IAM).
+    pub fn intended(&self, key: &AccessKey) -> bool {
+        self.intent.as_ref().is_some_and(|intent| {
             let window = jiff::SignedDuration::try_from(INTENT_WINDOW).unwrap_or_default();
-            created.duration_since(at).abs() <= window
+            !intent.existing.contains(&key.id)
+                && key.created.duration_since(intent.at).abs() <= window
         })
     }
 }
@@ -422,8 +455,9 @@ impl StoredUser {
 /// How close to a recorded intent IAM's creation time of a key must be for the key to count as
 /// keyrot's own. CreateAccessKey is called right after the intent is recorded, and is never
 /// retried, so its effect lands within one call timeout (a minute) plus the clock skew between
-/// the caller and IAM; an operator's key made that close to keyrot's intent for the same user
-/// would be taken for an orphan.
+/// the caller and IAM. Once the key made under an intent is stored the intent is spent; only an
+/// operator's key made this close to an intent whose key was lost would be taken for keyrot's
+/// orphan.
 pub const INTENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The Secrets Manager `ClientRequestToken` (and so the version id) of the version that holds
@@ -524,6 +558,26 @@ mod tests {
         assert!(!shown.contains("wJalr"), "{shown}");
         assert!(shown.contains("[redacted]"));
         assert!(shown.contains("AKIAIOSFODNN7EXAMPLE"));
+    }
+
+    #[test]
+    fn intents_round_trip_and_refuse_other_text() {
+        let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap();
+        for existing in [BTreeSet::new(), BTreeSet::from([key])] {
+            let intent = Intent {
+                at: "2026-01-01T00:00:00Z".parse().unwrap(),
+                existing,
+            };
+            assert_eq!(Intent::decode(&intent.encode()), Some(intent));
+        }
+        for bad in [
+            "",
+            "2026-01-01T00:00:00Z",
+            "at=yesterday keys=",
+            "at=2026-01-01T00:00:00Z keys=a*",
+        ] {
+            assert_eq!(Intent::decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

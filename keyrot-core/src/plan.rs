@@ -8,8 +8,9 @@
 //! The rules, in the order they are applied:
 //! 1. More than two keys: blocked (IAM never allows it; someone is interfering).
 //! 2. A key keyrot created and never stored (IAM made it close to the intent keyrot recorded
-//!    before calling CreateAccessKey, see [`StoredUser::intended`]) is an orphan: nobody has
-//!    its secret, so it is deleted, whatever IAM says about its use. It is never adopted.
+//!    before calling CreateAccessKey, see [`StoredUser::intended`], and no stored key was made
+//!    under that intent) is an orphan: nobody has its secret, so it is deleted, whatever IAM
+//!    says about its use. It is never adopted.
 //! 3. A rollback a person asked for: the previous key is re-activated, verified and published
 //!    (the only way keyrot ever activates a key).
 //! 4. Access taken away outside keyrot: a user none of whose keys is active is blocked until a
@@ -327,7 +328,7 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
 
     // 2. keyrot's own orphan: created, never stored.
     let unknown: Vec<&AccessKey> = obs.keys.iter().filter(|k| !stored.knows(&k.id)).collect();
-    if let Some(orphan) = unknown.iter().find(|k| stored.intended(k.created)) {
+    if let Some(orphan) = own_orphan(obs) {
         return Step::DeleteOrphan(orphan.id.clone());
     }
 
@@ -442,6 +443,23 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
             Step::Blocked(Blocked::NoRoom(other))
         }
     }
+}
+
+/// The key keyrot created under its last intent and never stored, if IAM lists one. One intent
+/// makes at most one key (CreateAccessKey is never retried), so once a stored key was created
+/// within the intent's window the intent is spent, and any other key is someone else's.
+fn own_orphan(obs: &Observation) -> Option<&AccessKey> {
+    let stored = &obs.stored;
+    let spent = obs
+        .keys
+        .iter()
+        .any(|k| stored.has_version(&k.id) && stored.intended(k));
+    if spent {
+        return None;
+    }
+    obs.keys
+        .iter()
+        .find(|k| !stored.knows(&k.id) && stored.intended(k))
 }
 
 /// The steps of a rollback: re-activate the previous key, prove it authenticates again, and

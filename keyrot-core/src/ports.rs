@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::model::{
-    AccessKey, AccessKeyId, Credentials, KeyStatus, LastUsed, Mark, NewKey, StoredUser, Timestamp,
-    UserName,
+    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, LastUsed, Mark, NewKey, StoredUser,
+    Timestamp, UserName,
 };
 use crate::policy::Selection;
 
@@ -168,10 +168,10 @@ pub trait SecretStore: Send + Sync {
     /// Forgets every mark of `key` (after it is deleted, or when it is current again).
     async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError>;
 
-    /// Records that keyrot is about to create a key for `user` at `at` (see
-    /// [`StoredUser::intent`]), replacing an earlier intent; creates the user's secret if need
-    /// be. Called before every `create_key`.
-    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError>;
+    /// Records that keyrot is about to create a key for `user` (see [`StoredUser::intent`]),
+    /// replacing an earlier intent; creates the user's secret if need be. Called before every
+    /// `create_key`.
+    async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError>;
 
     /// The credentials stored for `key`, if any.
     async fn credentials(

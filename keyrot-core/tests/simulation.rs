@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use keyrot_core::driver::RollbackError;
 use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, IamAction, SdkRetries, op};
 use keyrot_core::{
-    AccessKey, AccessKeyId, Claim, Credentials, Iam, IamError, KeyStatus, LastUsed, Lease,
+    AccessKey, AccessKeyId, Claim, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed, Lease,
     LeaseError, LeaseToken, Mark, NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport,
     SecretStore, Selection, Step, StoreError, StoredUser, Timestamp, UserName,
 };
@@ -662,10 +662,10 @@ impl SecretStore for CheckedStore {
         r
     }
 
-    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+    async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
         futures_yield().await;
         self.0.before_touch(self.1, user, "record an intent");
-        let r = self.0.aws.store.record_intent(user, at).await;
+        let r = self.0.aws.store.record_intent(user, intent).await;
         self.0.check();
         r
     }

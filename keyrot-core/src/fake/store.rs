@@ -11,8 +11,8 @@ use super::clock::SimClock;
 use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use super::request_token;
 use crate::model::{
-    AccessKeyId, Credentials, Mark, Marks, SecretAccessKey, Stages, StoredUser, StoredVersion,
-    Timestamp, UserName,
+    AccessKeyId, Credentials, Intent, Mark, Marks, SecretAccessKey, Stages, StoredUser,
+    StoredVersion, Timestamp, UserName,
 };
 use crate::ports::{SecretStore, StoreError};
 
@@ -70,7 +70,7 @@ struct Secret {
     /// Oldest first.
     versions: Vec<Version>,
     marks: BTreeMap<AccessKeyId, Marks>,
-    intent: Option<Timestamp>,
+    intent: Option<Intent>,
 }
 
 struct Version {
@@ -119,7 +119,7 @@ impl Secret {
                 .filter(|(_, m)| !m.is_empty())
                 .map(|(k, m)| (k.clone(), *m))
                 .collect(),
-            intent: self.intent,
+            intent: self.intent.clone(),
         }
     }
 
@@ -397,9 +397,9 @@ impl SecretStore for FakeSecretStore {
         .await
     }
 
-    async fn record_intent(&self, user: &UserName, at: Timestamp) -> Result<(), StoreError> {
+    async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
         self.call(op::STORE_RECORD_INTENT, |_| {
-            self.secrets().entry(user.clone()).or_default().intent = Some(at);
+            self.secrets().entry(user.clone()).or_default().intent = Some(intent.clone());
             Ok(())
         })
         .await

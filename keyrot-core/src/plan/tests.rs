@@ -6,7 +6,8 @@
 //! are `current`, `pending`, `previous`, `stored` (a version with no label), `adopted=AGO`,
 //! `superseded=AGO`, `deactivated=AGO`, `used=AGO|never|unknown`, `verified` and `unverified`
 //! (tried in this run and refused). An entry `force` forces rotation, `rollback` asks for one,
-//! `intent=AGO` is the intent keyrot recorded before creating a key, and `reactivated=AGO` is
+//! `intent=AGO` is the intent keyrot recorded before creating a key (the keys created before it
+//! existed then), and `reactivated=AGO` is
 //! when this run re-activated a key. Ages are `30s`, `5m`, `2h` or `90d` before now.
 
 use std::collections::BTreeMap;
@@ -60,6 +61,7 @@ fn observation(input: &str) -> Observation {
         Vec::new(),
         StoredUser::default(),
     );
+    let mut intent = None;
     for entry in input.split(';').map(str::trim).filter(|e| !e.is_empty()) {
         match entry.split_once('=') {
             _ if entry == "force" => {
@@ -71,7 +73,7 @@ fn observation(input: &str) -> Observation {
                 continue;
             }
             Some(("intent", age)) => {
-                obs.stored.intent = Some(ago(age));
+                intent = Some(ago(age));
                 continue;
             }
             Some(("reactivated", age)) => {
@@ -141,6 +143,16 @@ fn observation(input: &str) -> Observation {
                 .push(StoredVersion { key_id: id, stages });
         }
     }
+    // The keys made before the intent existed when it was recorded.
+    obs.stored.intent = intent.map(|at| crate::model::Intent {
+        at,
+        existing: obs
+            .keys
+            .iter()
+            .filter(|k| k.created < at)
+            .map(|k| k.id.clone())
+            .collect(),
+    });
     obs
 }
 
@@ -275,6 +287,13 @@ fn an_unknown_key_is_someones_and_blocks() {
             ],
         );
     }
+    // Made right after keyrot's last intent, whose key was stored: the intent is spent.
+    check(
+        "CUR active 2m current; OTHER active 1m; intent=2m",
+        expect![
+            "blocked: AKIAOTHER0000000 is not managed by keyrot and may be in use; delete it or deactivate it"
+        ],
+    );
     // Made long after keyrot's last intent: not keyrot's.
     check(
         "CUR active 10d current; OTHER active 1h; intent=1d",
@@ -654,7 +673,10 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
             );
             obs.force = force;
             obs.rollback = rollback;
-            obs.stored.intent = intent.map(|s| now() - Duration::from_secs(s));
+            obs.stored.intent = intent.map(|s| crate::model::Intent {
+                at: now() - Duration::from_secs(s),
+                existing: BTreeSet::new(),
+            });
             obs.reactivated = reactivated.map(|s| now() - Duration::from_secs(s));
             let mut seen = BTreeMap::new();
             for (
@@ -766,11 +788,15 @@ proptest! {
                 prop_assert!(!obs.rollback, "a rollback creates no key");
             }
             Step::Adopt(k) => {
-                prop_assert!(!obs.stored.intended(obs.key(k).unwrap().created), "adopted an orphan");
+                prop_assert!(!obs.stored.intended(obs.key(k).unwrap()), "adopted an orphan");
             }
             Step::DeleteOrphan(k) => {
                 prop_assert!(!obs.stored.knows(k));
-                prop_assert!(obs.stored.intended(obs.key(k).unwrap().created), "deleted a key keyrot did not make");
+                prop_assert!(obs.stored.intended(obs.key(k).unwrap()), "deleted a key keyrot did not make");
+                prop_assert!(
+                    !obs.keys.iter().any(|x| obs.stored.has_version(&x.id) && obs.stored.intended(x)),
+                    "deleted a key although the intent's key is stored"
+                );
             }
             Step::MakeRoom(k) => {
                 prop_assert!(!obs.stored.knows(k));
