@@ -18,14 +18,21 @@
 //! | `secretsmanager:TagResource` | `mark`, `record_intent`, `record_alert` | yes | Replaces a tag's value with the same value. |
 //! | `secretsmanager:UntagResource` | `clear_marks` | yes | Removing a tag that is gone is no error. |
 //! | `secretsmanager:DescribeSecret`, `secretsmanager:ListSecretVersionIds`, `secretsmanager:GetSecretValue` | `load`, `credentials`, `current`, [`load_api_secrets`](crate::load_api_secrets) | yes | Reads. |
+//! | `dynamodb:PutItem` | [`DynamoLease`] `acquire` | yes | Conditioned on the item's absence, its expiry or the claim's own token, drawn once before the first attempt: a retry after a lost reply finds its own claim and is granted again, with the same values. |
+//! | `dynamodb:UpdateItem` | `renew` | yes | Sets `until` to the same value, conditioned on the claim's token. |
+//! | `dynamodb:DeleteItem` | `release` | yes | Conditioned on the claim's token; a retry after the item is gone fails the condition, which `release` takes as done. |
+//! | `dynamodb:GetItem` | `acquire`, when a refusal carries no item | yes | A read. |
 //! | `sts:GetCallerIdentity` | [`AwsVerifier`] | yes | A read, signed with the candidate key. |
 //! | `ses:SendEmail` | [`SesNotifier`] | yes | A retry after a lost reply may send the mail twice. Accepted: a duplicate notification, never a lost one, and no key or secret changes. |
 //!
 //! Every claim is proven against moto through [`FaultProxy`](crate::moto::FaultProxy), which
 //! lets moto perform a call and then loses its reply, with the SDK's default retries on
-//! (`tests/contract.rs`, "lost replies"; `tests/ses.rs` for SendEmail).
+//! (`tests/contract.rs`, "lost replies"; `tests/ses.rs` for SendEmail; `tests/lease.rs` for
+//! the lease), and `keyrot rotate` survives a lost reply, or a crash, at each call of a
+//! lifecycle (`keyrot-cli/tests/faults.rs`).
 //!
 //! [`AwsIam`]: crate::AwsIam
 //! [`AwsSecretStore`]: crate::AwsSecretStore
 //! [`AwsVerifier`]: crate::AwsVerifier
+//! [`DynamoLease`]: crate::DynamoLease
 //! [`SesNotifier`]: crate::SesNotifier

@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyrot_aws::moto::{Call, Fault, FaultProxy, Moto, Rule};
-use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier};
+use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease};
 use keyrot_core::fake::{FakeAws, FaultRates, RecordingNotifier, SimClock};
 use keyrot_core::{
-    AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed, Mark,
-    NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey, SecretStore,
-    Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
+    AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed,
+    Lease, Mark, NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey,
+    SecretStore, Selection, StoreError, Timestamp, UserName, Verifier, VerifyError,
 };
 
 mod calls;
@@ -49,6 +49,8 @@ struct World {
     iam: Arc<dyn Iam>,
     store: Arc<dyn SecretStore>,
     verifier: Arc<dyn Verifier>,
+    /// The runs' claims on users: the fake's, or DynamoDB's in a table of the test's own.
+    lease: Arc<dyn Lease>,
     clock: SimClock,
     admin: Arc<Admin>,
     /// Every AWS action the adapters called (moto only).
@@ -78,6 +80,7 @@ impl World {
                     iam: Arc::new(aws.iam.clone()),
                     store: Arc::new(aws.store.clone()),
                     verifier: Arc::new(aws.verifier.clone()),
+                    lease: Arc::new(aws.lease.clone()),
                     clock: aws.clock.clone(),
                     admin: Arc::new(Admin::Fake(aws)),
                     calls: Calls::default(),
@@ -95,11 +98,14 @@ impl World {
         let config = moto.admin_config_with(settings).await;
         let calls = Calls::default();
         let secrets = calls.secrets(&config);
+        let table = format!("keyrot-test-{id}-leases");
+        moto.create_lease_table(&table).await.unwrap();
         Self {
             backend: Backend::Moto,
             iam: Arc::new(AwsIam::new(calls.iam(&config))),
             store: Arc::new(AwsSecretStore::new(secrets).with_prefix(format!("keyrot-test/{id}/"))),
-            verifier: Arc::new(AwsVerifier::new(config)),
+            verifier: Arc::new(AwsVerifier::new(config.clone())),
+            lease: Arc::new(DynamoLease::new(calls.dynamodb(&config), table)),
             // moto stamps keys with the real time; the rotator's clock starts there and then
             // runs ahead, virtually.
             clock: SimClock::new(real_now()),
@@ -179,10 +185,7 @@ impl World {
             iam,
             store: self.store.clone(),
             verifier: self.verifier.clone(),
-            lease: Arc::new(keyrot_core::fake::FakeLease::new(
-                self.clock.clone(),
-                keyrot_core::fake::FaultPlan::none(),
-            )),
+            lease: self.lease.clone(),
             notifier: Arc::new(RecordingNotifier::new()),
             clock: Arc::new(self.clock.clone()),
         };

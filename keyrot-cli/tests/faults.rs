@@ -32,10 +32,10 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use keyrot_aws::moto::{Call, Fault, FaultProxy, Moto, Rule};
-use keyrot_aws::{AwsIam, AwsSecretStore};
+use keyrot_aws::{AwsClients, AwsIam, AwsSecretStore, DynamoLease};
 use keyrot_core::{
-    AccessKey, AccessKeyId, Iam, KeyStatus, SecretStore, StoredUser, Timestamp, UserName,
-    key_of_request_token,
+    AccessKey, AccessKeyId, Claim, Iam, KeyStatus, Lease, SecretStore, StoredUser, Timestamp,
+    UserName, key_of_request_token,
 };
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -53,6 +53,9 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Let a due step be due for sure: keyrot's marks and this test read the same clock, but not
 /// at the same instant.
 const MARGIN: Duration = Duration::from_millis(300);
+
+/// The lease table every case's runs claim their users in (each case has users of its own).
+const LEASE_TABLE: &str = "keyrot-faults-leases";
 
 /// What a lifecycle's users are called and tagged with: unique per case, so that cases run
 /// side by side on one moto server.
@@ -107,21 +110,23 @@ enum Exit {
     Killed,
 }
 
+/// The moto server, with the cases' lease table.
 async fn moto() -> &'static Moto {
-    tokio::task::spawn_blocking(Moto::shared)
+    let moto = tokio::task::spawn_blocking(Moto::shared)
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    moto.create_lease_table(LEASE_TABLE).await.unwrap();
+    moto
 }
 
 /// One case: users with keys of their own, a lifecycle driven by `keyrot rotate` through the
 /// proxy with the case's fault, and the checks.
 async fn run_case(case: Case) -> Outcome {
     let moto = moto().await;
-    let admin = moto.admin_config().await;
-    let iam = AwsIam::new(aws_sdk_iam::Client::new(&admin));
-    let store =
-        AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&admin)).with_prefix(case.prefix());
+    let admin = AwsClients::new(moto.admin_config().await);
+    let iam = AwsIam::new(admin.iam.clone());
+    let store = AwsSecretStore::new(admin.secrets.clone()).with_prefix(case.prefix());
     let users: Vec<UserName> = (0..case.users).map(|i| case.user(i)).collect();
     let mut legacy = BTreeMap::new();
     for user in &users {
@@ -148,6 +153,7 @@ async fn run_case(case: Case) -> Outcome {
         case: &case,
         iam,
         store,
+        lease: DynamoLease::new(admin.dynamodb.clone(), LEASE_TABLE),
         users,
         legacy,
     };
@@ -198,16 +204,18 @@ async fn run_case(case: Case) -> Outcome {
         }
         // A failed or killed run is allowed (the fault may fail a user); later runs must
         // finish the lifecycle. A run that succeeded leaves no key unstored.
-        if let Exit::Finished {
-            success,
-            stdout,
-            stderr,
-        } = exit
-        {
-            if success {
-                violations.extend(world.no_unstored_keys(&state, &proxy.calls(), &stdout));
+        match exit {
+            Exit::Finished {
+                success,
+                stdout,
+                stderr,
+            } => {
+                if success {
+                    violations.extend(world.no_unstored_keys(&state, &proxy.calls(), &stdout));
+                }
+                last_stderr = stderr;
             }
-            last_stderr = stderr;
+            Exit::Killed => world.expire_claims().await,
         }
     }
     let calls = proxy.calls();
@@ -215,7 +223,7 @@ async fn run_case(case: Case) -> Outcome {
     violations.extend(world.grace_kept(&calls));
     // keyrot lists every user of the account and reads the tags of each: users of finished
     // cases would make every later run slower.
-    world.delete_users(&aws_sdk_iam::Client::new(&admin)).await;
+    world.delete_users(&admin.iam).await;
     Outcome {
         fired: proxy.faulted() > 0,
         calls: calls.iter().map(|c| (c.op.clone(), c.nth)).collect(),
@@ -239,6 +247,7 @@ async fn keyrot(
         .env_remove("KEYROT_CONFIG")
         .env("KEYROT_MANAGED_TAG", format!("{}=true", case.tag()))
         .env("KEYROT_SECRET_PREFIX", case.prefix())
+        .env("KEYROT_LEASE_TABLE", LEASE_TABLE)
         // Seconds where production has days. max_grace and quiet_period only bound the idle
         // check (moto reports the superseded keys as never used); rotation_period keeps new
         // keys from being due again within the test.
@@ -289,6 +298,7 @@ struct Lifecycle<'a> {
     case: &'a Case,
     iam: AwsIam,
     store: AwsSecretStore,
+    lease: DynamoLease,
     users: Vec<UserName>,
     legacy: BTreeMap<UserName, AccessKeyId>,
 }
@@ -329,6 +339,25 @@ impl Lifecycle<'_> {
             );
         }
         state
+    }
+
+    /// What the killed run held on its users expires: a claim lasts the lease's duration (15
+    /// minutes at least), and the test does not wait for it. It claims each user at a time past
+    /// any claim's end, as the first run after the expiry would, and releases the claim, so the
+    /// next run finds the users free, as it would then.
+    async fn expire_claims(&self) {
+        let later = Timestamp::now() + Duration::from_secs(24 * 3600);
+        for user in &self.users {
+            let claim = self
+                .lease
+                .acquire(user, later, later + MARGIN)
+                .await
+                .unwrap();
+            let Claim::Granted(token) = claim else {
+                panic!("{user}: {claim:?} a day from now");
+            };
+            self.lease.release(user, &token).await.unwrap();
+        }
     }
 
     async fn delete_users(&self, admin: &aws_sdk_iam::Client) {
