@@ -112,11 +112,14 @@ enum Exit {
 
 /// The moto server, with the cases' lease table.
 async fn moto() -> &'static Moto {
+    static TABLE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let moto = tokio::task::spawn_blocking(Moto::shared)
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));
-    moto.create_lease_table(LEASE_TABLE).await.unwrap();
+    TABLE
+        .get_or_init(|| async { moto.create_lease_table(LEASE_TABLE).await.unwrap() })
+        .await;
     moto
 }
 
@@ -215,7 +218,16 @@ async fn run_case(case: Case) -> Outcome {
                 }
                 last_stderr = stderr;
             }
-            Exit::Killed => world.expire_claims().await,
+            Exit::Killed => {
+                // The killed run's requests that were on their way land first.
+                let idle = tokio::task::block_in_place(|| proxy.wait_idle(Duration::from_secs(60)));
+                assert!(
+                    idle,
+                    "{}: the proxy is still serving a killed run",
+                    case.name()
+                );
+                world.expire_claims().await;
+            }
         }
     }
     let calls = proxy.calls();

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,9 @@ struct Shared {
     upstream: String,
     state: Mutex<State>,
     crash: Mutex<Option<CrashHook>>,
+    /// Connections being served, and a signal when one is done.
+    busy: Mutex<usize>,
+    idle: Condvar,
 }
 
 #[derive(Default)]
@@ -255,15 +258,20 @@ impl FaultProxy {
             upstream: upstream.trim_start_matches("http://").to_owned(),
             state: Mutex::new(State::default()),
             crash: Mutex::new(None),
+            busy: Mutex::new(0),
+            idle: Condvar::new(),
         });
         let accepting = shared.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let shared = accepting.clone();
+                *lock(&shared.busy) += 1;
                 thread::spawn(move || {
                     // A connection that breaks is the client's business (or a fault's).
                     let _ = shared.serve(conn);
+                    *lock(&shared.busy) -= 1;
+                    shared.idle.notify_all();
                 });
             }
         });
@@ -297,6 +305,18 @@ impl FaultProxy {
     /// crash fault only closes the connection.
     pub fn on_crash(&self, hook: impl Fn(&Call) + Send + Sync + 'static) {
         *lock(&self.shared.crash) = Some(Arc::new(hook));
+    }
+
+    /// Waits until no connection is being served (the requests of a killed caller that were
+    /// on their way included), for at most `timeout`; whether it is so.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let busy = lock(&self.shared.busy);
+        let (busy, _) = self
+            .shared
+            .idle
+            .wait_timeout_while(busy, timeout, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *busy == 0
     }
 
     /// Every request so far, in the order they arrived.
