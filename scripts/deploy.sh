@@ -411,4 +411,7 @@ Let the AWS CLI and SDKs pick up rotated keys by themselves (~/.aws/config):
 Health check (no key needed, allowlisted addresses only): curl -sS $endpoint/health
 The rotator runs on its schedule; run it now with:
   aws lambda invoke --function-name $(output RotateFunctionName) --invocation-type Event /dev/null
+keyrot rotate and keyrot serve beside it claim users in the stack's lease table, so that no two
+runs act on one user at once (keyrot-leases, the default, is the table of a stack named keyrot):
+  export KEYROT_LEASE_TABLE=$(output LeaseTableName)
 EOF

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::builder::NonEmptyStringValueParser;
 use examples::{Health, Mode, endpoint_url, publish_check, rotate_once};
-use keyrot_aws::{AwsClients, AwsSettings, BackendSettings, DEFAULT_PREFIX};
+use keyrot_aws::{AwsClients, AwsSettings, BackendSettings, DEFAULT_LEASE_TABLE, DEFAULT_PREFIX};
 use keyrot_core::driver::error_chain;
 use keyrot_core::settings::PolicySettings;
 use keyrot_core::{Outcome, UserName};
@@ -52,6 +52,10 @@ struct Args {
     /// [env: KEYROT_SECRET_PREFIX] [default: keyrot/users/]
     #[arg(long, value_name = "PREFIX", value_parser = NonEmptyStringValueParser::new())]
     secret_prefix: Option<String>,
+    /// The DynamoDB table of the runs' claims on users, which keeps this run apart from the
+    /// deployed rotator and `keyrot rotate` [env: KEYROT_LEASE_TABLE] [default: keyrot-leases]
+    #[arg(long, value_name = "TABLE", value_parser = NonEmptyStringValueParser::new())]
+    lease_table: Option<String>,
 }
 
 const BAD_INPUT: u8 = 2;
@@ -99,6 +103,10 @@ async fn main() -> ExitCode {
             .secret_prefix
             .or_else(|| env("KEYROT_SECRET_PREFIX"))
             .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+        lease_table: args
+            .lease_table
+            .or_else(|| env("KEYROT_LEASE_TABLE"))
+            .unwrap_or_else(|| DEFAULT_LEASE_TABLE.to_owned()),
         ..BackendSettings::default()
     };
     let ports = backend.ports(&AwsClients::from_settings(&aws).await);

@@ -20,7 +20,8 @@ use keyrot_core::{
 };
 use tokio::process::Command;
 
-/// One test's corner of the shared moto server: its own user, selection tag and secret prefix.
+/// One test's corner of the shared moto server: its own user, selection tag, secret prefix and
+/// lease table.
 struct Scene {
     moto: &'static Moto,
     admin: SdkConfig,
@@ -28,6 +29,7 @@ struct Scene {
     user: UserName,
     tag: String,
     prefix: String,
+    lease_table: String,
 }
 
 impl Scene {
@@ -38,6 +40,8 @@ impl Scene {
             .unwrap_or_else(|e| panic!("{e}"));
         let admin = moto.admin_config().await;
         let id = format!("examples-{}-{name}", std::process::id());
+        let lease_table = format!("{id}-leases");
+        moto.create_lease_table(&lease_table).await.unwrap();
         Self {
             moto,
             iam: aws_sdk_iam::Client::new(&admin),
@@ -45,6 +49,7 @@ impl Scene {
             user: UserName::new(format!("{id}-ci")).unwrap(),
             tag: format!("keyrot:managed:{id}=true"),
             prefix: format!("{id}/"),
+            lease_table,
         }
     }
 
@@ -147,7 +152,8 @@ impl Scene {
             .env("AWS_ACCESS_KEY_ID", key_id)
             .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("KEYROT_MANAGED_TAG", &self.tag)
-            .env("KEYROT_SECRET_PREFIX", &self.prefix);
+            .env("KEYROT_SECRET_PREFIX", &self.prefix)
+            .env("KEYROT_LEASE_TABLE", &self.lease_table);
         cmd
     }
 }
@@ -174,6 +180,7 @@ async fn the_embedded_logic_rotates_a_tagged_user() {
     let legacy = scene.tagged_user_with_legacy_key().await;
     let ports = BackendSettings {
         secret_prefix: scene.prefix.clone(),
+        lease_table: scene.lease_table.clone(),
         ..BackendSettings::default()
     }
     .ports(&AwsClients::new(scene.admin.clone()));

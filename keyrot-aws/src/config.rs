@@ -97,6 +97,8 @@ pub struct AwsClients {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// SES v2.
     pub ses: aws_sdk_sesv2::Client,
+    /// DynamoDB (the lease table).
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 impl AwsClients {
@@ -106,6 +108,7 @@ impl AwsClients {
             iam: aws_sdk_iam::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             ses: aws_sdk_sesv2::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
             config,
         }
     }

@@ -1,6 +1,7 @@
 //! [`Iam`] on aws-sdk-iam.
 
 use async_trait::async_trait;
+use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
 use futures::{StreamExt, stream};
 use keyrot_core::{
@@ -23,6 +24,7 @@ const TAG_LOOKUPS_IN_FLIGHT: usize = 8;
 ///   every error is [`LastUsed::Unknown`].
 /// - `LimitExceeded`, `NoSuchEntity` and throttling map to their own [`IamError`] variants,
 ///   after the SDK's own retries (see [`crate::AwsSettings`]).
+/// - `CreateAccessKey` is sent once, never retried by the SDK (see [`crate::retries`]).
 #[derive(Debug, Clone)]
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
@@ -123,10 +125,17 @@ impl Iam for AwsIam {
     }
 
     async fn create_key(&self, user: &UserName) -> Result<NewKey, IamError> {
+        // Sent once, whatever the client's retry settings: a retry after a lost reply would
+        // make a second key whose secret nobody holds, or ask IAM for a third (see
+        // crate::retries). The driver observes again instead.
         let out = self
             .client
             .create_access_key()
             .user_name(user.as_str())
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(iam_error)?;

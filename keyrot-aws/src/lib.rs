@@ -1,5 +1,6 @@
 //! keyrot's ports implemented with the AWS SDK: [`AwsIam`], [`AwsSecretStore`],
-//! [`AwsVerifier`] and [`SesNotifier`], plus the API's secrets ([`load_api_secrets`]).
+//! [`AwsVerifier`], [`SesNotifier`] and [`DynamoLease`], plus the API's secrets
+//! ([`load_api_secrets`]).
 //!
 //! This crate holds no policy: what to do and when is keyrot-core's business. It maps calls
 //! and errors, and nothing else.
@@ -22,14 +23,20 @@
 //!
 //! Every adapter passes the same contract suite as keyrot-core's in-memory fakes, against
 //! moto's server (`tests/contract.rs`).
+//!
+//! The SDK retries failed calls, and a failure may hide a call that took effect: [`retries`]
+//! lists every call the adapters make, whether the SDK retries it, and why that is safe
+//! (CreateAccessKey is never retried).
 
 mod api_secrets;
 mod config;
 mod error;
 mod iam;
+mod lease;
 pub mod moto;
 mod notifier;
 pub mod permissions;
+pub mod retries;
 mod store;
 mod time;
 mod verifier;
@@ -39,6 +46,7 @@ pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
 pub use aws_config::retry::RetryMode;
 pub use config::{AwsClients, AwsSettings};
 pub use iam::AwsIam;
+pub use lease::{DEFAULT_LEASE_TABLE, DynamoLease, check_table_name};
 pub use notifier::{SesNotifier, subject};
 pub use store::{AwsSecretStore, DEFAULT_PREFIX, MANAGED_BY_TAG};
 pub use verifier::AwsVerifier;

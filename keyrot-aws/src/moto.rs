@@ -6,11 +6,24 @@
 //! signed with a key it knows. Requests signed with keys keyrot created, deactivated or deleted
 //! are therefore really checked (within moto's limits, which the contract suite lists).
 //!
+//! moto answers DynamoDB's conditional writes without making the check and the write one step
+//! (two racing `PutItem`s on one item could both pass their condition); the server started here
+//! takes a lock around each DynamoDB item operation, so that it is as atomic as DynamoDB and
+//! keyrot's lease can be tested on it ([`Moto::create_lease_table`] makes the table).
+//!
 //! The server runs under a small watchdog that stops it when this process exits. It comes from
 //! keyrot's Python venv (`scripts/venv.sh`, pinned in `scripts/requirements.txt`), or from the
 //! `moto_server` that `KEYROT_MOTO_SERVER` names. `KEYROT_MOTO_LOG` names a file for the
 //! server's log.
+//!
+//! [`FaultProxy`] stands in front of the server to inject what moto never does: throttling,
+//! lost replies, and a crash of the caller at a chosen call.
 
+mod proxy;
+
+pub use proxy::{Answer, Call, Fault, FaultProxy, Rule};
+
+use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,12 +33,31 @@ use std::thread;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 
 use crate::AwsSettings;
 
 /// The unsigned calls moto accepts before it enforces authentication: exactly the bootstrap's
 /// (CreateUser, CreateAccessKey, PutUserPolicy).
 const UNSIGNED_CALLS: u32 = 3;
+
+/// moto's server, with DynamoDB's item writes and reads made atomic. moto serves each request
+/// on its own thread and checks a `ConditionExpression` and then writes, with nothing in
+/// between: two conditional `PutItem`s racing for one item could both succeed, where DynamoDB
+/// lets exactly one through. keyrot's lease rests on that, so the tests' server holds one lock
+/// around each item operation (nothing else: moto's IAM stays as racy as it is).
+const SERIAL_DYNAMODB: &str = "import sys, threading\n\
+                               from moto.dynamodb.models import DynamoDBBackend\n\
+                               lock = threading.RLock()\n\
+                               def serial(call):\n\
+                               \x20   def locked(*args, **kwargs):\n\
+                               \x20       with lock:\n\
+                               \x20           return call(*args, **kwargs)\n\
+                               \x20   return locked\n\
+                               for name in ('put_item', 'update_item', 'delete_item', 'get_item', 'transact_write_items'):\n\
+                               \x20   setattr(DynamoDBBackend, name, serial(getattr(DynamoDBBackend, name)))\n\
+                               from moto.server import main\n\
+                               main(sys.argv[1:])\n";
 
 /// How long the server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,6 +117,20 @@ impl Moto {
         (&self.admin_key_id, &self.admin_secret)
     }
 
+    /// A command running `program` as a process signed with the administrator's key and
+    /// reaching `endpoint` (this server, or a proxy in front of it) through the `AWS_*`
+    /// variables; `AWS_PROFILE` is removed and instance metadata is off.
+    pub fn admin_process(&self, program: impl AsRef<OsStr>, endpoint: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_remove("AWS_PROFILE")
+            .env("AWS_ACCESS_KEY_ID", &self.admin_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.admin_secret)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    }
+
     /// An SDK configuration signed with the administrator's key.
     pub async fn admin_config(&self) -> SdkConfig {
         self.admin_config_with(&self.settings()).await
@@ -119,6 +165,52 @@ impl Moto {
         Ok(())
     }
 
+    /// Creates the lease table `name` as the template does (partition key `user`, on
+    /// demand, TTL on `ttl`), for [`crate::DynamoLease`]. A table that exists already is left
+    /// as it is.
+    pub async fn create_lease_table(&self, name: &str) -> Result<(), keyrot_core::BoxError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.admin_config().await);
+        let created = dynamodb
+            .create_table()
+            .table_name(name)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("user")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("user")
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            other => other.map_err(crate::error::boxed)?,
+        };
+        dynamodb
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("ttl")
+                    .enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(crate::error::boxed)?;
+        Ok(())
+    }
+
     fn start() -> Result<Self, MotoError> {
         let server = server_path()?;
         let port = free_port().map_err(|e| MotoError::Start(format!("no free port: {e}")))?;
@@ -136,16 +228,26 @@ impl Moto {
                 .map_err(|e| MotoError::Start(format!("KEYROT_MOTO_LOG: {e}")))?,
             None => Stdio::null(),
         };
-        let python = server.with_file_name("python");
-        let python = if python.exists() {
-            python
+        // With the server's own Python (its venv), the server runs with DynamoDB's writes
+        // made atomic (see SERIAL_DYNAMODB); a bare moto_server elsewhere runs as it is.
+        let venv_python = server.with_file_name("python");
+        let (python, server_command) = if venv_python.exists() {
+            let command = vec![
+                venv_python.clone().into_os_string(),
+                "-c".into(),
+                SERIAL_DYNAMODB.into(),
+            ];
+            (venv_python, command)
         } else {
-            PathBuf::from("python3")
+            (
+                PathBuf::from("python3"),
+                vec![server.clone().into_os_string()],
+            )
         };
         let child = Command::new(python)
             .arg("-c")
             .arg(watchdog)
-            .arg(&server)
+            .args(server_command)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", UNSIGNED_CALLS.to_string())
             .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")

@@ -4,7 +4,7 @@
 //! against moto and checks it is listed here.
 
 /// Every action the rotator calls: IAM for users and keys, Secrets Manager on its own secrets,
-/// SES for alerts. (`sts:GetCallerIdentity` is signed with the candidate key itself and needs
+/// SES for alerts, DynamoDB on the lease table. (`sts:GetCallerIdentity` is signed with the candidate key itself and needs
 /// no permission.)
 pub const ROTATOR_ACTIONS: &[&str] = &[
     "iam:ListUsers",
@@ -23,6 +23,10 @@ pub const ROTATOR_ACTIONS: &[&str] = &[
     "secretsmanager:TagResource",
     "secretsmanager:UntagResource",
     "ses:SendEmail",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
 ];
 
 /// Every action the API calls: it only reads secrets (each user's current key, its signing
@@ -47,6 +51,7 @@ mod tests {
     fn sdk_names_map_to_iam_actions() {
         assert_eq!(action_of("IAM", "CreateAccessKey"), "iam:CreateAccessKey");
         assert_eq!(action_of("SESv2", "SendEmail"), "ses:SendEmail");
+        assert_eq!(action_of("DynamoDB", "PutItem"), "dynamodb:PutItem");
         assert_eq!(
             action_of("Secrets Manager", "ListSecretVersionIds"),
             "secretsmanager:ListSecretVersionIds"

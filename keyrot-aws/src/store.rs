@@ -65,7 +65,9 @@ struct Payload {
 ///   and a different value under the same id is refused ([`StoreError::Conflict`]).
 /// - New keys go in with `VersionStages=[AWSPENDING]`; promotion is
 ///   `UpdateSecretVersionStage(AWSCURRENT, MoveToVersionId, RemoveFromVersionId)`, after which
-///   Secrets Manager moves `AWSPREVIOUS` to the version that lost `AWSCURRENT`.
+///   Secrets Manager moves `AWSPREVIOUS` to the version that lost `AWSCURRENT`. A promotion
+///   that fails although the key is current afterwards (the SDK's retry of an attempt whose
+///   reply was lost, refused) is a success (see [`crate::retries`]).
 /// - Versions are listed with `ListSecretVersionIds(IncludeDeprecated=true)`, so a version that
 ///   lost its labels still counts as known (as in the in-memory fake).
 /// - Marks (adopted, superseded, deactivated) are tags of the secret: `keyrot:mark:<key id>`
@@ -433,16 +435,33 @@ impl SecretStore for AwsSecretStore {
         if target.stages.current {
             return Ok(());
         }
-        self.client
+        let moved = self
+            .client
             .update_secret_version_stage()
             .secret_id(self.secret_name(user))
             .version_stage(AWSCURRENT)
             .move_to_version_id(&target.id)
             .set_remove_from_version_id(secret.current_version.clone())
             .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+            .await;
+        let Err(e) = moved else { return Ok(()) };
+        // The SDK retries a call whose reply was lost; if the lost attempt moved AWSCURRENT,
+        // the retry names a RemoveFromVersionId that no longer holds it and Secrets Manager
+        // refuses it. What counts is where AWSCURRENT is now (see crate::retries).
+        let error = store_error(e);
+        match self.read(user).await {
+            Ok(Some(now)) if now.current_version.as_deref() == Some(target.id.as_str()) => {
+                tracing::debug!(
+                    user = %user,
+                    key = %key,
+                    error = %keyrot_core::driver::error_chain(&error),
+                    "UpdateSecretVersionStage failed, but the key is current: an earlier \
+                     attempt whose reply was lost moved it"
+                );
+                Ok(())
+            }
+            _ => Err(error),
+        }
     }
 
     async fn mark(

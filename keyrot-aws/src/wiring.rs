@@ -6,7 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keyrot_core::{Clock, Notice, Notifier, NotifyError, Ports, Timestamp};
 
-use crate::{AwsClients, AwsIam, AwsSecretStore, AwsVerifier, DEFAULT_PREFIX, SesNotifier};
+use crate::{
+    AwsClients, AwsIam, AwsSecretStore, AwsVerifier, DEFAULT_LEASE_TABLE, DEFAULT_PREFIX,
+    DynamoLease, SesNotifier,
+};
 
 /// The wall clock and tokio's timer: what the rotator runs on outside tests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,6 +49,9 @@ impl Notifier for LogNotifier {
 pub struct BackendSettings {
     /// Per-user secrets are `<prefix><UserName>`. Default [`DEFAULT_PREFIX`].
     pub secret_prefix: String,
+    /// The DynamoDB table of the runs' claims on users ([`DynamoLease`]). Default
+    /// [`DEFAULT_LEASE_TABLE`], the table of a stack named `keyrot`.
+    pub lease_table: String,
     /// A customer KMS key for new secrets.
     pub kms_key_id: Option<String>,
     /// SES sender identity for alerts; with `alert_to`, alerts are emailed, otherwise logged.
@@ -61,6 +67,7 @@ impl Default for BackendSettings {
     fn default() -> Self {
         Self {
             secret_prefix: DEFAULT_PREFIX.to_owned(),
+            lease_table: DEFAULT_LEASE_TABLE.to_owned(),
             kms_key_id: None,
             alert_from: None,
             alert_to: Vec::new(),
@@ -79,8 +86,13 @@ impl BackendSettings {
         }
     }
 
-    /// Every port, on AWS: IAM, Secrets Manager, STS, SES (or the log when no alert address
-    /// is set), and the system clock.
+    /// The lease table these settings name.
+    pub fn lease(&self, clients: &AwsClients) -> DynamoLease {
+        DynamoLease::new(clients.dynamodb.clone(), &self.lease_table)
+    }
+
+    /// Every port, on AWS: IAM, Secrets Manager, STS, DynamoDB (the lease), SES (or the log
+    /// when no alert address is set), and the system clock.
     pub fn ports(&self, clients: &AwsClients) -> Ports {
         let notifier: Arc<dyn Notifier> = match (&self.alert_from, self.alert_to.is_empty()) {
             (Some(from), false) => Arc::new(
@@ -97,11 +109,7 @@ impl BackendSettings {
             iam: Arc::new(AwsIam::new(clients.iam.clone())),
             store: Arc::new(self.store(clients)),
             verifier: Arc::new(AwsVerifier::new(clients.config.clone())),
-            // TEMPORARY, replaced by the DynamoDB lease in this same change.
-            lease: Arc::new(keyrot_core::fake::FakeLease::new(
-                keyrot_core::fake::SimClock::new(keyrot_core::Clock::now(&SystemClock)),
-                keyrot_core::fake::FaultPlan::none(),
-            )),
+            lease: Arc::new(self.lease(clients)),
             notifier,
             clock: Arc::new(SystemClock),
         }

@@ -1,6 +1,6 @@
 //! cfn/template.yaml's roles against the actions the adapters call
 //! (`keyrot_aws::permissions`): each role allows every action its function calls, and no
-//! other IAM, Secrets Manager or SES action. The contract suite checks the other half: that
+//! other IAM, Secrets Manager, SES or DynamoDB action. The contract suite checks the other half: that
 //! the adapters call nothing beyond these lists.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,7 +29,7 @@ fn resource<'a>(template: &'a str, name: &str) -> &'a str {
 fn actions(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '*'))
         .filter(|w| {
-            ["iam:", "secretsmanager:", "ses:"]
+            ["iam:", "secretsmanager:", "ses:", "dynamodb:"]
                 .iter()
                 .any(|p| w.starts_with(p))
                 && w.len() > 4
@@ -67,6 +67,10 @@ fn the_api_role_allows_what_the_api_calls_and_only_reads() {
             "ApiRole lacks {action}: {granted:?}"
         );
     }
+    assert!(
+        !granted.iter().any(|a| a.starts_with("dynamodb:")),
+        "ApiRole may not touch the lease table: {granted:?}"
+    );
     for action in &granted {
         let verb = action.split(':').nth(1).unwrap();
         assert!(
@@ -79,9 +83,13 @@ fn the_api_role_allows_what_the_api_calls_and_only_reads() {
 #[test]
 fn the_check_sees_a_missing_action() {
     // The parsing above must notice a role that lacks one of the actions.
-    let template = template().replace("- secretsmanager:ListSecretVersionIds\n", "");
+    let template = template()
+        .replace("- secretsmanager:ListSecretVersionIds\n", "")
+        .replace("- dynamodb:UpdateItem\n", "");
     let granted = actions(resource(&template, "RotateRole"));
     assert!(!granted.contains("secretsmanager:ListSecretVersionIds"));
+    assert!(!granted.contains("dynamodb:UpdateItem"));
+    assert!(granted.contains("dynamodb:PutItem"), "{granted:?}");
     assert!(
         granted.contains("secretsmanager:PutSecretValue"),
         "{granted:?}"

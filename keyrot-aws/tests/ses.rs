@@ -12,9 +12,9 @@ mod calls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyrot_aws::moto::Moto;
+use keyrot_aws::moto::{Fault, FaultProxy, Moto, Rule};
 use keyrot_aws::permissions::ROTATOR_ACTIONS;
-use keyrot_aws::{AwsSecretStore, SesNotifier};
+use keyrot_aws::{AwsSecretStore, AwsSettings, SesNotifier};
 use keyrot_core::fake::SimClock;
 use keyrot_core::{AccessKeyId, Notice, Notifier, Timestamp, UserName};
 
@@ -172,4 +172,38 @@ async fn ses_notifier_holds_back_a_repeated_alert_within_its_period() {
     notifier.notify(&failed).await.unwrap();
     assert_eq!(sent().await.len(), 5);
     calls.assert_within(ROTATOR_ACTIONS, "rotator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_send_email_reply_may_mail_twice_and_is_not_an_error() {
+    // keyrot_aws::retries: the SDK retries SendEmail after a lost reply; the administrators may
+    // get the mail twice, never not at all.
+    let moto = shared_moto().await;
+    let sender = "keyrot-lost-reply@example.com";
+    aws_sdk_sesv2::Client::new(&moto.admin_config().await)
+        .create_email_identity()
+        .email_identity(sender)
+        .send()
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    proxy.inject(Rule::nth("ses:SendEmail", 1, Fault::FailAfter));
+    let settings = AwsSettings {
+        endpoint_url: Some(proxy.endpoint().to_owned()),
+        ..moto.settings()
+    };
+    let ses = aws_sdk_sesv2::Client::new(&moto.admin_config_with(&settings).await);
+    let notifier = SesNotifier::new(ses, sender, vec!["ops@example.com".into()]);
+    let notice = Notice::Blocked {
+        user: UserName::new("ses-lost-reply").unwrap(),
+        reason: "two keys in service".into(),
+    };
+
+    notifier.notify(&notice).await.unwrap();
+    assert_eq!(proxy.forwarded("ses:SendEmail"), 2, "{:?}", proxy.calls());
+    assert_eq!(
+        mails_from(moto, sender).await.len(),
+        2,
+        "the duplicate mail"
+    );
 }

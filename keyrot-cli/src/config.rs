@@ -16,6 +16,7 @@
 //! region = "eu-west-1"
 //! endpoint_url = "http://127.0.0.1:5000"
 //! secret_prefix = "keyrot/users/"
+//! lease_table = "keyrot-leases"   # the runs' claims on users (DynamoDB); also KEYROT_LEASE_TABLE
 //! alert_from = "keyrot@example.com"
 //! alert_to = ["ops@example.com"]
 //! alert_repeat_after = "1d"       # a standing condition is mailed again after this long
@@ -35,7 +36,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keyrot_aws::{AwsSettings, BackendSettings, RetryMode};
+use keyrot_aws::{AwsSettings, BackendSettings, RetryMode, check_table_name};
 use keyrot_core::Policy;
 use keyrot_core::settings::{PolicySettings, SettingsError, parse_duration};
 use serde::Deserialize;
@@ -74,6 +75,7 @@ struct AwsSection {
     endpoint_url: Option<String>,
     profile: Option<String>,
     secret_prefix: Option<String>,
+    lease_table: Option<String>,
     kms_key_id: Option<String>,
     alert_from: Option<String>,
     alert_to: Option<Vec<String>>,
@@ -266,6 +268,9 @@ impl Config {
             secret_prefix: get("KEYROT_SECRET_PREFIX")
                 .or(file.aws.secret_prefix)
                 .unwrap_or(defaults.secret_prefix),
+            lease_table: get("KEYROT_LEASE_TABLE")
+                .or(file.aws.lease_table)
+                .unwrap_or(defaults.lease_table),
             kms_key_id: get("KEYROT_KMS_KEY_ID").or(file.aws.kms_key_id),
             alert_from: get("KEYROT_ALERT_FROM").or(file.aws.alert_from),
             alert_to,
@@ -291,6 +296,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "aws.alert_from / aws.alert_to".into(),
                 message: format!("{bad:?} is not an e-mail address"),
+            });
+        }
+        if let Err(message) = check_table_name(&backend_settings.lease_table) {
+            return Err(ConfigError::Invalid {
+                setting: "aws.lease_table".into(),
+                message: format!("{:?}: {message}", backend_settings.lease_table),
             });
         }
         if backend_settings.secret_prefix.is_empty() {
@@ -539,6 +550,28 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_table_is_the_default_stacks_unless_named() {
+        let aws = Flags {
+            backend: Some(BackendKind::Aws),
+            ..Flags::default()
+        };
+        let table = |flags: &Flags, vars: &[(&str, &str)]| {
+            Config::load(flags, &env(vars))
+                .unwrap()
+                .backend_settings
+                .lease_table
+        };
+        assert_eq!(table(&aws, &[]), keyrot_aws::DEFAULT_LEASE_TABLE);
+        let in_file = Flags {
+            config: Some(file("[aws]\nlease_table = \"prod-keyrot-leases\"\n")),
+            ..aws
+        };
+        assert_eq!(table(&in_file, &[]), "prod-keyrot-leases");
+        let arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/other-leases";
+        assert_eq!(table(&in_file, &[("KEYROT_LEASE_TABLE", arn)]), arn);
+    }
+
+    #[test]
     fn bad_settings_name_themselves() {
         type Case = (Flags, Vec<(&'static str, &'static str)>, &'static str);
         let cases: Vec<Case> = vec![
@@ -618,6 +651,11 @@ mod tests {
                 in_file("[aws]\nretry_mode = \"eager\"\n"),
                 vec![],
                 "aws.retry_mode: ",
+            ),
+            (
+                in_file("[aws]\nlease_table = \"my leases\"\n"),
+                vec![],
+                "aws.lease_table: \"my leases\": ",
             ),
             (
                 in_file("[aws]\nmax_attempts = 0\n"),

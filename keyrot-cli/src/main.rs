@@ -298,6 +298,12 @@ async fn serve(config: &Config) -> Result<ExitCode, String> {
     }
     println!("  listening on {base}");
     println!("  policy: {}", Summary(&backend.policy));
+    if backend.kind == BackendKind::Aws {
+        println!(
+            "  lease table: {} (the schedule claims each user there before acting on it)",
+            config.backend_settings.lease_table
+        );
+    }
     if let Some(api_key) = &demo_key {
         let user = DEMO_USERS[0];
         println!("  demo users: {}", DEMO_USERS.join(", "));

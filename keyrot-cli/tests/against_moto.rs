@@ -23,20 +23,24 @@ async fn moto() -> &'static Moto {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `keyrot` signed with moto's administrator, selecting users by this test's own tag.
+/// The lease table the tests' runs share (each test has users of its own).
+const LEASE_TABLE: &str = "keyrot-cli-test-leases";
+
+/// The moto server, with the tests' lease table.
+async fn moto_with_table() -> &'static Moto {
+    let moto = moto().await;
+    moto.create_lease_table(LEASE_TABLE).await.unwrap();
+    moto
+}
+
+/// `keyrot` signed with moto's administrator, selecting users by this test's own tag, claiming
+/// them in the tests' lease table.
 fn keyrot(moto: &Moto, tag: &str, prefix: &str) -> Command {
-    let (key_id, secret) = moto.admin_credentials();
-    let mut cmd = Command::new(KEYROT);
-    cmd.arg("--endpoint-url")
-        .arg(moto.endpoint())
-        .env_remove("AWS_PROFILE")
-        .env_remove("KEYROT_CONFIG")
-        .env("AWS_ACCESS_KEY_ID", key_id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let mut cmd = Command::from(moto.admin_process(KEYROT, moto.endpoint()));
+    cmd.env_remove("KEYROT_CONFIG")
         .env("KEYROT_MANAGED_TAG", format!("{tag}=true"))
         .env("KEYROT_SECRET_PREFIX", prefix)
+        .env("KEYROT_LEASE_TABLE", LEASE_TABLE)
         .env("KEYROT_LOG", "warn")
         .kill_on_drop(true);
     cmd
@@ -52,7 +56,7 @@ async fn tagged_user(moto: &Moto, name: &str, tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_and_status_work_on_aws() {
-    let moto = moto().await;
+    let moto = moto_with_table().await;
     let (tag, prefix) = ("keyrot:cli-rotate", "keyrot-cli-rotate/");
     let legacy = tagged_user(moto, "cli-rotate-ci", tag).await;
 
@@ -107,7 +111,7 @@ async fn rotate_and_status_work_on_aws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_aws_reads_the_api_secrets_and_serves_the_published_key() {
-    let moto = moto().await;
+    let moto = moto_with_table().await;
     let config = moto.admin_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let (tag, prefix) = ("keyrot:cli-serve", "keyrot-cli-serve/");
@@ -209,4 +213,168 @@ async fn serve_on_aws_reads_the_api_secrets_and_serves_the_published_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+}
+
+/// One row of `keyrot rotate`'s report: the steps taken and the outcome.
+#[derive(Debug)]
+struct Row {
+    steps: Vec<String>,
+    outcome: String,
+}
+
+impl Row {
+    /// Whether the run changed anything for the user (took a step that is not read-only: those
+    /// need no lease).
+    fn acted(&self) -> bool {
+        const READ_ONLY: [&str; 4] = ["check-last-used", "verify", "wait", "blocked"];
+        self.steps.iter().any(|s| !READ_ONLY.contains(&s.as_str()))
+    }
+}
+
+/// The rows of a report, by user.
+fn rows(report: &str) -> std::collections::BTreeMap<String, Row> {
+    report
+        .lines()
+        .skip_while(|l| !l.starts_with("USER "))
+        .skip(1)
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let user = words.next()?.to_owned();
+            let steps = words.next()?;
+            let outcome: Vec<&str> = words.collect();
+            // The summary line ("4 users, 1 rotated, ...") has no steps column.
+            (!outcome.is_empty() && !user.chars().all(|c| c.is_ascii_digit())).then(|| {
+                let steps = match steps {
+                    "-" => Vec::new(),
+                    list => list.split(',').map(str::to_owned).collect(),
+                };
+                let outcome = outcome.join(" ");
+                (user, Row { steps, outcome })
+            })
+        })
+        .collect()
+}
+
+/// The acceptance test of "one run per user at a time": for every scheduled run of a dozen,
+/// two `keyrot rotate` processes start together against the same moto and the same lease
+/// table, on a seconds-scale policy, over four users. Every pair leaves every invariant
+/// intact, neither process ever asks IAM for a third key, and where one process found a user
+/// taken it says so while the other acted on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rotate_processes_at_once_never_act_on_one_user_together() {
+    let moto = moto_with_table().await;
+    let (tag, prefix) = ("keyrot:cli-pair", "keyrot-cli-pair/");
+    let users: Vec<String> = (0..4).map(|i| format!("cli-pair-{i}")).collect();
+    for user in &users {
+        tagged_user(moto, user, tag).await;
+    }
+    let config = moto.admin_config().await;
+    let iam = AwsIam::new(aws_sdk_iam::Client::new(&config));
+    let store = keyrot_aws::AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&config))
+        .with_prefix(prefix);
+    // Periods of seconds (rotation 5 s >= verify 2 s + max grace 2 s + recovery 1 s), a run
+    // every second; moto reports no last use late, so the lag is zero.
+    let policy = [
+        ("KEYROT_SCHEDULE_INTERVAL", "1s"),
+        ("KEYROT_ROTATION_PERIOD", "5s"),
+        ("KEYROT_GRACE_PERIOD", "1s"),
+        ("KEYROT_MAX_GRACE_PERIOD", "2s"),
+        ("KEYROT_RECOVERY_WINDOW", "1s"),
+        ("KEYROT_QUIET_PERIOD", "1s"),
+        ("KEYROT_LAST_USED_LAG", "0s"),
+        ("KEYROT_VERIFY_TIMEOUT", "2s"),
+    ];
+    let rotate = |force: bool| {
+        let mut cmd = keyrot(moto, tag, prefix);
+        cmd.envs(policy).arg("rotate");
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output()
+    };
+
+    let started = Instant::now();
+    let mut schedule = tokio::time::interval(Duration::from_secs(1));
+    let (mut busy, mut rotations) = (0, 0);
+    for run in 0..12 {
+        schedule.tick().await;
+        // The first run rotates every user at once; later ones as keys come due.
+        let (a, b) = tokio::join!(rotate(run == 0), rotate(run == 0));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let text = |out: &std::process::Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        let (text_a, text_b) = (text(&a), text(&b));
+        let both = format!("run {run}, process A:\n{text_a}\nprocess B:\n{text_b}");
+        assert!(a.status.success() && b.status.success(), "{both}");
+        for bad in [
+            "two access keys",
+            "LimitExceeded",
+            "not managed by keyrot",
+            "blocked:",
+            "failed to",
+            "lease",
+        ] {
+            assert!(!both.contains(bad), "{bad:?} in {both}");
+        }
+        let (rows_a, rows_b) = (rows(&text_a), rows(&text_b));
+        for user in &users {
+            let (ra, rb) = (&rows_a[user], &rows_b[user]);
+            for (mine, other) in [(ra, rb), (rb, ra)] {
+                if mine
+                    .outcome
+                    .starts_with("skipped: another run holds the user until")
+                {
+                    busy += 1;
+                    // The other process held the user: it acted, and was not refused.
+                    assert!(
+                        other.acted() && !other.outcome.starts_with("skipped"),
+                        "{user}: refused, but the other process did not act: {both}"
+                    );
+                    assert!(!mine.acted(), "{user}: acted without the lease: {both}");
+                }
+            }
+            let published = [ra, rb]
+                .iter()
+                .filter(|r| r.steps.iter().any(|s| s == "publish"))
+                .count();
+            assert!(published <= 1, "{user}: published twice in one run: {both}");
+            rotations += published;
+
+            // The invariants, read off moto as the administrator.
+            let name = UserName::new(user.as_str()).unwrap();
+            let keys = iam.list_keys(&name).await.unwrap();
+            assert!(
+                keys.len() <= 2,
+                "{user}: {} keys after run {run}",
+                keys.len()
+            );
+            let current = keyrot_core::SecretStore::current(&store, &name)
+                .await
+                .unwrap()
+                .expect("the first run publishes a key");
+            let key = keys.iter().find(|k| k.id == current.access_key_id);
+            assert!(
+                key.is_some_and(|k| k.status == keyrot_core::KeyStatus::Active),
+                "{user}: the current key {} is missing or inactive after run {run}: {keys:?}",
+                current.access_key_id
+            );
+        }
+    }
+    eprintln!(
+        "12 pairs of runs in {:?}: {rotations} rotations, {busy} users found taken",
+        started.elapsed()
+    );
+    assert!(
+        busy > 0,
+        "the two processes never met on a user: the test proved nothing"
+    );
+    assert!(
+        rotations >= 2 * users.len(),
+        "each user rotates at least twice over the lifecycle: {rotations} rotations"
+    );
 }

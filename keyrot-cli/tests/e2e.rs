@@ -251,6 +251,24 @@ async fn one_shot_commands_report_and_exit_as_documented() {
     let statuses: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(statuses.as_array().unwrap().len(), 3, "{statuses}");
 
+    // keyrot does not even plan a user it does not manage: no keys shown, no next step.
+    let out = keyrot()
+        .args(["status", "--json", "--user", "human-admin"])
+        .output()
+        .await
+        .unwrap();
+    let statuses: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        statuses,
+        serde_json::json!([{
+            "user": "human-admin",
+            "keys": [],
+            "next": "not managed by keyrot: untouched",
+            "at": null,
+            "attention": true
+        }])
+    );
+
     for (args, env, expected) in [
         (vec!["serve", "--listen", "nowhere"], vec![], "listen"),
         (

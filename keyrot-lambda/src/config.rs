@@ -9,7 +9,9 @@
 //! | `KEYROT_METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics         | `keyrot`        |
 //! | the policy's variables     | see [`keyrot_core::settings`]                   | its defaults    |
 //!
-//! The rotator (`keyrot-rotate`) also reads `KEYROT_KMS_KEY_ID` (a customer KMS key for new
+//! The rotator (`keyrot-rotate`) also reads `KEYROT_LEASE_TABLE` (required: the DynamoDB
+//! table of the runs' claims on users, which keeps it apart from `keyrot rotate` and `keyrot
+//! serve`; the template passes its `LeaseTable`), `KEYROT_KMS_KEY_ID` (a customer KMS key for new
 //! secrets), `KEYROT_ALERT_FROM` (the SES sender) and `KEYROT_ALERT_TO` (administrators,
 //! commas); without both alert variables, alerts are only logged.
 //!
@@ -28,7 +30,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use keyrot_aws::{AwsSettings, BackendSettings, DEFAULT_PREFIX, RetryMode};
+use keyrot_aws::{AwsSettings, BackendSettings, DEFAULT_PREFIX, RetryMode, check_table_name};
 use keyrot_core::settings::{PolicySettings, SettingsError, parse_duration};
 use keyrot_core::token::{
     DEFAULT_LIFETIME, SigningKey, TokenConfig, TokenConfigError, TokenPolicy,
@@ -146,6 +148,9 @@ impl RotateConfig {
             (Some(_), true) => return Err(ConfigError::Missing("KEYROT_ALERT_TO")),
             _ => {}
         }
+        let lease_table = env.required("KEYROT_LEASE_TABLE")?;
+        check_table_name(&lease_table)
+            .map_err(|reason| ConfigError::invalid("KEYROT_LEASE_TABLE", reason))?;
         let kms_key_id = env.get("KEYROT_KMS_KEY_ID");
         if let Some(key) = &kms_key_id
             && (key.len() > 2048 || key.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -191,6 +196,7 @@ impl RotateConfig {
             aws,
             backend: BackendSettings {
                 secret_prefix: secret_prefix(&env)?,
+                lease_table,
                 kms_key_id,
                 alert_from,
                 alert_to,
@@ -421,6 +427,13 @@ mod tests {
         ("KEYROT_CLIENTS_SECRET", "keyrot/api/clients"),
     ];
 
+    /// The rotator's variables: `extra`, and the lease table the template always passes.
+    fn rotate_with(extra: &[(&str, &str)]) -> Result<RotateConfig, ConfigError> {
+        let mut vars = extra.to_vec();
+        vars.push(("KEYROT_LEASE_TABLE", keyrot_aws::DEFAULT_LEASE_TABLE));
+        RotateConfig::from_env(env(&vars))
+    }
+
     fn api_with(extra: &[(&str, &str)]) -> Result<ApiFunctionConfig, ConfigError> {
         // The first match wins: the extra variables go first.
         let mut vars = extra.to_vec();
@@ -430,7 +443,7 @@ mod tests {
 
     #[test]
     fn the_rotator_runs_on_defaults() {
-        let c = RotateConfig::from_env(env(&[])).unwrap();
+        let c = rotate_with(&[]).unwrap();
         assert_eq!(c.backend, BackendSettings::default());
         assert_eq!(c.metrics_namespace, "keyrot");
         assert_eq!(
@@ -441,28 +454,25 @@ mod tests {
 
     #[test]
     fn the_rotators_aws_retries_and_timeouts_are_settable() {
-        let c = RotateConfig::from_env(env(&[
+        let c = rotate_with(&[
             ("KEYROT_AWS_RETRY_MODE", "adaptive"),
             ("KEYROT_AWS_MAX_ATTEMPTS", "8"),
             ("KEYROT_AWS_CONNECT_TIMEOUT", "2s"),
             ("KEYROT_AWS_OPERATION_TIMEOUT", "2m"),
-        ]))
+        ])
         .unwrap();
         assert_eq!(c.aws.retry_mode, Some(keyrot_aws::RetryMode::Adaptive));
         assert_eq!(c.aws.max_attempts, Some(8));
         assert_eq!(c.aws.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(c.aws.operation_timeout, Some(Duration::from_secs(120)));
-        assert_eq!(
-            RotateConfig::from_env(env(&[])).unwrap().aws,
-            AwsSettings::default()
-        );
+        assert_eq!(rotate_with(&[]).unwrap().aws, AwsSettings::default());
         for (var, value) in [
             ("KEYROT_AWS_RETRY_MODE", "eager"),
             ("KEYROT_AWS_MAX_ATTEMPTS", "0"),
             ("KEYROT_AWS_MAX_ATTEMPTS", "many"),
             ("KEYROT_AWS_OPERATION_TIMEOUT", "1 minute"),
         ] {
-            let err = RotateConfig::from_env(env(&[(var, value)])).unwrap_err();
+            let err = rotate_with(&[(var, value)]).unwrap_err();
             assert_eq!(err.var(), var, "{err}");
         }
     }
@@ -472,6 +482,7 @@ mod tests {
     fn the_rotator_reads_what_the_template_sets() {
         let c = RotateConfig::from_env(env(&[
             ("KEYROT_SECRET_PREFIX", "keyrot/users/"),
+            ("KEYROT_LEASE_TABLE", "prod-keyrot-leases"),
             ("KEYROT_USERS", "ci-deployer,backup"),
             ("KEYROT_EXEMPT_USERS", "breakglass"),
             ("KEYROT_ROTATION_PERIOD", "30d"),
@@ -487,6 +498,7 @@ mod tests {
             ),
         ]))
         .unwrap();
+        assert_eq!(c.backend.lease_table, "prod-keyrot-leases");
         assert_eq!(c.backend.alert_to, ["admin@example.com", "ops@example.org"]);
         assert_eq!(c.backend.alert_from.as_deref(), Some("keyrot@example.com"));
         assert!(c.backend.kms_key_id.is_some());
@@ -594,8 +606,9 @@ mod tests {
             (&[("KEYROT_MANAGED_TAG", "=true")], "KEYROT_MANAGED_TAG"),
             (&[("KEYROT_USERS", "ci,../etc")], "KEYROT_USERS"),
             (&[("KEYROT_EXEMPT_USERS", "a b")], "KEYROT_EXEMPT_USERS"),
+            (&[("KEYROT_LEASE_TABLE", "my leases")], "KEYROT_LEASE_TABLE"),
         ] {
-            let err = RotateConfig::from_env(env(vars)).unwrap_err();
+            let err = rotate_with(vars).unwrap_err();
             assert_eq!(err.var(), var, "{vars:?}: {err}");
             assert!(err.to_string().starts_with(var), "{vars:?}: {err}");
         }
@@ -647,6 +660,16 @@ mod tests {
             assert_eq!(err.var(), var, "{vars:?}: {err}");
             assert!(err.to_string().starts_with(var), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_rotator_needs_its_lease_table() {
+        let err = RotateConfig::from_env(env(&[])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("KEYROT_LEASE_TABLE"));
+        assert_eq!(
+            err.to_string(),
+            "KEYROT_LEASE_TABLE is required but not set"
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@
 //! ```
 //! use keyrot_lambda::config::RotateConfig;
 //!
-//! let env = [("KEYROT_ROTATION_PERIOD", "30d"), ("KEYROT_GRACE_PERIOD", "1 week")];
+//! let env = [
+//!     ("KEYROT_LEASE_TABLE", "keyrot-leases"),
+//!     ("KEYROT_ROTATION_PERIOD", "30d"),
+//!     ("KEYROT_GRACE_PERIOD", "1 week"),
+//! ];
 //! let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
 //! let err = RotateConfig::from_env(lookup).unwrap_err();
 //! assert!(err.to_string().starts_with("KEYROT_GRACE_PERIOD: "));

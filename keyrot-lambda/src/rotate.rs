@@ -245,6 +245,7 @@ impl RotateFunction {
         info!(
             policy = %keyrot_core::settings::Summary(rotator.policy()),
             prefix = %config.backend.secret_prefix,
+            lease_table = %config.backend.lease_table,
             "rotator ready"
         );
         Ok(Self::new(rotator, config.metrics_namespace))

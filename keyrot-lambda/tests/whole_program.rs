@@ -370,14 +370,22 @@ fn tokio() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The AWS part of a function's environment: moto, signed with its administrator's key.
+/// The lease table the tests' rotators share (each test has users of its own).
+const LEASE_TABLE: &str = "keyrot-lambda-test-leases";
+
+/// The AWS part of a function's environment: moto, signed with its administrator's key, and
+/// the lease table (made if need be), as the template passes it to the rotator.
 fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    tokio()
+        .block_on(moto.create_lease_table(LEASE_TABLE))
+        .unwrap();
     let (key_id, secret) = moto.admin_credentials();
     vec![
         ("AWS_ENDPOINT_URL", moto.endpoint().to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", key_id.to_owned()),
         ("AWS_SECRET_ACCESS_KEY", secret.to_owned()),
+        ("KEYROT_LEASE_TABLE", LEASE_TABLE.to_owned()),
     ]
 }
 
@@ -835,9 +843,18 @@ fn a_bad_configuration_is_an_init_error_not_a_silent_crash() {
     for (binary, env, error_type, message) in [
         (
             env!("CARGO_BIN_EXE_keyrot-rotate"),
-            vec![("KEYROT_GRACE_PERIOD", "1 week".to_owned())],
+            vec![
+                ("KEYROT_LEASE_TABLE", LEASE_TABLE.to_owned()),
+                ("KEYROT_GRACE_PERIOD", "1 week".to_owned()),
+            ],
             "keyrot.NotRetryable.Config",
             "KEYROT_GRACE_PERIOD: \"1 week\" is not a duration",
+        ),
+        (
+            env!("CARGO_BIN_EXE_keyrot-rotate"),
+            vec![],
+            "keyrot.NotRetryable.Config",
+            "KEYROT_LEASE_TABLE is required but not set",
         ),
         (
             env!("CARGO_BIN_EXE_keyrot-api"),

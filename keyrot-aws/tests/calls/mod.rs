@@ -51,6 +51,13 @@ impl Calls {
         aws_sdk_secretsmanager::Client::from_conf(conf)
     }
 
+    pub(crate) fn dynamodb(&self, config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
     pub(crate) fn ses(&self, config: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
         let conf = aws_sdk_sesv2::config::Builder::from(config)
             .interceptor(self.clone())
