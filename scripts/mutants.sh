@@ -6,7 +6,8 @@
 # figures are in the README ("Mutation testing"), with every missed mutant that is equivalent
 # to the original and why.
 #
-# Usage: scripts/mutants.sh [cargo-mutants options...]   e.g. --file keyrot-core/src/plan.rs
+# Usage: scripts/mutants.sh [cargo-mutants options...]   e.g. --re 'plan.rs:550:32', or
+#        --iterate to test only the mutants the last run did not catch
 #
 # Environment:
 #   KEYROT_MUTANTS_TARGET  the target directory the mutants build in (default:
@@ -21,7 +22,7 @@
 #   KEYROT_SIM_DAYS     simulated days per seed (default 60; the test command: 200)
 #   KEYROT_MUTANTS_OUT  where cargo-mutants writes its results (default: target/mutants)
 #
-# Exit status: 0 when every mutant is caught, unviable, or listed as equivalent in the README;
+# Exit status: 0 when every mutant is caught, timed out, unviable, or listed in the README;
 # 1 otherwise (the missed ones are printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
