@@ -23,14 +23,14 @@ use crate::ports::{
 /// Why a step failed for one user.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// An IAM call failed.
-    #[error("IAM call failed")]
+    /// An IAM call failed (its error says how).
+    #[error(transparent)]
     Iam(#[from] IamError),
-    /// A secret store call failed.
-    #[error("secret store call failed")]
+    /// A secret store call failed (its error says how).
+    #[error(transparent)]
     Store(#[from] StoreError),
-    /// The verification call failed.
-    #[error("verification failed")]
+    /// The verification call failed (its error says how).
+    #[error(transparent)]
     Verify(#[from] VerifyError),
     /// The pending key's secret is not in the store.
     #[error("the secret of {0} is not stored")]
@@ -41,8 +41,8 @@ pub enum StepError {
     /// The run ended before the step it was asked for (the outcome says how).
     #[error("the run ended without finishing: {0}")]
     Unfinished(String),
-    /// The lease call failed: without the lease no step is taken.
-    #[error("lease call failed")]
+    /// The lease call failed (its error says how): without the lease no step is taken.
+    #[error(transparent)]
     Lease(#[from] LeaseError),
     /// Our lease expired and another run took the user: this run stops acting on it.
     #[error("the lease on the user expired and another run took it")]

@@ -571,7 +571,7 @@ fn a_failed_observation_fails_the_user_and_not_the_run() {
         failed[0]
             .outcome
             .to_string()
-            .starts_with("failed to observe: IAM call failed")
+            .starts_with("failed to observe: throttled by IAM")
     );
 }
 
