@@ -2,7 +2,7 @@
 # Mutation testing of the engine: cargo-mutants breaks keyrot-core's planner and driver one
 # change at a time (a `!` deleted, a match arm removed, a function returning a constant...) and
 # runs keyrot-core's own tests against each mutant. A mutant no test catches is a rule no test
-# proves. Not part of the test command (it takes about twenty minutes on two cores); its latest
+# proves. Not part of the test command (it takes about twelve minutes on two cores); its latest
 # figures are in the README ("Mutation testing"), with every missed mutant that is equivalent
 # to the original and why.
 #
