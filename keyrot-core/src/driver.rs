@@ -698,7 +698,10 @@ impl Rotator {
                 let answer = iam.last_used(key).await;
                 obs.last_used.insert(key.clone(), answer);
             }
-            Step::DeleteOrphan(key) | Step::MakeRoom(key) | Step::Delete(key) => {
+            Step::DeleteOrphan(key)
+            | Step::MakeRoom(key)
+            | Step::Delete(key)
+            | Step::Unstage(key) => {
                 delete(iam.as_ref(), &user, key).await?;
                 obs.keys.retain(|k| &k.id != key);
             }

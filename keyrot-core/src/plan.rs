@@ -11,8 +11,9 @@
 //!    before calling CreateAccessKey, see [`StoredUser::intended`], and no stored key was made
 //!    under that intent) is an orphan: nobody has its secret, so it is deleted, whatever IAM
 //!    says about its use. It is never adopted.
-//! 3. A rollback a person asked for: the previous key is re-activated, verified and published
-//!    (the only way keyrot ever activates a key).
+//! 3. A rollback a person asked for: a key staged by a rotation in progress is deleted (it was
+//!    never served), and the previous key is re-activated, verified and published (the only
+//!    way keyrot ever activates a key).
 //! 4. Access taken away outside keyrot: a user none of whose keys is active is blocked until a
 //!    person acts, `--force` or not; keyrot never gives back access someone removed.
 //! 5. Keys keyrot does not know (no stored version, not adopted, not its own orphan) are
@@ -113,6 +114,9 @@ pub enum Step {
     DeleteOrphan(AccessKeyId),
     /// Re-activate the previous key, for a rollback a person asked for.
     Reactivate(AccessKeyId),
+    /// Delete a staged key that was never published, for a rollback that goes back past it
+    /// (nobody was ever given it).
+    Unstage(AccessKeyId),
     /// Delete an inactive, unmanaged key to make room for a new one.
     MakeRoom(AccessKeyId),
     /// Create a new key and store it as the pending version at once.
@@ -165,6 +169,7 @@ impl Step {
             Self::CheckLastUsed(_) => "check-last-used",
             Self::DeleteOrphan(_) => "delete-orphan",
             Self::Reactivate(_) => "reactivate",
+            Self::Unstage(_) => "unstage",
             Self::MakeRoom(_) => "make-room",
             Self::CreateAndStage => "create-and-stage",
             Self::Verify(_) => "verify",
@@ -188,6 +193,7 @@ impl fmt::Display for Step {
             Self::CheckLastUsed(k) => write!(f, "check last use of {k}"),
             Self::DeleteOrphan(k) => write!(f, "delete orphan {k}"),
             Self::Reactivate(k) => write!(f, "re-activate {k}"),
+            Self::Unstage(k) => write!(f, "unstage {k}: the rollback goes back past it"),
             Self::MakeRoom(k) => write!(f, "make room: delete inactive {k}"),
             Self::CreateAndStage => f.write_str("create and stage a new key"),
             Self::Verify(k) => write!(f, "verify {k}"),
@@ -475,6 +481,11 @@ fn rollback(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
     let Some(target) = target else {
         return Step::Blocked(Blocked::NothingToRollBackTo);
     };
+    // A rotation in progress is abandoned: its staged key would otherwise be published right
+    // after the rollback, undoing it.
+    if let Some(staged) = obs.stored.pending().and_then(|id| obs.key(id)) {
+        return Step::Unstage(staged.id.clone());
+    }
     if target.status == KeyStatus::Inactive {
         return Step::Reactivate(target.id.clone());
     }

@@ -388,6 +388,26 @@ fn a_rollback_reactivates_verifies_and_publishes_the_previous_key() {
 }
 
 #[test]
+fn a_rollback_abandons_a_rotation_in_progress() {
+    // The current key was deleted outside keyrot, a forced rotation staged a new key and
+    // failed before publishing it: going back to the previous key first deletes the staged one,
+    // which would otherwise be published right after the rollback.
+    check(
+        "CUR gone 1d current; OLD active 98d previous superseded=1d; NEW active 1m pending; rollback",
+        expect!["unstage AKIANEW000000000: the rollback goes back past it"],
+    );
+    check(
+        "CUR gone 1d current; OLD active 98d previous superseded=1d verified; rollback",
+        expect!["publish AKIAOLD000000000"],
+    );
+    // Without a rollback the staged key goes on to be verified.
+    check(
+        "CUR active 1d current; NEW active 1m pending",
+        expect!["verify AKIANEW000000000"],
+    );
+}
+
+#[test]
 fn a_rollback_needs_a_previous_key() {
     let nothing = "blocked: no previous key to roll back to";
     assert_eq!(step_of("NEW active 1d current; rollback"), nothing);
@@ -912,6 +932,7 @@ proptest! {
         let current = obs.stored.current();
         let touched = match &step {
             Step::DeleteOrphan(k) | Step::MakeRoom(k) | Step::Delete(k) | Step::Discard(k)
+            | Step::Unstage(k)
             | Step::Deactivate { key: k, .. } => Some(k),
             _ => None,
         };
@@ -946,6 +967,10 @@ proptest! {
                     obs.force || now() >= in_service.created + p.rotation_period(),
                     "made room before a rotation was due"
                 );
+            }
+            Step::Unstage(k) => {
+                prop_assert!(obs.rollback, "unstaged {k} without a rollback");
+                prop_assert_eq!(obs.stored.pending(), Some(k), "unstaged a key that is not staged");
             }
             Step::Reactivate(k) => {
                 prop_assert!(obs.rollback, "re-activated {k} without a rollback");
