@@ -103,15 +103,11 @@ fn rotated(aws: &FakeAws, rotator: &Rotator, name: &str) -> (AccessKeyId, Access
 /// A managed user with a legacy key 100 days old, stored before keyrot came as the current
 /// version, with its secret.
 fn with_stored_legacy_key(aws: &FakeAws, name: &str) -> (UserName, AccessKeyId) {
-    let u = user(name);
-    aws.iam.add_managed_user(u.clone());
-    let old = aws
-        .iam
-        .add_key(&u, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
-    aws.store
-        .create_secret(&u, &old.credentials(), old.key.created);
-    (u, old.key.id)
+    let (u, old) = with_legacy_key(aws, name);
+    let key = aws.iam.key(&old).unwrap();
+    let credentials = aws.iam.credentials_of(&old).unwrap();
+    aws.store.create_secret(&u, &credentials, key.created);
+    (u, old)
 }
 
 /// Everything IAM and the store hold, user by user, secrets aside.
@@ -150,11 +146,7 @@ fn a_dry_run_changes_nothing_in_iam_or_the_store() {
     }))
     .unwrap();
     aws.clock.advance(DAY + MIN);
-    let due = user("due");
-    aws.iam.add_managed_user(due.clone());
-    aws.iam
-        .add_key(&due, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    let due = with_legacy_key(&aws, "due").0;
     let orphaned = user("orphaned");
     aws.iam.add_managed_user(orphaned.clone());
     let intent = keyrot_core::Intent {
@@ -332,11 +324,7 @@ fn blocked_and_failed_users_alert() {
 #[test]
 fn a_discarded_key_alerts_and_the_next_run_tries_again() {
     let (aws, rotator) = world();
-    let carol = user("carol");
-    aws.iam.add_managed_user(carol.clone());
-    aws.iam
-        .add_key(&carol, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    let carol = with_legacy_key(&aws, "carol").0;
     // New keys take longer than the verify timeout to authenticate.
     aws.iam.set_propagation_delay(10 * MIN);
     let report = run(&rotator, &RunOptions::default());
@@ -388,11 +376,7 @@ fn no_user_starts_after_the_deadline() {
 #[test]
 fn a_user_another_run_holds_is_skipped_and_left_alone() {
     let (aws, rotator) = world();
-    let alice = user("alice");
-    aws.iam.add_managed_user(alice.clone());
-    aws.iam
-        .add_key(&alice, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    let alice = with_legacy_key(&aws, "alice").0;
     let until = aws.clock.now() + 10 * MIN;
     let Claim::Granted(other) =
         block_on(aws.lease.acquire(&alice, aws.clock.now(), until)).unwrap()
@@ -425,11 +409,7 @@ fn a_user_another_run_holds_is_skipped_and_left_alone() {
 fn a_long_verification_renews_the_lease() {
     let aws = FakeAws::new(start(), 7, FaultRates::none());
     let rotator = Rotator::new(aws.ports(), policy()).with_lease_duration(10 * MIN);
-    let alice = user("alice");
-    aws.iam.add_managed_user(alice.clone());
-    aws.iam
-        .add_key(&alice, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    let alice = with_legacy_key(&aws, "alice").0;
     // Slow calls, and a new key that authenticates only after 4 minutes: the publication
     // comes more than half the lease after it was taken.
     aws.plan.set_latency(Duration::from_secs(10));
@@ -477,11 +457,7 @@ fn a_lost_create_reply_is_observed_not_retried() {
 #[test]
 fn a_lost_publish_reply_counts_as_published() {
     let (aws, rotator) = world();
-    let alice = user("alice");
-    aws.iam.add_managed_user(alice.clone());
-    aws.iam
-        .add_key(&alice, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    with_legacy_key(&aws, "alice");
     // The promotion happens, the reply is lost, the SDK's retry is refused.
     aws.plan.fail_at(op::STORE_PROMOTE, FaultKind::FailAfter);
     let report = run(&rotator, &RunOptions::default());
@@ -503,11 +479,7 @@ fn a_lost_publish_reply_counts_as_published() {
 #[test]
 fn an_ambiguous_failure_is_observed_again_only_so_often() {
     let (aws, rotator) = world();
-    let alice = user("alice");
-    aws.iam.add_managed_user(alice.clone());
-    aws.iam
-        .add_key(&alice, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    with_legacy_key(&aws, "alice");
     for _ in 0..3 {
         aws.plan
             .fail_at(op::STORE_RECORD_INTENT, FaultKind::FailBefore);
@@ -625,11 +597,7 @@ fn a_rollback_goes_back_to_the_previous_key_and_says_so() {
 #[test]
 fn verify_waits_back_off_and_end_one_second_past_the_deadline() {
     let (aws, rotator) = world();
-    let alice = user("alice");
-    aws.iam.add_managed_user(alice.clone());
-    aws.iam
-        .add_key(&alice, KeyStatus::Active, start() - 100 * DAY)
-        .unwrap();
+    with_legacy_key(&aws, "alice");
     aws.iam.set_propagation_delay(DAY);
     let before = aws.clock.now();
     let report = run(&rotator, &RunOptions::default());
