@@ -36,11 +36,13 @@ cargo test --workspace --doc --locked
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
-step "no AWS, tokio or Lambda crate in keyrot-core"
-# aws-lc-rs is jsonwebtoken's crypto backend (a cryptography library, not the AWS SDK), so the
-# check names the SDK's and the runtimes' crate families.
+step "keyrot-core is only the engine: no AWS, tokio, Lambda, HTTP or randomness crate"
+# With its default features keyrot-core is what an embedder compiles: the engine and the token
+# policy. The HTTP API lives in keyrot-api, the fakes (and their seeded randomness) behind the
+# `fake` feature, the mocks behind `mock`. aws-lc-rs is jsonwebtoken's crypto backend (a
+# cryptography library, not the AWS SDK), so the check names the SDK's and runtimes' families.
 if cargo tree -p keyrot-core -e normal --prefix none --locked \
-    | grep -E '^(aws-(config|sdk-|smithy|types|runtime|sigv4|credential)|tokio |hyper |lambda_)'; then
+    | grep -E '^(aws-(config|sdk-|smithy|types|runtime|sigv4|credential)|tokio |hyper |lambda_|http |rand |rand_chacha |rand_core |mockall )'; then
   echo "keyrot-core must stay pure: the crates above leaked into its dependencies" >&2
   exit 1
 fi

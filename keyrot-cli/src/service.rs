@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use keyrot_api::{Api, ApiConfig};
 use keyrot_aws::{AwsClients, SystemClock, load_api_secrets};
-use keyrot_core::api::{Api, ApiConfig};
 use keyrot_core::token::{
     ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
 };

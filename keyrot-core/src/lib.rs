@@ -4,8 +4,8 @@
 //! and every decision takes `now` as an argument.
 #![doc = include_str!("../README.md")]
 
-pub mod api;
 pub mod driver;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod model;
 pub mod plan;

@@ -1,4 +1,4 @@
-//! The API function: API Gateway REST proxy events in, [`keyrot_core::api::Api`] answers out.
+//! The API function: API Gateway REST proxy events in, [`keyrot_api::Api`] answers out.
 //!
 //! The adapter adds nothing to the API's rules; it only translates, and reads what the core
 //! must be told:
@@ -36,10 +36,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::StatusCode;
+use keyrot_api::{Api, ApiConfig, ApiConfigError, ApiOutcome, ErrorCode, error_response};
 use keyrot_aws::{
     ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
 };
-use keyrot_core::api::{Api, ApiConfig, ApiConfigError, ApiOutcome, ErrorCode, error_response};
 use keyrot_core::driver::error_chain;
 use keyrot_core::token::{ClientRegistry, TokenPolicy};
 use keyrot_core::{Clock, SecretStore, Timestamp};
@@ -136,7 +136,7 @@ impl Outcome {
 }
 
 /// The error code of an event the adapter cannot read. The API's own codes are
-/// [`keyrot_core::api::ErrorCode`]'s; API Gateway never sends such an event, only a direct
+/// [`keyrot_api::ErrorCode`]'s; API Gateway never sends such an event, only a direct
 /// invocation can.
 pub const INVALID_EVENT_CODE: &str = "invalid_request";
 

@@ -44,7 +44,7 @@ pub const DEFAULT_ISSUER: &str = "keyrot";
 /// The default `aud` of the API's tokens.
 pub const DEFAULT_AUDIENCE: &str = "keyrot-api";
 /// The default time the API serves a fetched key from its cache.
-pub const DEFAULT_KEY_CACHE_TTL: Duration = keyrot_core::api::DEFAULT_CACHE_TTL;
+pub const DEFAULT_KEY_CACHE_TTL: Duration = keyrot_api::DEFAULT_CACHE_TTL;
 /// The default time the API answers with the signing keys and client registry it read before
 /// it reads them again.
 pub const DEFAULT_API_SECRETS_TTL: Duration = Duration::from_secs(60);

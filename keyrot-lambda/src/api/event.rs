@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use base64::Engine;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
+use keyrot_api::RequestContext;
 use keyrot_core::Timestamp;
-use keyrot_core::api::RequestContext;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 

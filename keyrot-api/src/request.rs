@@ -5,8 +5,8 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use http::request::Parts;
 
 use super::{ErrorCode, Limits};
-use crate::model::UserName;
-use crate::token::{AuthError, TokenError, TokenRejection};
+use keyrot_core::model::UserName;
+use keyrot_core::token::{AuthError, TokenError, TokenRejection};
 
 /// Why a request was refused: the code the caller sees, and the reason (and perhaps a
 /// detail) only the audit log sees.

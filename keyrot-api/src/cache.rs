@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::model::{Credentials, Timestamp, UserName};
+use keyrot_core::model::{Credentials, Timestamp, UserName};
 
 /// The most users the cache holds. Only users with a stored key are cached, so this bounds
 /// memory even if the store held more users than expected.
@@ -92,7 +92,7 @@ impl fmt::Debug for KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AccessKeyId, SecretAccessKey};
+    use keyrot_core::model::{AccessKeyId, SecretAccessKey};
 
     fn creds(id: &str) -> Credentials {
         Credentials {

@@ -19,7 +19,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use keyrot_core::api::{
+use keyrot_api::{
     Api, ApiConfig, ApiConfigError, ApiOutcome, ApiResponse, ErrorCode, RequestContext,
 };
 use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, op};

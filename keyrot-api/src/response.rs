@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 use super::{ApiOutcome, ErrorCode, Success};
-use crate::model::Timestamp;
+use keyrot_core::model::Timestamp;
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {

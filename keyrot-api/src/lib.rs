@@ -1,8 +1,9 @@
-//! The API, once, without a transport: `POST /generate-token`, `GET /active-key` and
+//! keyrot's API, once, without a transport: `POST /generate-token`, `GET /active-key` and
 //! `GET /health` as a function from an [`http::Request`] to an [`http::Response`].
 //!
-//! Like the rest of keyrot-core this module performs no IO of its own beyond the
-//! [`SecretStore`] it is given, never reads the clock and has no randomness: the adapter (the
+//! It never listens on a socket, reads the clock or draws random numbers, and performs no IO of
+//! its own beyond the [`SecretStore`] it is given; the token rules themselves are
+//! [`keyrot_core::token`]'s. The adapter (the
 //! Lambda function behind API Gateway, the local axum server) passes the true source address,
 //! the request id, `now` and a fresh token id in a [`RequestContext`], strips any API Gateway
 //! stage prefix from the path, and turns the [`ApiResponse`] back into its own response type
@@ -67,7 +68,7 @@
 //! use std::sync::Arc;
 //!
 //! use futures::executor::block_on;
-//! use keyrot_core::api::{Api, ApiConfig, ApiOutcome, RequestContext};
+//! use keyrot_api::{Api, ApiConfig, ApiOutcome, RequestContext};
 //! use keyrot_core::fake::{FakeAws, FaultRates};
 //! use keyrot_core::token::{ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy};
 //! use keyrot_core::{Policy, Timestamp};
@@ -105,10 +106,12 @@ use std::time::Duration;
 use http::header::{ALLOW, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::model::{Credentials, Timestamp, UserName};
-use crate::policy::Policy;
-use crate::ports::SecretStore;
-use crate::token::{Client, ClientId, ClientRegistry, IssuedToken, MAX_TOKEN_LEN, TokenPolicy};
+use keyrot_core::model::{Credentials, Timestamp, UserName};
+use keyrot_core::policy::Policy;
+use keyrot_core::ports::SecretStore;
+use keyrot_core::token::{
+    Client, ClientId, ClientRegistry, IssuedToken, MAX_TOKEN_LEN, TokenPolicy,
+};
 
 mod cache;
 mod request;
