@@ -5,6 +5,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod driver;
+pub mod duration;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod model;
@@ -19,5 +20,5 @@ pub use driver::{
 };
 pub use model::*;
 pub use plan::{Blocked, Observation, Step, Wait, plan};
-pub use policy::{Policy, PolicyBuilder, PolicyError, Selection};
+pub use policy::{Policy, PolicyBuilder, PolicyError, PolicyField, Selection};
 pub use ports::*;

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use crate::duration::format_duration;
 use crate::model::UserName;
 
 /// Which users keyrot manages. Management is opt-in: nobody is managed by default.
@@ -47,14 +48,71 @@ impl fmt::Display for Selection {
     }
 }
 
+/// One setting of a policy, named as [`PolicyError`] and the settings' errors name it, so a
+/// configuration can map every error to the setting the user wrote without a catch-all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PolicyField {
+    /// [`Policy::rotation_period`].
+    RotationPeriod,
+    /// [`Policy::grace`].
+    Grace,
+    /// [`Policy::max_grace`].
+    MaxGrace,
+    /// [`Policy::recovery_window`].
+    RecoveryWindow,
+    /// [`Policy::quiet_period`].
+    QuietPeriod,
+    /// [`Policy::last_used_lag`].
+    LastUsedLag,
+    /// [`Policy::verify_timeout`].
+    VerifyTimeout,
+    /// [`Policy::schedule_interval`].
+    ScheduleInterval,
+    /// The tag that selects managed users ([`Selection::Tagged`]).
+    ManagedTag,
+    /// The listed users ([`Selection::Listed`]).
+    Users,
+    /// [`Policy::exempt`].
+    Exempt,
+}
+
+impl PolicyField {
+    /// The field's name, as the settings spell it (`max_grace`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RotationPeriod => "rotation_period",
+            Self::Grace => "grace",
+            Self::MaxGrace => "max_grace",
+            Self::RecoveryWindow => "recovery_window",
+            Self::QuietPeriod => "quiet_period",
+            Self::LastUsedLag => "last_used_lag",
+            Self::VerifyTimeout => "verify_timeout",
+            Self::ScheduleInterval => "schedule_interval",
+            Self::ManagedTag => "managed_tag",
+            Self::Users => "users",
+            Self::Exempt => "exempt",
+        }
+    }
+}
+
+impl fmt::Display for PolicyField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A policy that cannot work, with what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// A period was zero.
     #[error("{0} must be longer than zero")]
-    Zero(&'static str),
+    Zero(PolicyField),
     /// The maximum grace was shorter than the grace.
-    #[error("max_grace ({max_grace:?}) must be at least grace ({grace:?})")]
+    #[error(
+        "max_grace ({}) must be at least grace ({})",
+        format_duration(*.max_grace),
+        format_duration(*.grace)
+    )]
     MaxGraceBelowGrace {
         /// The grace period.
         grace: Duration,
@@ -62,7 +120,11 @@ pub enum PolicyError {
         max_grace: Duration,
     },
     /// A key could never count as idle before the maximum grace forces it off.
-    #[error("quiet_period ({quiet_period:?}) must be at most max_grace ({max_grace:?})")]
+    #[error(
+        "quiet_period ({}) must be at most max_grace ({})",
+        format_duration(*.quiet_period),
+        format_duration(*.max_grace)
+    )]
     QuietAboveMaxGrace {
         /// The quiet period.
         quiet_period: Duration,
@@ -71,8 +133,9 @@ pub enum PolicyError {
     },
     /// A key could count as idle on last-used answers that IAM has not caught up with yet.
     #[error(
-        "quiet_period ({quiet_period:?}) must be at least last_used_lag ({last_used_lag:?}): \
-         IAM reports uses that late"
+        "quiet_period ({}) must be at least last_used_lag ({}): IAM reports uses that late",
+        format_duration(*.quiet_period),
+        format_duration(*.last_used_lag)
     )]
     QuietBelowLag {
         /// The quiet period.
@@ -82,8 +145,10 @@ pub enum PolicyError {
     },
     /// The old key's lifecycle would not end before the next rotation is due.
     #[error(
-        "rotation_period ({rotation_period:?}) must be at least verify_timeout + max_grace + \
-         recovery_window ({needed:?}), so that the old key is gone before the next rotation"
+        "rotation_period ({}) must be at least verify_timeout + max_grace + recovery_window \
+         ({}), so that the old key is gone before the next rotation",
+        format_duration(*.rotation_period),
+        format_duration(*.needed)
     )]
     PeriodTooShort {
         /// The rotation period.
@@ -93,13 +158,30 @@ pub enum PolicyError {
     },
     /// A period was too long to compute with.
     #[error("{0} is too long (more than 100 years)")]
-    TooLong(&'static str),
+    TooLong(PolicyField),
     /// An explicit user list was empty.
     #[error("the list of managed users is empty; name at least one user or select by tag")]
     NoUsers,
     /// A tag selector had an empty key.
     #[error("the tag key that selects managed users is empty")]
     EmptyTagKey,
+}
+
+impl PolicyError {
+    /// The setting to change: the one the error is about, or for a contradiction the one the
+    /// message asks to change.
+    pub fn field(&self) -> PolicyField {
+        match self {
+            Self::Zero(field) | Self::TooLong(field) => *field,
+            Self::MaxGraceBelowGrace { .. } => PolicyField::MaxGrace,
+            Self::QuietAboveMaxGrace { .. } | Self::QuietBelowLag { .. } => {
+                PolicyField::QuietPeriod
+            }
+            Self::PeriodTooShort { .. } => PolicyField::RotationPeriod,
+            Self::NoUsers => PolicyField::Users,
+            Self::EmptyTagKey => PolicyField::ManagedTag,
+        }
+    }
 }
 
 /// How and when keys are rotated. Build one with [`Policy::builder`]; it is valid by construction.
@@ -280,13 +362,13 @@ impl PolicyBuilder {
     pub fn build(self) -> Result<Policy, PolicyError> {
         let p = self.policy;
         let periods = [
-            ("rotation_period", p.rotation_period),
-            ("grace", p.grace),
-            ("max_grace", p.max_grace),
-            ("recovery_window", p.recovery_window),
-            ("quiet_period", p.quiet_period),
-            ("verify_timeout", p.verify_timeout),
-            ("schedule_interval", p.schedule_interval),
+            (PolicyField::RotationPeriod, p.rotation_period),
+            (PolicyField::Grace, p.grace),
+            (PolicyField::MaxGrace, p.max_grace),
+            (PolicyField::RecoveryWindow, p.recovery_window),
+            (PolicyField::QuietPeriod, p.quiet_period),
+            (PolicyField::VerifyTimeout, p.verify_timeout),
+            (PolicyField::ScheduleInterval, p.schedule_interval),
         ];
         for (name, value) in periods {
             if value.is_zero() {
@@ -303,7 +385,7 @@ impl PolicyBuilder {
             });
         }
         if p.last_used_lag > CENTURY {
-            return Err(PolicyError::TooLong("last_used_lag"));
+            return Err(PolicyError::TooLong(PolicyField::LastUsedLag));
         }
         if p.quiet_period < p.last_used_lag {
             return Err(PolicyError::QuietBelowLag {
@@ -370,10 +452,10 @@ mod tests {
             err(Policy::builder().grace(Duration::ZERO)),
             "grace must be longer than zero"
         );
-        assert!(err(Policy::builder().grace(20 * DAY)).starts_with("max_grace (1209600s)"));
+        assert!(err(Policy::builder().grace(20 * DAY)).starts_with("max_grace (14d) must be at least grace (20d)"));
         assert!(
             err(Policy::builder().rotation_period(20 * DAY))
-                .starts_with("rotation_period (1728000s) must be at least")
+                .starts_with("rotation_period (20d) must be at least")
         );
         assert_eq!(
             err(Policy::builder().selection(Selection::Listed(BTreeSet::new()))),
@@ -388,11 +470,11 @@ mod tests {
         );
         assert_eq!(
             err(Policy::builder().quiet_period(15 * DAY)),
-            "quiet_period (1296000s) must be at most max_grace (1209600s)"
+            "quiet_period (15d) must be at most max_grace (14d)"
         );
         assert_eq!(
             err(Policy::builder().quiet_period(3600 * std::time::Duration::from_secs(1))),
-            "quiet_period (3600s) must be at least last_used_lag (14400s): IAM reports uses that \
+            "quiet_period (1h) must be at least last_used_lag (4h): IAM reports uses that \
              late"
         );
         assert_eq!(

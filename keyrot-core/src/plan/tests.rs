@@ -660,15 +660,6 @@ fn a_warning_goes_out_one_interval_before_forced_deactivation() {
 }
 
 #[test]
-fn durations_print_for_people() {
-    assert_eq!(human(Duration::from_secs(90 * DAY)), "90d");
-    assert_eq!(human(Duration::from_secs(DAY + 7200)), "1d2h");
-    assert_eq!(human(Duration::from_secs(5400)), "1h30m");
-    assert_eq!(human(Duration::from_secs(300)), "5m");
-    assert_eq!(human(Duration::from_secs(42)), "42s");
-}
-
-#[test]
 fn a_pending_key_is_tried_again_up_to_the_verify_timeout_itself() {
     // Refused exactly at the timeout: not past it yet.
     check(
