@@ -9,7 +9,7 @@
 //! ```
 //!
 //! AWS access comes from aws-config's standard chain (`AWS_PROFILE`, `AWS_ACCESS_KEY_ID`, ...);
-//! the rotation policy from the `KEYROT_*` variables of `keyrot_core::settings`. Exit status:
+//! the rotation policy from the `KEYROT_*` variables of keyrot-config's setting table. Exit status:
 //! 0 when every user is fine, 1 when a user failed, is blocked or not managed, or a published
 //! key does not authenticate, 2 for bad arguments or settings.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command: stdout is its output
@@ -20,6 +20,7 @@ use clap::Parser;
 use clap::builder::NonEmptyStringValueParser;
 use examples::{Health, Mode, endpoint_url, publish_check, rotate_once};
 use keyrot_aws::{AwsClients, AwsSettings, BackendSettings, DEFAULT_LEASE_TABLE, DEFAULT_PREFIX};
+use keyrot_config::Sources;
 use keyrot_core::driver::error_chain;
 use keyrot_core::settings::PolicySettings;
 use keyrot_core::{Outcome, UserName};
@@ -29,7 +30,7 @@ use keyrot_core::{Outcome, UserName};
 #[command(
     name = "embed",
     after_help = "The rotation policy comes from KEYROT_ROTATION_PERIOD, KEYROT_GRACE_PERIOD, \
-                  KEYROT_MANAGED_TAG, ... (see keyrot_core::settings); AWS credentials and \
+                  KEYROT_MANAGED_TAG, ... (see keyrot-config); AWS credentials and \
                   region from the standard AWS chain."
 )]
 struct Args {
@@ -74,8 +75,7 @@ async fn main() -> ExitCode {
 
     // The environment is read here rather than by clap so that, as everywhere in keyrot, an
     // empty variable counts as unset.
-    let settings = PolicySettings::from_env(env);
-    let policy = match settings.and_then(|s| s.policy()) {
+    let policy = match Sources::new().env(env).policy(&PolicySettings::default()) {
         Ok(policy) => policy,
         Err(e) => return bad_input(error_chain(&e)),
     };

@@ -14,6 +14,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use examples::{Mode, publish_check, rotate_once};
+use keyrot_config::Sources;
 use keyrot_core::fake::{FakeAws, FaultRates};
 use keyrot_core::settings::PolicySettings;
 use keyrot_core::{KeyStatus, Timestamp, UserName};
@@ -30,7 +31,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let legacy = aws
         .iam
         .add_key(&user, KeyStatus::Active, start - 100 * DAY)?;
-    let policy = PolicySettings::from_env(|name| std::env::var(name).ok())?.policy()?;
+    let policy = Sources::new()
+        .env(|name| std::env::var(name).ok())
+        .policy(&PolicySettings::default())?;
     let ports = aws.ports();
     let users = [user.clone()];
     println!("{}\n", keyrot_core::settings::Summary(&policy));

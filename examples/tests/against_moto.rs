@@ -14,7 +14,8 @@ use aws_config::SdkConfig;
 use examples::{Health, Mode, publish_check, rotate_once};
 use keyrot_aws::moto::Moto;
 use keyrot_aws::{AwsClients, AwsSecretStore, AwsVerifier, BackendSettings};
-use keyrot_core::settings::{PolicySettings, lookup_in};
+use keyrot_config::{Sources, lookup_in};
+use keyrot_core::settings::PolicySettings;
 use keyrot_core::{
     AccessKeyId, Credentials, Outcome, SecretAccessKey, SecretStore, UserName, Verifier,
 };
@@ -184,8 +185,10 @@ async fn the_embedded_logic_rotates_a_tagged_user() {
         ..BackendSettings::default()
     }
     .ports(&AwsClients::new(scene.admin.clone()));
-    let settings = PolicySettings::from_env(lookup_in(&[("KEYROT_MANAGED_TAG", &scene.tag)]));
-    let policy = settings.unwrap().policy().unwrap();
+    let policy = Sources::new()
+        .env(lookup_in(&[("KEYROT_MANAGED_TAG", &scene.tag)]))
+        .policy(&PolicySettings::default())
+        .unwrap();
     let users: &[UserName] = &[];
     let run = |mode| rotate_once(ports.clone(), policy.clone(), users, mode);
     let check = || publish_check(&*ports.store, &*ports.verifier, &scene.user);

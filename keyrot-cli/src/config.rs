@@ -1,6 +1,7 @@
-//! The command's configuration: a TOML file, then `KEYROT_*` environment variables, then
-//! flags, each layer overriding the one before; checked once, with errors that name the
-//! setting.
+//! The command's configuration: keyrot-config's model read from a TOML file, then the
+//! environment, then flags, each layer overriding the one before, setting by setting; checked
+//! once, with errors that name the setting as it was written. keyrot-config's setting table
+//! lists every file key, variable and flag.
 //!
 //! ```toml
 //! backend = "aws"                  # or "embedded"; default: aws when an endpoint or AWS
@@ -16,7 +17,7 @@
 //! region = "eu-west-1"
 //! endpoint_url = "http://127.0.0.1:5000"
 //! secret_prefix = "keyrot/users/"
-//! lease_table = "keyrot-leases"   # the runs' claims on users (DynamoDB); also KEYROT_LEASE_TABLE
+//! lease_table = "keyrot-leases"   # the runs' claims on users (DynamoDB)
 //! alert_from = "keyrot@example.com"
 //! alert_to = ["ops@example.com"]
 //! alert_repeat_after = "1d"       # a standing condition is mailed again after this long
@@ -33,69 +34,13 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use keyrot_aws::{AwsSettings, BackendSettings, RetryMode, check_table_name};
+use keyrot_aws::{AwsSettings, BackendSettings};
+pub use keyrot_config::{ApiSettings, BackendKind, ConfigError, DEFAULT_LISTEN};
+use keyrot_config::{Setting, Sources};
 use keyrot_core::Policy;
-use keyrot_core::settings::{PolicySettings, SettingsError, parse_duration};
-use serde::Deserialize;
-
-/// Where `keyrot serve` listens unless told otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-
-/// Which backend the service runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// In-memory IAM and Secrets Manager seeded with demo users: no AWS account needed.
-    Embedded,
-    /// AWS, or any AWS-compatible endpoint.
-    Aws,
-}
-
-/// The configuration file, as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    backend: Option<BackendKind>,
-    listen: Option<String>,
-    #[serde(default)]
-    policy: PolicySettings,
-    #[serde(default)]
-    aws: AwsSection,
-    #[serde(default)]
-    api: ApiSection,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AwsSection {
-    region: Option<String>,
-    endpoint_url: Option<String>,
-    profile: Option<String>,
-    secret_prefix: Option<String>,
-    lease_table: Option<String>,
-    kms_key_id: Option<String>,
-    alert_from: Option<String>,
-    alert_to: Option<Vec<String>>,
-    alert_repeat_after: Option<String>,
-    retry_mode: Option<String>,
-    max_attempts: Option<u32>,
-    connect_timeout: Option<String>,
-    operation_timeout: Option<String>,
-    signing_key_secret: Option<String>,
-    clients_secret: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiSection {
-    issuer: Option<String>,
-    audience: Option<String>,
-    token_ttl: Option<String>,
-    key_cache_ttl: Option<String>,
-}
+use keyrot_core::settings::PolicySettings;
 
 /// What the flags say (every field optional: unset flags leave the lower layers alone).
 #[derive(Debug, Default, Clone)]
@@ -103,30 +48,13 @@ pub struct Flags {
     /// `--config`.
     pub config: Option<PathBuf>,
     /// `--backend`.
-    pub backend: Option<BackendKind>,
+    pub backend: Option<String>,
     /// `--endpoint-url`.
     pub endpoint_url: Option<String>,
     /// `--region`.
     pub region: Option<String>,
     /// `--listen`.
     pub listen: Option<String>,
-}
-
-/// The API's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiSettings {
-    /// The tokens' `iss`.
-    pub issuer: String,
-    /// The tokens' `aud`.
-    pub audience: String,
-    /// How long a token lives.
-    pub token_ttl: Duration,
-    /// How long a fetched key is served from memory (shorter than the grace period).
-    pub key_cache_ttl: Option<Duration>,
-    /// The secret holding the signing keys (AWS backend).
-    pub signing_key_secret: Option<String>,
-    /// The secret holding the client registry (AWS backend).
-    pub clients_secret: Option<String>,
 }
 
 /// The checked configuration.
@@ -146,215 +74,69 @@ pub struct Config {
     pub backend_settings: BackendSettings,
     /// The API.
     pub api: ApiSettings,
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has unknown or mistyped settings.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with the line.
-        message: String,
-    },
-    /// A setting has a bad value.
-    #[error("{setting}: {message}")]
-    Invalid {
-        /// The setting (file key, variable or flag).
-        setting: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The policy settings are not usable.
-    #[error(transparent)]
-    Policy(#[from] SettingsError),
+    /// The values and where each came from, to name a setting in an error.
+    sources: Sources,
 }
 
 impl Config {
     /// Reads the file (`--config`, else `KEYROT_CONFIG`, else none), the environment through
     /// `env`, and `flags`, in that order of precedence (flags win).
     pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let flag_values = [
+            (
+                Setting::Config,
+                flags
+                    .config
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            ),
+            (Setting::Backend, flags.backend.clone()),
+            (Setting::EndpointUrl, flags.endpoint_url.clone()),
+            (Setting::Region, flags.region.clone()),
+            (Setting::Listen, flags.listen.clone()),
+        ];
+        let sources = Sources::command_line(&flag_values, env)?;
+        let aws = sources.aws()?;
+        let asked = sources.backend_kind()?;
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let path = flags
-            .config
-            .clone()
-            .or_else(|| get("KEYROT_CONFIG").map(PathBuf::from));
-        let file = match &path {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let policy = file.policy.overlay(PolicySettings::from_env(get)?);
-
-        let backend = match flags.backend {
-            Some(kind) => Some(kind),
-            None => match get("KEYROT_BACKEND") {
-                Some(v) => Some(parse_backend("KEYROT_BACKEND", &v)?),
-                None => file.backend,
-            },
-        };
-        let endpoint_url = flags
-            .endpoint_url
-            .clone()
-            .or_else(|| get("AWS_ENDPOINT_URL"))
-            .or(file.aws.endpoint_url);
-        let aws_configured = endpoint_url.is_some()
-            || file.aws.profile.is_some()
-            || aws_credentials_configured(&get);
-        let backend_detected = backend.is_none() && aws_configured;
-        let backend = backend.unwrap_or(if aws_configured {
+        let aws_configured =
+            aws.endpoint_url.is_some() || aws.profile.is_some() || aws_credentials_configured(&get);
+        let backend = asked.unwrap_or(if aws_configured {
             BackendKind::Aws
         } else {
             BackendKind::Embedded
         });
-
-        let listen_text = flags
-            .listen
-            .clone()
-            .or_else(|| get("KEYROT_LISTEN"))
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
-            setting: "listen".into(),
-            message: format!("{listen_text:?} is not an address and port, e.g. 127.0.0.1:8080"),
-        })?;
-
-        let retry_mode = file
-            .aws
-            .retry_mode
-            .as_deref()
-            .map(|text| {
-                text.parse::<RetryMode>().map_err(|_| ConfigError::Invalid {
-                    setting: "aws.retry_mode".into(),
-                    message: format!("{text:?} is not a retry mode: use standard or adaptive"),
-                })
-            })
-            .transpose()?;
-        if file.aws.max_attempts == Some(0) {
-            return Err(ConfigError::Invalid {
-                setting: "aws.max_attempts".into(),
-                message: "must be at least 1 (the first attempt counts)".into(),
-            });
-        }
-        let aws = AwsSettings {
-            region: flags
-                .region
-                .clone()
-                .or_else(|| get("AWS_REGION"))
-                .or(file.aws.region),
-            endpoint_url,
-            profile: file.aws.profile,
-            max_attempts: file.aws.max_attempts,
-            retry_mode,
-            initial_backoff: None,
-            connect_timeout: duration("aws.connect_timeout", file.aws.connect_timeout)?,
-            operation_timeout: duration("aws.operation_timeout", file.aws.operation_timeout)?,
-        };
-        let defaults = BackendSettings::default();
-        let alert_to = get("KEYROT_ALERT_TO")
-            .map(|v| split_list(&v))
-            .or(file.aws.alert_to)
-            .unwrap_or_default();
-        let backend_settings = BackendSettings {
-            secret_prefix: get("KEYROT_SECRET_PREFIX")
-                .or(file.aws.secret_prefix)
-                .unwrap_or(defaults.secret_prefix),
-            lease_table: get("KEYROT_LEASE_TABLE")
-                .or(file.aws.lease_table)
-                .unwrap_or(defaults.lease_table),
-            kms_key_id: get("KEYROT_KMS_KEY_ID").or(file.aws.kms_key_id),
-            alert_from: get("KEYROT_ALERT_FROM").or(file.aws.alert_from),
-            alert_to,
-            alert_repeat_after: duration(
-                "aws.alert_repeat_after",
-                get("KEYROT_ALERT_REPEAT_AFTER").or(file.aws.alert_repeat_after),
-            )?
-            .unwrap_or(defaults.alert_repeat_after),
-        };
-        if backend_settings.alert_from.is_some() == backend_settings.alert_to.is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "aws.alert_from and aws.alert_to".into(),
-                message: "set both (an SES sender and the administrators' addresses) or neither"
-                    .into(),
-            });
-        }
-        if let Some(bad) = backend_settings
-            .alert_from
-            .iter()
-            .chain(&backend_settings.alert_to)
-            .find(|a| !looks_like_address(a))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "aws.alert_from / aws.alert_to".into(),
-                message: format!("{bad:?} is not an e-mail address"),
-            });
-        }
-        if let Err(message) = check_table_name(&backend_settings.lease_table) {
-            return Err(ConfigError::Invalid {
-                setting: "aws.lease_table".into(),
-                message: format!("{:?}: {message}", backend_settings.lease_table),
-            });
-        }
-        if backend_settings.secret_prefix.is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "secret_prefix".into(),
-                message: "must not be empty: keyrot's secrets need a prefix of their own".into(),
-            });
-        }
-
-        let token_ttl = duration(
-            "api.token_ttl",
-            get("KEYROT_TOKEN_TTL").or(file.api.token_ttl),
-        )?
-        .unwrap_or(Duration::from_secs(120));
-        let key_cache_ttl = duration(
-            "api.key_cache_ttl",
-            get("KEYROT_KEY_CACHE_TTL").or(file.api.key_cache_ttl),
-        )?;
-        let api = ApiSettings {
-            issuer: get("KEYROT_TOKEN_ISSUER")
-                .or(file.api.issuer)
-                .unwrap_or_else(|| "keyrot".into()),
-            audience: get("KEYROT_TOKEN_AUDIENCE")
-                .or(file.api.audience)
-                .unwrap_or_else(|| "keyrot-api".into()),
-            token_ttl,
-            key_cache_ttl,
-            signing_key_secret: get("KEYROT_SIGNING_KEY_SECRET").or(file.aws.signing_key_secret),
-            clients_secret: get("KEYROT_CLIENTS_SECRET").or(file.aws.clients_secret),
-        };
-
-        let config = Self {
+        let listen = sources.listen()?;
+        let backend_settings = sources.backend()?;
+        let policy = sources.policy_settings()?;
+        // Check the policy now, so every command fails early on a bad one; the API's settings
+        // are checked against it.
+        let api = sources.api(&sources.policy(&policy_base(backend))?, None)?;
+        Ok(Self {
             backend,
-            backend_detected,
+            backend_detected: asked.is_none() && aws_configured,
             listen,
             policy,
             aws,
             backend_settings,
             api,
-        };
-        // Check the policy now, so every command fails early on a bad one.
-        config.policy_for(backend)?;
-        Ok(config)
+            sources,
+        })
     }
 
     /// The rotation policy: the settings laid over the demo policy for the embedded
     /// backend, over the production defaults for AWS.
     pub fn policy_for(&self, backend: BackendKind) -> Result<Policy, ConfigError> {
-        let base = match backend {
-            BackendKind::Embedded => crate::embedded::demo_policy_settings(),
-            BackendKind::Aws => PolicySettings::default(),
-        };
-        Ok(base.overlay(self.policy.clone()).policy()?)
+        self.sources.policy(&policy_base(backend))
+    }
+}
+
+/// The policy the settings are laid over: the demo's for the embedded backend, the
+/// production defaults for AWS.
+fn policy_base(backend: BackendKind) -> PolicySettings {
+    match backend {
+        BackendKind::Embedded => crate::embedded::demo_policy_settings(),
+        BackendKind::Aws => PolicySettings::default(),
     }
 }
 
@@ -388,59 +170,11 @@ fn aws_credentials_configured(get: &dyn Fn(&str) -> Option<String>) -> bool {
     .any(|path| path.is_file())
 }
 
-/// `value` read as a duration, if set; an error names `setting`.
-fn duration(setting: &str, value: Option<String>) -> Result<Option<Duration>, ConfigError> {
-    value
-        .map(|v| {
-            parse_duration(&v).map_err(|e| ConfigError::Invalid {
-                setting: setting.to_owned(),
-                message: e.to_string(),
-            })
-        })
-        .transpose()
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
-    })
-}
-
-fn parse_backend(setting: &str, value: &str) -> Result<BackendKind, ConfigError> {
-    match value.trim() {
-        "embedded" => Ok(BackendKind::Embedded),
-        "aws" => Ok(BackendKind::Aws),
-        other => Err(ConfigError::Invalid {
-            setting: setting.into(),
-            message: format!("{other:?} is not a backend: use embedded or aws"),
-        }),
-    }
-}
-
-fn looks_like_address(address: &str) -> bool {
-    address
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use keyrot_core::settings::lookup_in as env;
+    use keyrot_aws::RetryMode;
+    use keyrot_config::lookup_in as env;
+    use std::time::Duration;
 
     use super::*;
 
@@ -512,7 +246,7 @@ mod tests {
             config: Some(file(
                 "[aws]\nretry_mode = \"adaptive\"\nmax_attempts = 8\noperation_timeout = \"2m\"\nconnect_timeout = \"2s\"\n",
             )),
-            backend: Some(BackendKind::Aws),
+            backend: Some("aws".into()),
             ..Flags::default()
         };
         let aws = Config::load(&flags, &env(&[])).unwrap().aws;
@@ -530,7 +264,7 @@ mod tests {
         let flags = Flags {
             config: Some(path),
             listen: Some("127.0.0.1:3333".into()),
-            backend: Some(BackendKind::Aws),
+            backend: Some("aws".into()),
             ..Flags::default()
         };
         let config = Config::load(
@@ -552,7 +286,7 @@ mod tests {
     #[test]
     fn the_lease_table_is_the_default_stacks_unless_named() {
         let aws = Flags {
-            backend: Some(BackendKind::Aws),
+            backend: Some("aws".into()),
             ..Flags::default()
         };
         let table = |flags: &Flags, vars: &[(&str, &str)]| {
@@ -591,7 +325,7 @@ mod tests {
             (
                 Flags::default(),
                 vec![("KEYROT_TOKEN_TTL", "soon")],
-                "api.token_ttl: ",
+                "KEYROT_TOKEN_TTL: \"soon\" is not a duration",
             ),
             (
                 Flags::default(),
@@ -602,12 +336,12 @@ mod tests {
             (
                 Flags::default(),
                 vec![("KEYROT_ALERT_FROM", "keyrot@example.com")],
-                "set both",
+                "KEYROT_ALERT_TO is required when KEYROT_ALERT_FROM is set",
             ),
             (
                 Flags::default(),
                 vec![("KEYROT_ALERT_TO", "ops@example.com")],
-                "set both",
+                "KEYROT_ALERT_FROM is required when KEYROT_ALERT_TO is set",
             ),
             (
                 Flags::default(),
@@ -615,7 +349,7 @@ mod tests {
                     ("KEYROT_ALERT_FROM", "keyrot@example.com"),
                     ("KEYROT_ALERT_TO", "ops, sec@example.com"),
                 ],
-                "\"ops\" is not an e-mail address",
+                "KEYROT_ALERT_TO: \"ops\" is not an email address",
             ),
             (
                 Flags {
@@ -623,7 +357,7 @@ mod tests {
                     ..Flags::default()
                 },
                 vec![],
-                "unknown field",
+                "has no setting nonsense",
             ),
             (
                 Flags {
@@ -631,7 +365,7 @@ mod tests {
                     ..Flags::default()
                 },
                 vec![],
-                "grace",
+                "[policy] grace in ",
             ),
             (
                 Flags {
@@ -650,29 +384,29 @@ mod tests {
             (
                 in_file("[aws]\nretry_mode = \"eager\"\n"),
                 vec![],
-                "aws.retry_mode: ",
+                "[aws] retry_mode in ",
             ),
             (
                 in_file("[aws]\nlease_table = \"my leases\"\n"),
                 vec![],
-                "aws.lease_table: \"my leases\": ",
+                ".toml: \"my leases\" is not a lease table: ",
             ),
             (
                 in_file("[aws]\nmax_attempts = 0\n"),
                 vec![],
-                "aws.max_attempts: ",
+                "[aws] max_attempts in ",
             ),
             (
                 in_file("[aws]\noperation_timeout = \"1 min\"\n"),
                 vec![],
-                "aws.operation_timeout: ",
+                "[aws] operation_timeout in ",
             ),
         ]);
         for (flags, vars, expected) in cases {
             match Config::load(&flags, &env(&vars)) {
                 Ok(_) if expected.is_empty() => {}
                 Ok(_) => panic!("{vars:?} {flags:?}: accepted"),
-                Err(e) => assert!(e.to_string().contains(expected), "{vars:?}: {e}"),
+                Err(e) => assert!(e.chain().contains(expected), "{vars:?}: {}", e.chain()),
             }
         }
     }

@@ -13,7 +13,9 @@ use keyrot_cli::config::{BackendKind, Config, Flags};
 use keyrot_cli::embedded::DEMO_USERS;
 use keyrot_cli::service::Backend;
 use keyrot_cli::{server, status};
-use keyrot_core::settings::{Summary, parse_duration};
+use keyrot_config::{API_KEY_VAR, Setting, Sources};
+use keyrot_core::duration::parse_duration;
+use keyrot_core::settings::Summary;
 use keyrot_core::{Clock, RunOptions, UserName};
 use tracing_subscriber::EnvFilter;
 
@@ -34,18 +36,19 @@ struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The backend: embedded (in-memory demo, no AWS account) or aws. Default: aws when an
-    /// endpoint or AWS credentials are configured, embedded otherwise.
-    #[arg(long, global = true, value_enum)]
-    backend: Option<BackendKind>,
+    /// endpoint or AWS credentials are configured, embedded otherwise; also KEYROT_BACKEND.
+    #[arg(long, global = true, value_parser = ["embedded", "aws"])]
+    backend: Option<String>,
     /// Send every AWS call to this endpoint (an emulator such as moto); implies the aws backend.
     #[arg(long, global = true, value_name = "URL")]
     endpoint_url: Option<String>,
     /// The AWS region.
     #[arg(long, global = true)]
     region: Option<String>,
-    /// Log filter (error, warn, info, debug, trace, or RUST_LOG syntax); logs go to stderr.
-    #[arg(long, global = true, env = "KEYROT_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (error, warn, info, debug, trace, or RUST_LOG syntax; default info); logs go
+    /// to stderr; also KEYROT_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -117,10 +120,10 @@ enum Command {
 struct ApiArgs {
     /// The API's base URL, e.g. http://127.0.0.1:8080 or the deployed stage URL; also
     /// KEYROT_ENDPOINT.
-    #[arg(long, env = "KEYROT_ENDPOINT", value_name = "URL")]
-    endpoint: String,
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
     /// The environment variable holding the API key (never pass a secret as an argument).
-    #[arg(long, default_value = "KEYROT_API_KEY", value_name = "VAR")]
+    #[arg(long, default_value = API_KEY_VAR, value_name = "VAR")]
     api_key_env: String,
     /// Read the API key from this file instead.
     #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
@@ -145,7 +148,11 @@ async fn main() -> ExitCode {
 }
 
 fn init_logs(global: &Global) {
-    let filter = EnvFilter::try_new(&global.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let log = Sources::new()
+        .env(|name| std::env::var(name).ok())
+        .flag(Setting::Log, global.log.clone())
+        .log_filter();
+    let filter = EnvFilter::try_new(&log).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -340,6 +347,11 @@ async fn serve(config: &Config) -> Result<ExitCode, String> {
 }
 
 fn client(api: &ApiArgs) -> Result<ApiClient, String> {
+    let endpoint = Sources::new()
+        .env(|name| std::env::var(name).ok())
+        .flag(Setting::ApiEndpoint, api.endpoint.clone())
+        .require(Setting::ApiEndpoint)
+        .map_err(|e| e.chain())?;
     let key = match &api.api_key_file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?,
@@ -351,7 +363,7 @@ fn client(api: &ApiArgs) -> Result<ApiClient, String> {
             )
         })?,
     };
-    ApiClient::new(&api.endpoint, key.trim().to_owned()).map_err(|e| e.to_string())
+    ApiClient::new(&endpoint, key.trim().to_owned()).map_err(|e| e.to_string())
 }
 
 fn user_names(names: &[String]) -> Result<Vec<UserName>, String> {

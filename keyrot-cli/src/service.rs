@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use keyrot_api::{Api, ApiConfig};
 use keyrot_aws::{AwsClients, SystemClock, load_api_secrets};
-use keyrot_core::token::{
-    ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
-};
+use keyrot_core::token::{ApiKey, ApiKeyDigest, ClientRegistry, SigningKey};
 use keyrot_core::{Clock, Policy, Ports, Rotator};
+
+use keyrot_config::Setting;
 
 use crate::config::{BackendKind, Config, ConfigError};
 use crate::embedded::Embedded;
@@ -92,7 +92,7 @@ impl Backend {
                 (signing, Vec::new(), registry, Some(api_key))
             }
             Some(clients) => {
-                let missing = |what: &str, var: &str| {
+                let missing = |what: &str, setting: Setting| {
                     let why = if config.backend_detected {
                         " (the AWS backend was chosen because AWS credentials or an endpoint \
                          are configured; for the local demo run `keyrot serve --backend \
@@ -100,18 +100,22 @@ impl Backend {
                     } else {
                         ""
                     };
+                    let spelling = setting.spelling();
                     ServiceError::Api(format!(
-                        "the API on AWS needs {what}: set {var} or aws.{} in the config \
+                        "the API on AWS needs {what}: set {} or [aws] {} in the config \
                          file{why}",
-                        var.trim_start_matches("KEYROT_").to_ascii_lowercase()
+                        spelling.var.unwrap_or_default(),
+                        spelling.file.map(|(_, key)| key).unwrap_or_default(),
                     ))
                 };
-                let signing_secret = config.api.signing_key_secret.as_deref().ok_or_else(|| {
-                    missing("the signing key secret", "KEYROT_SIGNING_KEY_SECRET")
-                })?;
-                let clients_secret = config.api.clients_secret.as_deref().ok_or_else(|| {
-                    missing("the client registry secret", "KEYROT_CLIENTS_SECRET")
-                })?;
+                let signing_secret =
+                    config.api.signing_key_secret.as_deref().ok_or_else(|| {
+                        missing("the signing key secret", Setting::SigningKeySecret)
+                    })?;
+                let clients_secret =
+                    config.api.clients_secret.as_deref().ok_or_else(|| {
+                        missing("the client registry secret", Setting::ClientsSecret)
+                    })?;
                 let (keys, registry) =
                     load_api_secrets(&clients.secrets, signing_secret, clients_secret)
                         .await
@@ -119,10 +123,11 @@ impl Backend {
                 (keys.active, keys.retired, registry, None)
             }
         };
-        let mut tokens = TokenConfig::new(&config.api.issuer, &config.api.audience, signing);
-        tokens.lifetime = config.api.token_ttl;
-        tokens.retired_keys = retired;
-        let tokens = TokenPolicy::new(tokens).map_err(|e| api_error(&e))?;
+        // The settings' rules are keyrot-config's, checked at load with a stand-in key.
+        let tokens = config
+            .api
+            .token_policy(signing, retired)
+            .map_err(|e| api_error(&e))?;
         let mut api_config = ApiConfig::new(&self.policy);
         if let Some(ttl) = config.api.key_cache_ttl {
             api_config.cache_ttl = ttl;

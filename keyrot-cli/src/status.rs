@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use keyrot_core::driver::ManagedUser;
-use keyrot_core::plan::human;
+use keyrot_core::duration::format_duration;
 use keyrot_core::{Outcome, Rotator, Timestamp, UserName};
 use serde::Serialize;
 
@@ -145,7 +145,7 @@ pub fn table(statuses: &[UserStatus]) -> String {
                 "  {:<24} {:<8} {:>10} old  {}",
                 k.id,
                 k.status,
-                human(Duration::from_secs(k.age_seconds)),
+                format_duration(Duration::from_secs(k.age_seconds)),
                 k.stage
             );
         }

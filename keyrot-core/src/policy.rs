@@ -452,7 +452,10 @@ mod tests {
             err(Policy::builder().grace(Duration::ZERO)),
             "grace must be longer than zero"
         );
-        assert!(err(Policy::builder().grace(20 * DAY)).starts_with("max_grace (14d) must be at least grace (20d)"));
+        assert!(
+            err(Policy::builder().grace(20 * DAY))
+                .starts_with("max_grace (14d) must be at least grace (20d)")
+        );
         assert!(
             err(Policy::builder().rotation_period(20 * DAY))
                 .starts_with("rotation_period (20d) must be at least")

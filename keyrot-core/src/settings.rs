@@ -214,7 +214,11 @@ mod tests {
         };
         let err = s.policy().unwrap_err();
         assert_eq!(err.field(), PolicyField::ManagedTag);
-        assert!(err.to_string().starts_with("\"no-equals-sign\" is not a tag"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("\"no-equals-sign\" is not a tag"),
+            "{err}"
+        );
 
         let s = PolicySettings {
             exempt: Some(vec!["../etc".into()]),
@@ -235,7 +239,10 @@ mod tests {
         };
         let err = s.policy().unwrap_err();
         assert_eq!(err.field(), PolicyField::MaxGrace);
-        assert_eq!(err.to_string(), "max_grace (14d) must be at least grace (20d)");
+        assert_eq!(
+            err.to_string(),
+            "max_grace (14d) must be at least grace (20d)"
+        );
 
         let s = PolicySettings {
             rotation_period: Some(Duration::from_secs(DAY)),

@@ -22,7 +22,7 @@
 //! ];
 //! let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
 //! let err = RotateConfig::from_env(lookup).unwrap_err();
-//! assert!(err.to_string().starts_with("KEYROT_GRACE_PERIOD: "));
+//! assert!(err.chain().starts_with("KEYROT_GRACE_PERIOD: \"1 week\" is not a duration"));
 //! ```
 
 pub mod api;

@@ -1,0 +1,310 @@
+//! Every setting and its names: the key in the file, the environment variable, the flag.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use keyrot_core::PolicyField;
+use keyrot_core::token::TokenConfigError;
+
+/// One setting of keyrot, whatever source it is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs)] // each variant is described by `Setting::about`, in the crate's table
+pub enum Setting {
+    Config,
+    Backend,
+    Listen,
+    Log,
+    ApiEndpoint,
+    Region,
+    EndpointUrl,
+    Profile,
+    SecretPrefix,
+    LeaseTable,
+    KmsKeyId,
+    AlertFrom,
+    AlertTo,
+    AlertRepeatAfter,
+    RetryMode,
+    MaxAttempts,
+    ConnectTimeout,
+    OperationTimeout,
+    SigningKeySecret,
+    ClientsSecret,
+    TokenIssuer,
+    TokenAudience,
+    TokenTtl,
+    KeyCacheTtl,
+    ApiSecretsTtl,
+    MetricsNamespace,
+    RotationPeriod,
+    Grace,
+    MaxGrace,
+    RecoveryWindow,
+    QuietPeriod,
+    LastUsedLag,
+    VerifyTimeout,
+    ScheduleInterval,
+    ManagedTag,
+    Users,
+    ExemptUsers,
+}
+
+/// A setting's names. `section` is the file's table (`None`: the top level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spelling {
+    /// The file's table and key, if the file can set it.
+    pub file: Option<(Option<&'static str>, &'static str)>,
+    /// The environment variable, if the environment can set it.
+    pub var: Option<&'static str>,
+    /// The command line's flag, if any.
+    pub flag: Option<&'static str>,
+    /// Whether a value is a list (commas in a variable, an array in the file).
+    pub list: bool,
+}
+
+const fn s(
+    file: Option<(Option<&'static str>, &'static str)>,
+    var: Option<&'static str>,
+    flag: Option<&'static str>,
+) -> Spelling {
+    Spelling {
+        file,
+        var,
+        flag,
+        list: false,
+    }
+}
+
+const fn top(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((None, key))
+}
+const fn aws(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((Some("aws"), key))
+}
+const fn api(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((Some("api"), key))
+}
+const fn policy(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((Some("policy"), key))
+}
+const fn list(spelling: Spelling) -> Spelling {
+    Spelling {
+        list: true,
+        ..spelling
+    }
+}
+
+impl Setting {
+    /// Every setting, in the order of the crate's table.
+    pub const ALL: [Self; 37] = [
+        Self::Config,
+        Self::Backend,
+        Self::Listen,
+        Self::Log,
+        Self::ApiEndpoint,
+        Self::Region,
+        Self::EndpointUrl,
+        Self::Profile,
+        Self::SecretPrefix,
+        Self::LeaseTable,
+        Self::KmsKeyId,
+        Self::AlertFrom,
+        Self::AlertTo,
+        Self::AlertRepeatAfter,
+        Self::RetryMode,
+        Self::MaxAttempts,
+        Self::ConnectTimeout,
+        Self::OperationTimeout,
+        Self::SigningKeySecret,
+        Self::ClientsSecret,
+        Self::TokenIssuer,
+        Self::TokenAudience,
+        Self::TokenTtl,
+        Self::KeyCacheTtl,
+        Self::ApiSecretsTtl,
+        Self::MetricsNamespace,
+        Self::RotationPeriod,
+        Self::Grace,
+        Self::MaxGrace,
+        Self::RecoveryWindow,
+        Self::QuietPeriod,
+        Self::LastUsedLag,
+        Self::VerifyTimeout,
+        Self::ScheduleInterval,
+        Self::ManagedTag,
+        Self::Users,
+        Self::ExemptUsers,
+    ];
+
+    /// The setting's names in the file, the environment and the flags: the one place that
+    /// knows them.
+    pub const fn spelling(self) -> Spelling {
+        match self {
+            Self::Config => s(None, Some("KEYROT_CONFIG"), Some("--config")),
+            Self::Backend => s(top("backend"), Some("KEYROT_BACKEND"), Some("--backend")),
+            Self::Listen => s(top("listen"), Some("KEYROT_LISTEN"), Some("--listen")),
+            Self::Log => s(None, Some("KEYROT_LOG"), Some("--log")),
+            Self::ApiEndpoint => s(None, Some("KEYROT_ENDPOINT"), Some("--endpoint")),
+            Self::Region => s(aws("region"), Some("AWS_REGION"), Some("--region")),
+            Self::EndpointUrl => s(
+                aws("endpoint_url"),
+                Some("AWS_ENDPOINT_URL"),
+                Some("--endpoint-url"),
+            ),
+            Self::Profile => s(aws("profile"), None, None),
+            Self::SecretPrefix => s(aws("secret_prefix"), Some("KEYROT_SECRET_PREFIX"), None),
+            Self::LeaseTable => s(aws("lease_table"), Some("KEYROT_LEASE_TABLE"), None),
+            Self::KmsKeyId => s(aws("kms_key_id"), Some("KEYROT_KMS_KEY_ID"), None),
+            Self::AlertFrom => s(aws("alert_from"), Some("KEYROT_ALERT_FROM"), None),
+            Self::AlertTo => list(s(aws("alert_to"), Some("KEYROT_ALERT_TO"), None)),
+            Self::AlertRepeatAfter => s(
+                aws("alert_repeat_after"),
+                Some("KEYROT_ALERT_REPEAT_AFTER"),
+                None,
+            ),
+            Self::RetryMode => s(aws("retry_mode"), Some("KEYROT_AWS_RETRY_MODE"), None),
+            Self::MaxAttempts => s(aws("max_attempts"), Some("KEYROT_AWS_MAX_ATTEMPTS"), None),
+            Self::ConnectTimeout => s(
+                aws("connect_timeout"),
+                Some("KEYROT_AWS_CONNECT_TIMEOUT"),
+                None,
+            ),
+            Self::OperationTimeout => s(
+                aws("operation_timeout"),
+                Some("KEYROT_AWS_OPERATION_TIMEOUT"),
+                None,
+            ),
+            Self::SigningKeySecret => s(
+                aws("signing_key_secret"),
+                Some("KEYROT_SIGNING_KEY_SECRET"),
+                None,
+            ),
+            Self::ClientsSecret => s(aws("clients_secret"), Some("KEYROT_CLIENTS_SECRET"), None),
+            Self::TokenIssuer => s(api("issuer"), Some("KEYROT_TOKEN_ISSUER"), None),
+            Self::TokenAudience => s(api("audience"), Some("KEYROT_TOKEN_AUDIENCE"), None),
+            Self::TokenTtl => s(api("token_ttl"), Some("KEYROT_TOKEN_TTL"), None),
+            Self::KeyCacheTtl => s(api("key_cache_ttl"), Some("KEYROT_KEY_CACHE_TTL"), None),
+            Self::ApiSecretsTtl => s(None, Some("KEYROT_API_SECRETS_TTL"), None),
+            Self::MetricsNamespace => s(None, Some("KEYROT_METRICS_NAMESPACE"), None),
+            Self::RotationPeriod => s(
+                policy("rotation_period"),
+                Some("KEYROT_ROTATION_PERIOD"),
+                None,
+            ),
+            Self::Grace => s(policy("grace"), Some("KEYROT_GRACE_PERIOD"), None),
+            Self::MaxGrace => s(policy("max_grace"), Some("KEYROT_MAX_GRACE_PERIOD"), None),
+            Self::RecoveryWindow => s(
+                policy("recovery_window"),
+                Some("KEYROT_RECOVERY_WINDOW"),
+                None,
+            ),
+            Self::QuietPeriod => s(policy("quiet_period"), Some("KEYROT_QUIET_PERIOD"), None),
+            Self::LastUsedLag => s(policy("last_used_lag"), Some("KEYROT_LAST_USED_LAG"), None),
+            Self::VerifyTimeout => s(
+                policy("verify_timeout"),
+                Some("KEYROT_VERIFY_TIMEOUT"),
+                None,
+            ),
+            Self::ScheduleInterval => s(
+                policy("schedule_interval"),
+                Some("KEYROT_SCHEDULE_INTERVAL"),
+                None,
+            ),
+            Self::ManagedTag => s(policy("managed_tag"), Some("KEYROT_MANAGED_TAG"), None),
+            Self::Users => list(s(policy("users"), Some("KEYROT_USERS"), None)),
+            Self::ExemptUsers => list(s(policy("exempt"), Some("KEYROT_EXEMPT_USERS"), None)),
+        }
+    }
+
+    /// The setting of a policy field.
+    pub const fn of_policy(field: PolicyField) -> Self {
+        match field {
+            PolicyField::RotationPeriod => Self::RotationPeriod,
+            PolicyField::Grace => Self::Grace,
+            PolicyField::MaxGrace => Self::MaxGrace,
+            PolicyField::RecoveryWindow => Self::RecoveryWindow,
+            PolicyField::QuietPeriod => Self::QuietPeriod,
+            PolicyField::LastUsedLag => Self::LastUsedLag,
+            PolicyField::VerifyTimeout => Self::VerifyTimeout,
+            PolicyField::ScheduleInterval => Self::ScheduleInterval,
+            PolicyField::ManagedTag => Self::ManagedTag,
+            PolicyField::Users => Self::Users,
+            PolicyField::Exempt => Self::ExemptUsers,
+        }
+    }
+
+    /// The setting a token configuration error is about. The signing keys are not settings
+    /// but the contents of the secret the signing-key setting names, so their errors blame it.
+    pub const fn of_token_error(error: &TokenConfigError) -> Self {
+        match error {
+            TokenConfigError::InvalidIssuer => Self::TokenIssuer,
+            TokenConfigError::InvalidAudience => Self::TokenAudience,
+            TokenConfigError::InvalidLifetime(_) => Self::TokenTtl,
+            // The leeway is not a setting: keyrot uses the token policy's default, which is
+            // valid. A leeway setting would add its own `Setting` here.
+            TokenConfigError::InvalidLeeway(_) => Self::TokenTtl,
+            TokenConfigError::InvalidKeyId(_)
+            | TokenConfigError::SecretTooShort { .. }
+            | TokenConfigError::DuplicateKeyId(_) => Self::SigningKeySecret,
+        }
+    }
+}
+
+/// Where a value was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The configuration file at this path.
+    File(PathBuf),
+    /// The environment (the Lambda's, or the command's).
+    Env,
+    /// A command-line flag.
+    Flag,
+}
+
+/// A setting as the user wrote it: named in the spelling of the source its value came from
+/// (`[aws] alert_to in keyrot.toml`, `KEYROT_ALERT_TO`, `--region`). A setting nobody wrote
+/// (a default that contradicts another setting) is named by its variable, the one spelling
+/// the command line and the Lambda functions share, else by its flag or file key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    /// The setting.
+    pub setting: Setting,
+    /// Where its value came from; `None` if it was not written anywhere.
+    pub source: Option<Source>,
+}
+
+impl Name {
+    /// `setting`, not written anywhere.
+    pub fn unwritten(setting: Setting) -> Self {
+        Self {
+            setting,
+            source: None,
+        }
+    }
+}
+
+fn write_key(f: &mut fmt::Formatter<'_>, file: (Option<&str>, &str)) -> fmt::Result {
+    match file {
+        (Some(section), key) => write!(f, "[{section}] {key}"),
+        (None, key) => f.write_str(key),
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let spelling = self.setting.spelling();
+        match (&self.source, spelling.file, spelling.var, spelling.flag) {
+            (Some(Source::File(path)), Some(key), _, _) => {
+                write_key(f, key)?;
+                write!(f, " in {}", path.display())
+            }
+            (Some(Source::Env), _, Some(var), _) => f.write_str(var),
+            (Some(Source::Flag), _, _, Some(flag)) => f.write_str(flag),
+            // Not written (or, which cannot happen, written where it has no name).
+            (_, _, Some(var), _) => f.write_str(var),
+            (_, _, None, Some(flag)) => f.write_str(flag),
+            (_, Some(key), None, None) => write_key(f, key),
+            (_, None, None, None) => write!(f, "{:?}", self.setting),
+        }
+    }
+}
