@@ -96,3 +96,6 @@ pub use resolve::{
 };
 pub use setting::{Name, Setting, Source, Spelling};
 pub use sources::{Sources, Value, lookup_in};
+
+#[cfg(test)]
+mod tests;

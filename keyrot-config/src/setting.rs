@@ -239,10 +239,12 @@ impl Setting {
         match error {
             TokenConfigError::InvalidIssuer => Self::TokenIssuer,
             TokenConfigError::InvalidAudience => Self::TokenAudience,
-            TokenConfigError::InvalidLifetime(_) => Self::TokenTtl,
             // The leeway is not a setting: keyrot uses the token policy's default, which is
-            // valid. A leeway setting would add its own `Setting` here.
-            TokenConfigError::InvalidLeeway(_) => Self::TokenTtl,
+            // valid, so only the lifetime can be wrong. A leeway setting would get its own
+            // `Setting` here.
+            TokenConfigError::InvalidLifetime(_) | TokenConfigError::InvalidLeeway(_) => {
+                Self::TokenTtl
+            }
             TokenConfigError::InvalidKeyId(_)
             | TokenConfigError::SecretTooShort { .. }
             | TokenConfigError::DuplicateKeyId(_) => Self::SigningKeySecret,
@@ -293,18 +295,20 @@ fn write_key(f: &mut fmt::Formatter<'_>, file: (Option<&str>, &str)) -> fmt::Res
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let spelling = self.setting.spelling();
-        match (&self.source, spelling.file, spelling.var, spelling.flag) {
-            (Some(Source::File(path)), Some(key), _, _) => {
+        match (&self.source, spelling.file) {
+            (Some(Source::File(path)), Some(key)) => {
                 write_key(f, key)?;
                 write!(f, " in {}", path.display())
             }
-            (Some(Source::Env), _, Some(var), _) => f.write_str(var),
-            (Some(Source::Flag), _, _, Some(flag)) => f.write_str(flag),
-            // Not written (or, which cannot happen, written where it has no name).
-            (_, _, Some(var), _) => f.write_str(var),
-            (_, _, None, Some(flag)) => f.write_str(flag),
-            (_, Some(key), None, None) => write_key(f, key),
-            (_, None, None, None) => write!(f, "{:?}", self.setting),
+            // From a flag, by its flag; from the environment or nowhere, by its variable.
+            _ => match (&self.source, spelling.var, spelling.flag) {
+                (Some(Source::Flag), _, Some(flag)) | (_, None, Some(flag)) => f.write_str(flag),
+                (_, Some(var), _) => f.write_str(var),
+                (_, None, None) => match spelling.file {
+                    Some(key) => write_key(f, key),
+                    None => write!(f, "{:?}", self.setting),
+                },
+            },
         }
     }
 }
