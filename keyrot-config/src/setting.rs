@@ -8,44 +8,80 @@ use keyrot_core::token::TokenConfigError;
 
 /// One setting of keyrot, whatever source it is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[allow(missing_docs)] // each variant is described by `Setting::about`, in the crate's table
 pub enum Setting {
+    /// The command's TOML file.
     Config,
+    /// `embedded` (in-memory demo) or `aws`.
     Backend,
+    /// Where `keyrot serve` listens.
     Listen,
+    /// The command's log filter.
     Log,
+    /// The API `keyrot token`/`get-key`/`credential-process` call.
     ApiEndpoint,
+    /// The AWS region.
     Region,
+    /// One endpoint for every AWS service (an emulator).
     EndpointUrl,
+    /// The shared config files' profile.
     Profile,
+    /// Per-user secrets are `<prefix><UserName>`.
     SecretPrefix,
+    /// The DynamoDB table of the runs' claims on users.
     LeaseTable,
+    /// A customer KMS key for new secrets.
     KmsKeyId,
+    /// The SES sender of alerts (with `alert_to`).
     AlertFrom,
+    /// Administrators' addresses (a list; commas in the variable).
     AlertTo,
+    /// A standing condition is mailed again after this long.
     AlertRepeatAfter,
+    /// The SDK's retry mode: `standard` or `adaptive`.
     RetryMode,
+    /// Attempts per AWS call, 1 to 20, the first included.
     MaxAttempts,
+    /// Time allowed to open a connection.
     ConnectTimeout,
+    /// Time allowed for one call, retries included.
     OperationTimeout,
+    /// The secret holding the API's JWT signing keys.
     SigningKeySecret,
+    /// The secret holding the API's client registry.
     ClientsSecret,
+    /// The tokens' `iss`.
     TokenIssuer,
+    /// The tokens' `aud`.
     TokenAudience,
+    /// How long a token lives, at most `1h`.
     TokenTtl,
+    /// How long a fetched key is served from memory; below `grace`; `0s`: off.
     KeyCacheTtl,
+    /// How long the API function uses the signing keys and registry it read.
     ApiSecretsTtl,
+    /// The Lambda functions' CloudWatch namespace.
     MetricsNamespace,
+    /// A key is replaced after this long.
     RotationPeriod,
+    /// A superseded key stays active at least this long.
     Grace,
+    /// ... and at most this long, even while in use.
     MaxGrace,
+    /// A deactivated key can be rolled back to this long.
     RecoveryWindow,
+    /// A key unused this long counts as idle.
     QuietPeriod,
+    /// How late IAM reports a key's last use.
     LastUsedLag,
+    /// How long a new key may take to authenticate.
     VerifyTimeout,
+    /// How often `keyrot serve` runs a pass.
     ScheduleInterval,
+    /// Users carrying this `key=value` IAM tag are managed.
     ManagedTag,
+    /// Exactly these users are managed instead (a list).
     Users,
+    /// Users never touched (a list).
     ExemptUsers,
 }
 

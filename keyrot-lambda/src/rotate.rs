@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::info;
 
+use keyrot_core::duration::format_duration;
+
 use crate::config::{ConfigError, RotateConfig};
 use crate::metrics::{self, RunMetrics, run_line};
 
@@ -277,13 +279,13 @@ impl RotateFunction {
             let left = Duration::try_from(d.duration_since(clock_now)).unwrap_or(Duration::ZERO);
             if (verify_timeout + DEADLINE_SLACK) * 2 > left {
                 let warning = format!(
-                    "the invocation had {}s left, less than twice the verify timeout ({}s) plus \
-                     {}s: a user started late may not finish verifying before the deadline (the \
-                     next run completes it); raise the function's timeout or lower \
-                     KEYROT_VERIFY_TIMEOUT",
-                    left.as_secs(),
-                    verify_timeout.as_secs(),
-                    DEADLINE_SLACK.as_secs()
+                    "the invocation had {} left, less than twice the verify timeout ({}) plus \
+                     {}: a user started late may not finish verifying before the deadline (the \
+                     next run completes it); raise the function's timeout or lower {}",
+                    format_duration(left),
+                    format_duration(verify_timeout),
+                    format_duration(DEADLINE_SLACK),
+                    keyrot_config::Name::unwritten(keyrot_config::Setting::VerifyTimeout),
                 );
                 tracing::warn!("{warning}");
                 warnings.push(warning);
