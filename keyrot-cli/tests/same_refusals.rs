@@ -3,6 +3,8 @@
 //! message, for every setting they share; written in the file instead, it is refused for the
 //! same reason under the file's name for it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: helpers panic on what cannot happen
+
 use std::path::PathBuf;
 
 use keyrot_cli::config::{Config, Flags};
