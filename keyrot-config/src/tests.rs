@@ -229,3 +229,28 @@ fn policy_and_token_errors_blame_their_setting() {
         assert_eq!(Setting::of_token_error(&error), setting, "{error}");
     }
 }
+
+/// The engine knows no variable: every `KEYROT_*` name is spelled here (keyrot-core's docs
+/// may point here, in comments).
+#[test]
+fn keyrot_core_spells_no_variable() {
+    fn visit(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                visit(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    if line.contains("KEYROT_") && !line.trim_start().starts_with("//") {
+                        found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keyrot-core/src");
+    let mut found = Vec::new();
+    visit(&core, &mut found);
+    assert!(found.is_empty(), "{found:#?}");
+}
