@@ -316,14 +316,14 @@ async fn serve(config: &Config) -> Result<ExitCode, String> {
         println!("  demo users: {}", DEMO_USERS.join(", "));
         println!();
         println!("API key of client \"demo\" (every user, loopback only; shown once):");
-        println!("  export KEYROT_API_KEY={api_key}");
+        println!("  export {API_KEY_VAR}={api_key}");
         println!();
         println!("Try it (in bash; the headers come from a file, so no secret shows in `ps`):");
         println!(
-            "  TOKEN=$(curl -s -X POST -H @<(printf 'x-api-key: %s\\n' \"$KEYROT_API_KEY\") {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
+            "  TOKEN=$(curl -s -X POST -H @<(printf 'x-api-key: %s\\n' \"${API_KEY_VAR}\") {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
         );
         println!(
-            "  curl -s -H @<(printf 'x-api-key: %s\\nAuthorization: Bearer %s\\n' \"$KEYROT_API_KEY\" \"$TOKEN\") '{base}/active-key?username={user}'"
+            "  curl -s -H @<(printf 'x-api-key: %s\\nAuthorization: Bearer %s\\n' \"${API_KEY_VAR}\" \"$TOKEN\") '{base}/active-key?username={user}'"
         );
         println!();
         println!("Or as a consumer would (~/.aws/config):");

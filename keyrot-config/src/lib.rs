@@ -41,7 +41,7 @@
 //! | `[aws] alert_repeat_after`   | `KEYROT_ALERT_REPEAT_AFTER`    |                  | a standing condition is mailed again after this long              | `1d`                        |
 //! | `[aws] retry_mode`           | `KEYROT_AWS_RETRY_MODE`        |                  | the SDK's retry mode: `standard` or `adaptive`                    | `standard`                  |
 //! | `[aws] max_attempts`         | `KEYROT_AWS_MAX_ATTEMPTS`      |                  | attempts per AWS call, 1 to 20, the first included                | `5`                         |
-//! | `[aws] connect_timeout`      | `KEYROT_AWS_CONNECT_TIMEOUT`   |                  | time allowed to open a connection                                 | `3s` (3.1 s)                |
+//! | `[aws] connect_timeout`      | `KEYROT_AWS_CONNECT_TIMEOUT`   |                  | time allowed to open a connection                                 | 3.1 s                       |
 //! | `[aws] operation_timeout`    | `KEYROT_AWS_OPERATION_TIMEOUT` |                  | time allowed for one call, retries included                       | `60s`                       |
 //! | `[aws] signing_key_secret`   | `KEYROT_SIGNING_KEY_SECRET`    |                  | the secret holding the API's JWT signing keys                     | API function: required      |
 //! | `[aws] clients_secret`       | `KEYROT_CLIENTS_SECRET`        |                  | the secret holding the API's client registry                      | API function: required      |
