@@ -58,7 +58,7 @@ where
     match kind(&err) {
         Kind::NotFound => IamError::NoSuchEntity,
         Kind::LimitExceeded => IamError::LimitExceeded,
-        Kind::Throttled => IamError::Throttled,
+        Kind::Throttled => IamError::Throttled(boxed(err)),
         Kind::AccessDenied | Kind::NotAuthenticated => IamError::AccessDenied(boxed(err)),
         Kind::Exists | Kind::Other => IamError::Other(boxed(err)),
     }
@@ -71,7 +71,7 @@ where
     match kind(&err) {
         Kind::NotFound => StoreError::NoSuchVersion,
         Kind::Exists => StoreError::Conflict,
-        Kind::Throttled => StoreError::Throttled,
+        Kind::Throttled => StoreError::Throttled(boxed(err)),
         Kind::AccessDenied | Kind::NotAuthenticated => StoreError::AccessDenied(boxed(err)),
         Kind::LimitExceeded | Kind::Other => StoreError::Other(boxed(err)),
     }

@@ -56,7 +56,10 @@ impl Backend {
                 (config.backend_settings.ports(&clients), None, Some(clients))
             }
         };
-        let rotator = Arc::new(Rotator::new(ports.clone(), policy.clone()));
+        let rotator = config
+            .backend_settings
+            .with_alert_settings(Rotator::new(ports.clone(), policy.clone()));
+        let rotator = Arc::new(rotator);
         Ok(Self {
             kind: config.backend,
             policy,
