@@ -307,7 +307,8 @@ impl fmt::Display for Notice {
     }
 }
 
-/// Tells an administrator.
+/// Tells an administrator. An adapter only sends: which notices go out, and whether a repeat of
+/// a standing condition is held back, the driver decides ([`crate::driver::held_back`]).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Notifier: Send + Sync {
