@@ -433,3 +433,19 @@ fn failed(error: &dyn std::error::Error) -> ExitCode {
 fn error_chain(error: &dyn std::error::Error) -> String {
     keyrot_core::driver::error_chain(error)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_error_is_said_once_with_its_cause_as_the_source() {
+        let err = user_names(&["ci".to_owned(), "../etc".to_owned()]).unwrap_err();
+        assert_eq!(err.to_string(), "--user \"../etc\" is not an IAM user name");
+        let cause = err.source().unwrap().to_string();
+        assert_eq!(error_chain(&err), format!("{err}: {cause}"));
+        assert!(!cause.contains("--user"), "{cause}");
+    }
+}
