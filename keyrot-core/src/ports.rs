@@ -275,9 +275,7 @@ impl Notice {
     /// fingerprint, another condition or another user a different one.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(self.to_string().as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        format!("{:016x}", u64::from_be_bytes(first))
+        hex::encode(&digest[..8])
     }
 }
 
