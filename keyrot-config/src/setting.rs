@@ -252,6 +252,15 @@ impl Setting {
         }
     }
 
+    /// The file's key as errors write it (`[aws] alert_to`, `listen` at the top level), if the
+    /// file can set it.
+    pub fn file_key(self) -> Option<String> {
+        self.spelling().file.map(|key| match key {
+            (Some(section), key) => format!("[{section}] {key}"),
+            (None, key) => key.to_owned(),
+        })
+    }
+
     /// The setting of a policy field.
     pub const fn of_policy(field: PolicyField) -> Self {
         match field {
