@@ -12,9 +12,12 @@
 # `GET /health`, which reads both secrets from moto; the rotator runs over an account without
 # users; the hello world echoes). Nothing leaves 127.0.0.1. Prints a Markdown table.
 #
-# Usage: benches/lambda.sh [--runs N] [--skip-build]
+# Usage: benches/lambda.sh [--runs N] [--skip-build | --zips DIR] [--cert-file F]
 #   --runs N      runs per binary (default 21)
 #   --skip-build  take the zips of an earlier build from $CARGO_TARGET_DIR/lambda/release-x86_64
+#   --zips DIR    take the zips from DIR/<binary>/bootstrap.zip (another build to compare with)
+#   --cert-file F run every binary with SSL_CERT_FILE=F: rustls-native-certs then reads that one
+#                 bundle instead of the bundle and every file of the system's certificate folder
 # Environment: CARGO_TARGET_DIR (default ~/.cache/keyrot/target). x86_64 only: the bootstraps
 # run on this machine.
 set -euo pipefail
@@ -22,11 +25,15 @@ cd "$(dirname "$0")/.."
 
 runs=21
 build=true
+out=""
+cert_file=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="${2:?--runs needs a number}"; shift 2 ;;
     --skip-build) build=false; shift ;;
-    *) echo "usage: $0 [--runs N] [--skip-build]" >&2; exit 2 ;;
+    --cert-file) cert_file="${2:?--cert-file needs a file}"; shift 2 ;;
+    --zips) build=false; out="${2:?--zips needs a directory}"; shift 2 ;;
+    *) echo "usage: $0 [--runs N] [--skip-build | --zips DIR] [--cert-file F]" >&2; exit 2 ;;
   esac
 done
 
@@ -34,7 +41,7 @@ venv="$(./scripts/venv.sh)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyrot/target}"
 if $build; then
   out="$(./scripts/build-lambda.sh --release --with-hello)"
-else
+elif [ -z "$out" ]; then
   out="$CARGO_TARGET_DIR/lambda/release-x86_64"
 fi
 zips=()
@@ -55,5 +62,5 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-echo "$(uname -m), $(nproc) cores, $runs runs per binary, zips from $out" >&2
-"$venv/bin/python" benches/lambda_bench.py "$runs" "http://127.0.0.1:$port" "${zips[@]}"
+echo "$(uname -m), $(nproc) cores, $runs runs per binary, zips from $out, TLS roots from ${cert_file:-the system (bundle and folder)}" >&2
+SSL_CERT_FILE="$cert_file" "$venv/bin/python" benches/lambda_bench.py "$runs" "http://127.0.0.1:$port" "${zips[@]}"
