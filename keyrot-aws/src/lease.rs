@@ -336,8 +336,7 @@ fn new_token() -> Result<LeaseToken, LeaseError> {
     rand::rngs::SysRng
         .try_fill_bytes(&mut bytes)
         .map_err(|e| LeaseError::Other(Box::new(e)))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(LeaseToken::new(hex))
+    Ok(LeaseToken::new(hex::encode(bytes)))
 }
 
 fn s(value: &str) -> AttributeValue {

@@ -108,7 +108,7 @@ fn repeats(notice: &Notice) -> bool {
 /// A short digest of the notice's text: the same condition gives the same fingerprint.
 fn fingerprint(notice: &Notice) -> String {
     let digest = Sha256::digest(notice.to_string().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 /// The subject line of a notice's email.

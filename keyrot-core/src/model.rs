@@ -490,10 +490,7 @@ pub fn request_token(key: &AccessKeyId) -> String {
         token
     } else {
         let digest = Sha256::digest(id.as_bytes());
-        let mut token = String::from("keyrot-v1h-");
-        for byte in digest {
-            token.push_str(&format!("{byte:02x}"));
-        }
+        let mut token = format!("keyrot-v1h-{}", hex::encode(digest));
         token.truncate(MAX);
         token
     }
@@ -518,6 +515,17 @@ pub fn key_of_request_token(token: &str) -> Option<AccessKeyId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_key_id_gives_the_lower_case_hex_of_its_digest() {
+        // "keyrot-v1h-" and the first 53 hex digits of SHA-256("A" * 55), as `sha256sum` writes
+        // them: the version ids written before the hex crate did this must stay the same.
+        let key = AccessKeyId::new("A".repeat(55)).unwrap();
+        assert_eq!(
+            request_token(&key),
+            "keyrot-v1h-8963cc0afd622cc7574ac2011f93a3059b3d65548a77542a1559e"
+        );
+    }
 
     #[test]
     fn user_names_follow_iam_rules() {
