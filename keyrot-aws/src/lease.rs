@@ -171,7 +171,9 @@ impl DynamoLease {
     {
         match err.code() {
             // DynamoDB's own throttling code (also for on-demand tables' partition limits).
-            Some("ProvisionedThroughputExceededException") => return LeaseError::Throttled,
+            Some("ProvisionedThroughputExceededException") => {
+                return LeaseError::Throttled(boxed(err));
+            }
             Some("ResourceNotFoundException") => {
                 return LeaseError::Other(Box::new(NoTable {
                     table: self.table.clone(),
@@ -181,7 +183,7 @@ impl DynamoLease {
             _ => {}
         }
         match kind(&err) {
-            Kind::Throttled => LeaseError::Throttled,
+            Kind::Throttled => LeaseError::Throttled(boxed(err)),
             Kind::AccessDenied | Kind::NotAuthenticated => LeaseError::AccessDenied(boxed(err)),
             Kind::NotFound | Kind::Exists | Kind::LimitExceeded | Kind::Other => {
                 LeaseError::Other(boxed(err))

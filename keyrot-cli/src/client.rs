@@ -86,12 +86,13 @@ pub enum ClientError {
         endpoint: String,
     },
     /// The endpoint could not be reached.
-    #[error("cannot reach {endpoint}: {message}")]
+    #[error("cannot reach {endpoint}")]
     Unreachable {
         /// The endpoint.
         endpoint: String,
-        /// Why.
-        message: String,
+        /// Why (without the URL, which the message names already).
+        #[source]
+        source: reqwest::Error,
     },
     /// The API refused; its error code and message.
     #[error("{endpoint} answered {status}: {code}: {message}")]
@@ -146,7 +147,7 @@ impl ApiClient {
             .build()
             .map_err(|e| ClientError::Unreachable {
                 endpoint: endpoint.to_owned(),
-                message: e.to_string(),
+                source: e.without_url(),
             })?;
         Ok(Self {
             http,
@@ -185,7 +186,7 @@ impl ApiClient {
     ) -> Result<T, ClientError> {
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             endpoint: self.endpoint.clone(),
-            message: e.without_url().to_string(),
+            source: e.without_url(),
         })?;
         let status = response.status();
         let body = response
@@ -193,7 +194,7 @@ impl ApiClient {
             .await
             .map_err(|e| ClientError::Unreachable {
                 endpoint: self.endpoint.clone(),
-                message: e.without_url().to_string(),
+                source: e.without_url(),
             })?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {

@@ -370,6 +370,39 @@ pub struct StoredUser {
     /// What keyrot recorded when it last set out to create a key for the user, before it called
     /// CreateAccessKey: by it keyrot knows its own orphans (see [`StoredUser::intended`]).
     pub intent: Option<Intent>,
+    /// The last notice of a standing condition sent about the user, recorded by the driver
+    /// after it went out: by it a repeat within the repeat period is held back.
+    pub last_notice: Option<SentNotice>,
+}
+
+/// A notice of a standing condition that went out about a user: which one (by fingerprint)
+/// and when. Recorded through [`crate::ports::SecretStore::record_notice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNotice {
+    /// A short digest of the notice's text (see [`crate::ports::Notice::fingerprint`]).
+    pub fingerprint: String,
+    /// When it was sent, by keyrot's clock.
+    pub at: Timestamp,
+}
+
+impl SentNotice {
+    /// The stored form: `fp=<fingerprint> at=<RFC 3339>`.
+    pub fn encode(&self) -> String {
+        format!("fp={} at={}", self.fingerprint, self.at)
+    }
+
+    /// Reads [`SentNotice::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (fingerprint, at) = text.split_once(' ')?;
+        let fingerprint = fingerprint.strip_prefix("fp=")?;
+        if fingerprint.is_empty() || fingerprint.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(Self {
+            fingerprint: fingerprint.to_owned(),
+            at: at.strip_prefix("at=")?.parse().ok()?,
+        })
+    }
 }
 
 /// keyrot is about to create a key: when, and which keys the user had then. Recorded before
@@ -566,6 +599,25 @@ mod tests {
         assert!(!shown.contains("wJalr"), "{shown}");
         assert!(shown.contains("[redacted]"));
         assert!(shown.contains("AKIAIOSFODNN7EXAMPLE"));
+    }
+
+    #[test]
+    fn sent_notices_round_trip_and_refuse_other_text() {
+        let sent = SentNotice {
+            fingerprint: "0123456789abcdef".into(),
+            at: "2025-06-01T12:00:00Z".parse().unwrap(),
+        };
+        assert_eq!(sent.encode(), "fp=0123456789abcdef at=2025-06-01T12:00:00Z");
+        assert_eq!(SentNotice::decode(&sent.encode()), Some(sent));
+        for bad in [
+            "",
+            "fp= at=2025-06-01T12:00:00Z",
+            "fp=ab",
+            "fp=ab at=yesterday",
+            "x=ab at=2025-06-01T12:00:00Z",
+        ] {
+            assert_eq!(SentNotice::decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::clock::SimClock;
 use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use super::request_token;
 use crate::model::{
-    AccessKeyId, Credentials, Intent, Mark, Marks, SecretAccessKey, Stages, StoredUser,
+    AccessKeyId, Credentials, Intent, Mark, Marks, SecretAccessKey, SentNotice, Stages, StoredUser,
     StoredVersion, Timestamp, UserName,
 };
 use crate::ports::{SecretStore, StoreError};
@@ -71,6 +71,7 @@ struct Secret {
     versions: Vec<Version>,
     marks: BTreeMap<AccessKeyId, Marks>,
     intent: Option<Intent>,
+    last_notice: Option<SentNotice>,
 }
 
 struct Version {
@@ -120,6 +121,7 @@ impl Secret {
                 .map(|(k, m)| (k.clone(), *m))
                 .collect(),
             intent: self.intent.clone(),
+            last_notice: self.last_notice.clone(),
         }
     }
 
@@ -210,7 +212,7 @@ impl Secret {
 
 fn store_error(fault: InjectedFault) -> StoreError {
     match fault.kind {
-        FaultKind::Throttle => StoreError::Throttled,
+        FaultKind::Throttle => StoreError::Throttled(Box::new(fault)),
         _ => StoreError::Other(Box::new(fault)),
     }
 }
@@ -400,6 +402,14 @@ impl SecretStore for FakeSecretStore {
     async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
         self.call(op::STORE_RECORD_INTENT, |_| {
             self.secrets().entry(user.clone()).or_default().intent = Some(intent.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError> {
+        self.call(op::STORE_RECORD_NOTICE, |_| {
+            self.secrets().entry(user.clone()).or_default().last_notice = Some(sent.clone());
             Ok(())
         })
         .await
@@ -613,7 +623,7 @@ mod tests {
         store.plan().fail_at(op::STORE_PROMOTE, FaultKind::Throttle);
         assert!(matches!(
             block_on(store.promote(&alice, &creds(A, "a").access_key_id)),
-            Err(StoreError::Throttled)
+            Err(StoreError::Throttled(_))
         ));
         store.plan().crash_at(op::STORE_PROMOTE);
         assert!(block_on(store.promote(&alice, &creds(A, "a").access_key_id)).is_err());
