@@ -736,6 +736,7 @@ async fn orphan_from_a_crash_is_cleaned_next_run(w: World) {
     let intent = Intent {
         at: orphan.key.created,
         existing,
+        ..Default::default()
     };
     w.store.record_intent(&user, &intent).await.unwrap();
     assert_eq!(w.keys(&user).await.len(), 2);
@@ -1116,6 +1117,7 @@ async fn a_lost_put_secret_value_reply_is_retried_and_stores_one_version() {
     let intent = Intent {
         at: w.clock.now(),
         existing: [key.access_key_id.clone()].into(),
+        ..Default::default()
     };
     w.store.record_intent(&user, &intent).await.unwrap();
     proxy.inject(Rule::nth(
@@ -1216,7 +1218,7 @@ async fn every_other_call_is_safe_to_retry_after_a_lost_reply() {
     proxy.inject_next("secretsmanager:CreateSecret", Fault::FailAfter);
     let intent = Intent {
         at,
-        existing: Default::default(),
+        ..Default::default()
     };
     w.store.record_intent(&fresh, &intent).await.unwrap();
     let created: Vec<_> = proxy.calls()[before..]

@@ -151,7 +151,7 @@ fn a_dry_run_changes_nothing_in_iam_or_the_store() {
     aws.iam.add_managed_user(orphaned.clone());
     let intent = keyrot_core::Intent {
         at: aws.clock.now(),
-        existing: Default::default(),
+        ..Default::default()
     };
     block_on(aws.store.record_intent(&orphaned, &intent)).unwrap();
     aws.iam
