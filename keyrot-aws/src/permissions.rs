@@ -7,8 +7,9 @@
 /// SES for alerts, DynamoDB on the lease table. (`sts:GetCallerIdentity` is signed with the candidate key itself and needs
 /// no permission.)
 pub const ROTATOR_ACTIONS: &[&str] = &[
-    "iam:ListUsers",
-    "iam:ListUserTags",
+    "iam:GetAccountAuthorizationDetails",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
     "iam:ListAccessKeys",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",

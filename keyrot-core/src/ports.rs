@@ -25,6 +25,7 @@ use crate::model::{
     Timestamp, UserName,
 };
 use crate::policy::Selection;
+use crate::survey::CredentialReport;
 
 /// Any error an adapter met underneath (an SDK error, a broken connection).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -134,6 +135,13 @@ pub trait Iam: Send + Sync {
 
     /// When the key was last used. Any failure is [`LastUsed::Unknown`], never "never used".
     async fn last_used(&self, key: &AccessKeyId) -> LastUsed;
+
+    /// IAM's credential report, for a [survey](crate::survey): every user's keys in one read,
+    /// up to four hours old. `Ok(None)` when the adapter offers none; a run then observes every
+    /// user one by one.
+    async fn credential_report(&self) -> Result<Option<CredentialReport>, IamError> {
+        Ok(None)
+    }
 }
 
 /// The secret store (Secrets Manager), one secret per user, one version per key.
