@@ -15,6 +15,7 @@ pub const ROTATOR_ACTIONS: &[&str] = &[
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
     "iam:GetAccessKeyLastUsed",
+    "secretsmanager:ListSecrets",
     "secretsmanager:CreateSecret",
     "secretsmanager:DescribeSecret",
     "secretsmanager:ListSecretVersionIds",

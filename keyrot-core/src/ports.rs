@@ -15,6 +15,7 @@
 //! the driver observes again instead (the key, if IAM made it, is an orphan the next step or
 //! run deletes, recognised by the intent recorded before the call).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -190,6 +191,15 @@ pub trait SecretStore: Send + Sync {
 
     /// The current credentials, if any: what callers of the API are given.
     async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError>;
+
+    /// Every user's secret as a listing gives it, for a [survey](crate::survey): the labelled
+    /// versions, the marks and the intent, up to a few minutes stale (Secrets Manager's
+    /// ListSecrets "might not reflect changes from the last five minutes"). A user whose
+    /// secret the listing cannot describe in full is left out. `Ok(None)` when the store offers
+    /// no listing; a run then observes every user one by one.
+    async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Does a key authenticate yet?
