@@ -1,5 +1,5 @@
 //! Ports: the narrow traits behind which keyrot meets IAM, the secret store, the verifier, the
-//! notifier and time. Adapters implement them (keyrot-aws for AWS, [`crate::fake`] in memory);
+//! notifier and time. Adapters implement them (keyrot-aws for AWS, the `fake` module in memory);
 //! no AWS SDK type crosses them.
 //!
 //! With the `mock` feature every port also has a mockall mock (`MockIam`, `MockSecretStore`,

@@ -80,7 +80,12 @@ pub struct CredentialReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Triage {
     /// The bulk reads prove the planner would only wait: skip the user this run.
-    Idle(Wait),
+    Idle {
+        /// What the user waits for.
+        wait: Wait,
+        /// The user's keys as the survey sees them.
+        keys: Vec<AccessKey>,
+    },
     /// Observe the user one by one.
     Look(LookReason),
 }
@@ -183,12 +188,12 @@ pub fn triage(
         });
     }
 
-    match plan(
-        &Observation::new(user.clone(), keys, stored.clone()),
-        policy,
-        now,
-    ) {
-        Step::Wait(wait) => Triage::Idle(wait),
+    let observation = Observation::new(user.clone(), keys, stored.clone());
+    match plan(&observation, policy, now) {
+        Step::Wait(wait) => Triage::Idle {
+            wait,
+            keys: observation.keys,
+        },
         step => Triage::Look(LookReason::Planned(step)),
     }
 }

@@ -103,13 +103,18 @@ fn a_user_in_grace_whose_keys_the_report_shows_is_idle() {
         vec![key(true, old_created()), key(true, made)],
     );
     let triage = triage(&user(), &report, &rotated(at, published), &policy(), now);
+    let Triage::Idle { wait, keys } = triage else {
+        panic!("not idle: {triage:?}");
+    };
     assert_eq!(
-        triage,
-        Triage::Idle(Wait::AwaitingGrace {
+        wait,
+        Wait::AwaitingGrace {
             key: id(OLD),
             until: published + policy().grace(),
-        })
+        }
     );
+    let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, [OLD, NEW]);
 }
 
 #[test]
@@ -125,7 +130,13 @@ fn a_key_made_after_the_report_is_taken_as_keyrot_made_it() {
         published + HOUR,
     );
     assert!(
-        matches!(triage, Triage::Idle(Wait::AwaitingGrace { .. })),
+        matches!(
+            triage,
+            Triage::Idle {
+                wait: Wait::AwaitingGrace { .. },
+                ..
+            }
+        ),
         "{triage:?}"
     );
 }
@@ -139,8 +150,10 @@ fn a_user_waiting_for_its_rotation_is_idle_until_it_is_due() {
     stored.marks.clear();
     let now = published + 30 * DAY;
     let seen = report(now - HOUR, vec![key(true, made)]);
-    let Triage::Idle(Wait::AwaitingRotation { due }) =
-        triage(&user(), &seen, &stored, &policy(), now)
+    let Triage::Idle {
+        wait: Wait::AwaitingRotation { due },
+        ..
+    } = triage(&user(), &seen, &stored, &policy(), now)
     else {
         panic!("not idle");
     };
@@ -178,7 +191,7 @@ fn a_report_too_old_or_from_the_future_proves_nothing() {
     let oldest = report(now - MAX_REPORT_AGE, keys);
     assert!(matches!(
         triage(&user(), &oldest, &stored, &policy(), now),
-        Triage::Idle(_)
+        Triage::Idle { .. }
     ));
 }
 
@@ -398,7 +411,7 @@ proptest! {
         prop_assume!(keys.iter().all(|k| k.created <= now - HOUR));
 
         let p = policy();
-        if let Triage::Idle(wait) = triage(&user(), &report, &stored, &p, now) {
+        if let Triage::Idle { wait, .. } = triage(&user(), &report, &stored, &p, now) {
             let truth = Observation::new(user(), keys, stored);
             prop_assert_eq!(plan(&truth, &p, now), Step::Wait(wait));
         }
