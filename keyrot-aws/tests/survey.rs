@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyrot_aws::moto::{FaultProxy, Moto};
+use keyrot_aws::moto::{Fault, FaultProxy, Moto, Rule};
 use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease};
 use keyrot_core::fake::{RecordingNotifier, SimClock};
 use keyrot_core::{
@@ -136,6 +136,46 @@ async fn users_are_selected_by_tag_in_one_call() {
         calls,
         BTreeMap::from([("iam:GetAccountAuthorizationDetails".to_owned(), 1)])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_page_of_users_is_retried_by_the_sdk_and_beyond_fails_the_listing() {
+    let w = World::new("throttled").await;
+    let moto = moto().await;
+    moto.create_user("survey-throttled-a", &[(&w.tag, "true")])
+        .await
+        .unwrap();
+    let selection = Selection::Tagged {
+        key: w.tag.clone(),
+        value: "true".into(),
+    };
+    // With the SDK's retries (five attempts), two throttled attempts cost nothing.
+    w.proxy.inject(Rule::first_of(
+        "iam:GetAccountAuthorizationDetails",
+        2,
+        Fault::Throttle,
+    ));
+    let users = w.iam.managed_users(&selection).await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(w.proxy.faulted(), 2);
+    // Without them, a throttled page fails the listing: keyrot can neither manage the users
+    // on it nor report them as unmanaged.
+    let settings = AwsSettings {
+        endpoint_url: Some(w.proxy.endpoint().to_owned()),
+        max_attempts: Some(1),
+        ..moto.settings()
+    };
+    let once = AwsIam::new(aws_sdk_iam::Client::new(
+        &moto.admin_config_with(&settings).await,
+    ));
+    // The fourth request of the operation: three went out above.
+    w.proxy.inject(Rule::nth(
+        "iam:GetAccountAuthorizationDetails",
+        4,
+        Fault::Throttle,
+    ));
+    let err = once.managed_users(&selection).await.unwrap_err();
+    assert!(matches!(err, keyrot_core::IamError::Throttled), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
