@@ -34,7 +34,6 @@ impl AwsIam {
     pub fn new(client: aws_sdk_iam::Client) -> Self {
         Self { client }
     }
-
 }
 
 #[async_trait]
@@ -42,7 +41,9 @@ impl Iam for AwsIam {
     async fn managed_users(&self, selection: &Selection) -> Result<Vec<UserName>, IamError> {
         match selection {
             Selection::Listed(users) => Ok(users.iter().cloned().collect()),
-            Selection::Tagged { key, value } => survey::tagged_users(&self.client, key, value).await,
+            Selection::Tagged { key, value } => {
+                survey::tagged_users(&self.client, key, value).await
+            }
         }
     }
 

@@ -372,12 +372,7 @@ impl SecretStore for AwsSecretStore {
     }
 
     async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
-        let filter = |key, value: &str| {
-            Filter::builder()
-                .key(key)
-                .values(value.to_owned())
-                .build()
-        };
+        let filter = |key, value: &str| Filter::builder().key(key).values(value.to_owned()).build();
         let mut pages = self
             .client
             .list_secrets()
@@ -394,10 +389,9 @@ impl SecretStore for AwsSecretStore {
                     .name()
                     .and_then(|name| name.strip_prefix(self.prefix.as_str()))
                     .and_then(|name| UserName::new(name).ok());
-                let ours = secret
-                    .tags()
-                    .iter()
-                    .any(|t| t.key() == Some(MANAGED_BY_TAG.0) && t.value() == Some(MANAGED_BY_TAG.1));
+                let ours = secret.tags().iter().any(|t| {
+                    t.key() == Some(MANAGED_BY_TAG.0) && t.value() == Some(MANAGED_BY_TAG.1)
+                });
                 let (Some(user), true) = (user, ours) else {
                     continue;
                 };

@@ -64,8 +64,14 @@ pub(crate) fn parse_report(csv: &[u8], generated: Timestamp) -> Result<Credentia
     };
     let user = column("user")?;
     let keys = [
-        (column("access_key_1_active")?, column("access_key_1_last_rotated")?),
-        (column("access_key_2_active")?, column("access_key_2_last_rotated")?),
+        (
+            column("access_key_1_active")?,
+            column("access_key_1_last_rotated")?,
+        ),
+        (
+            column("access_key_2_active")?,
+            column("access_key_2_last_rotated")?,
+        ),
     ];
     let mut report = CredentialReport {
         generated,
@@ -170,7 +176,9 @@ mod tests {
         for bad in [
             "user,arn\nci,arn:aws:iam::1:user/ci\n".to_owned(),
             format!("{HEADER}\nci,a,b,c,d,e,f,g,true,yesterday,x,x,x,false,N/A,x,x,x,x,x,x,x\n"),
-            format!("{HEADER}\nnot a user name!,a,b,c,d,e,f,g,true,N/A,x,x,x,false,N/A,x,x,x,x,x,x,x\n"),
+            format!(
+                "{HEADER}\nnot a user name!,a,b,c,d,e,f,g,true,N/A,x,x,x,false,N/A,x,x,x,x,x,x,x\n"
+            ),
         ] {
             assert!(parse_report(bad.as_bytes(), at).is_err(), "{bad}");
         }

@@ -18,8 +18,8 @@ use keyrot_aws::moto::{Fault, FaultProxy, Moto, Rule};
 use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease};
 use keyrot_core::fake::{RecordingNotifier, SimClock};
 use keyrot_core::{
-    Iam, KeyStatus, Outcome, Policy, Ports, Rotator, RunOptions, SecretStore, Selection,
-    Timestamp, UserName, Wait,
+    Iam, KeyStatus, Outcome, Policy, Ports, Rotator, RunOptions, SecretStore, Selection, Timestamp,
+    UserName, Wait,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -215,7 +215,9 @@ async fn the_listing_describes_each_secret_as_load_does() {
         .map(|i| UserName::new(format!("survey-listing-{i}")).unwrap())
         .collect();
     for u in &users {
-        moto.create_user(u.as_str(), &[(&w.tag, "true")]).await.unwrap();
+        moto.create_user(u.as_str(), &[(&w.tag, "true")])
+            .await
+            .unwrap();
         w.iam.create_key(u).await.unwrap();
     }
     // One rotation each (adopt, create, stage, verify, publish, mark superseded).
@@ -242,7 +244,10 @@ async fn the_listing_describes_each_secret_as_load_does() {
             .sort_by(|a, b| a.key_id.cmp(&b.key_id));
         labelled.versions.sort_by(|a, b| a.key_id.cmp(&b.key_id));
         assert_eq!(from_listing, labelled, "{u}");
-        assert!(labelled.intent.is_some_and(|i| !i.created.is_empty()), "{u}");
+        assert!(
+            labelled.intent.is_some_and(|i| !i.created.is_empty()),
+            "{u}"
+        );
     }
 }
 
@@ -255,7 +260,9 @@ async fn a_run_with_nothing_due_costs_a_few_calls_for_all_its_users() {
         .map(|i| UserName::new(format!("survey-idle-{i:02}")).unwrap())
         .collect();
     for u in &users {
-        moto.create_user(u.as_str(), &[(&w.tag, "true")]).await.unwrap();
+        moto.create_user(u.as_str(), &[(&w.tag, "true")])
+            .await
+            .unwrap();
         w.iam.create_key(u).await.unwrap();
     }
     let rotator = Rotator::new(w.ports.clone(), w.policy()).with_concurrency(4);
@@ -279,7 +286,12 @@ async fn a_run_with_nothing_due_costs_a_few_calls_for_all_its_users() {
         .count();
     // Run-wide: the selection, the report (generate, get) and one page of secrets; per user
     // only the periodic full looks (ListAccessKeys, DescribeSecret, ListSecretVersionIds).
-    let run_wide = ["iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport", "iam:GetCredentialReport", "secretsmanager:ListSecrets"];
+    let run_wide = [
+        "iam:GetAccountAuthorizationDetails",
+        "iam:GenerateCredentialReport",
+        "iam:GetCredentialReport",
+        "secretsmanager:ListSecrets",
+    ];
     let per_user: usize = calls
         .iter()
         .filter(|(op, _)| !run_wide.contains(&op.as_str()))

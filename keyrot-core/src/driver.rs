@@ -14,13 +14,13 @@ use crate::model::{
     AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, Mark, StoredUser, StoredVersion,
     Timestamp, UserName,
 };
-use crate::survey::{self, Triage};
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
     Claim, Clock, Iam, IamError, Lease, LeaseError, LeaseToken, Notice, Notifier, SecretStore,
     StoreError, Verifier, VerifyError,
 };
+use crate::survey::{self, Triage};
 
 /// Why a step failed for one user.
 #[derive(Debug, thiserror::Error)]

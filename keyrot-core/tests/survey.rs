@@ -86,7 +86,12 @@ fn per_user(calls: &BTreeMap<&'static str, u64>) -> u64 {
 }
 
 fn outcome<'a>(report: &'a RunReport, user: &UserName) -> &'a Outcome {
-    &report.users.iter().find(|u| &u.user == user).unwrap().outcome
+    &report
+        .users
+        .iter()
+        .find(|u| &u.user == user)
+        .unwrap()
+        .outcome
 }
 
 #[test]
@@ -114,7 +119,10 @@ fn a_run_with_nothing_due_costs_a_few_calls_for_the_whole_account() {
     assert!(total <= 15, "{total} calls for 150 users: {calls:?}");
     for u in &users {
         assert!(
-            matches!(outcome(&second, u), Outcome::Waiting(Wait::AwaitingGrace { .. })),
+            matches!(
+                outcome(&second, u),
+                Outcome::Waiting(Wait::AwaitingGrace { .. })
+            ),
             "{u}: {}",
             outcome(&second, u)
         );
@@ -139,7 +147,11 @@ fn a_survey_never_stands_in_for_the_observation_a_step_needs() {
             retired += u.steps.iter().filter(|s| s.name() == "delete").count();
         }
     }
-    assert_eq!(retired, users.len(), "every superseded key was deleted in the end");
+    assert_eq!(
+        retired,
+        users.len(),
+        "every superseded key was deleted in the end"
+    );
     for u in &users {
         assert_eq!(aws.iam.keys(u).len(), 1, "{u}");
     }
@@ -160,7 +172,10 @@ fn what_changes_outside_keyrot_is_seen_after_the_next_report() {
     aws.clock.advance(5 * HOUR);
     let idle = run(&rotator);
     assert!(
-        matches!(outcome(&idle, victim), Outcome::Waiting(Wait::AwaitingRotation { .. })),
+        matches!(
+            outcome(&idle, victim),
+            Outcome::Waiting(Wait::AwaitingRotation { .. })
+        ),
         "{idle}"
     );
     let key: AccessKeyId = aws.iam.keys(victim)[0].id.clone();
@@ -197,8 +212,15 @@ fn a_survey_that_fails_costs_calls_not_safety() {
     let report = run(&rotator);
     let calls = calls_since(&aws, &before);
     // Every user is observed, as without a survey, and still only waits.
-    assert_eq!(calls.get(op::IAM_LIST_KEYS), Some(&(users.len() as u64)), "{calls:?}");
+    assert_eq!(
+        calls.get(op::IAM_LIST_KEYS),
+        Some(&(users.len() as u64)),
+        "{calls:?}"
+    );
     for u in &users {
-        assert!(matches!(outcome(&report, u), Outcome::Waiting(_)), "{report}");
+        assert!(
+            matches!(outcome(&report, u), Outcome::Waiting(_)),
+            "{report}"
+        );
     }
 }
