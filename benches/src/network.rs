@@ -14,8 +14,8 @@ use keyrot_core::fake::{FakeIam, FakeLease, FakeSecretStore, FakeVerifier, RateL
 use keyrot_core::survey::CredentialReport;
 use keyrot_core::{
     AccessKey, AccessKeyId, Claim, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed, Lease,
-    LeaseError, LeaseToken, Mark, NewKey, SecretStore, Selection, StoreError, StoredUser,
-    Timestamp, UserName, Verifier, VerifyError,
+    LeaseError, LeaseToken, Mark, NewKey, SecretStore, Selection, SentNotice, StoreError,
+    StoredUser, Timestamp, UserName, Verifier, VerifyError,
 };
 
 use crate::vclock::VirtualClock;
@@ -152,6 +152,11 @@ impl SecretStore for RemoteStore {
     async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
         self.1.round_trip().await;
         self.0.record_intent(user, intent).await
+    }
+
+    async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.record_notice(user, sent).await
     }
 
     async fn credentials(

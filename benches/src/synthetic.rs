@@ -124,6 +124,7 @@ pub fn observation(i: usize, state: Lifecycle, now: Timestamp) -> Result<Observa
             versions,
             marks,
             intent: None,
+            last_notice: None,
         },
     );
     obs.last_used = last_used;

@@ -98,13 +98,13 @@ async fn a_store_error_is_reported_and_nothing_is_verified() {
         .expect_current()
         .with(eq(user()))
         .times(1)
-        .returning(|_| Err(StoreError::Throttled));
+        .returning(|_| Err(StoreError::Throttled("slow down".into())));
     let verifier = verifier_never_called();
 
     let err = publish_check(&store, &verifier, &user()).await.unwrap_err();
 
     assert!(
-        matches!(err, CheckError::Store(StoreError::Throttled)),
+        matches!(err, CheckError::Store(StoreError::Throttled(_))),
         "{err:?}"
     );
     assert_eq!(err.to_string(), "could not read the published key");

@@ -189,29 +189,15 @@ pub(super) fn username(query: Option<&str>) -> Result<UserName, Rejection> {
 }
 
 /// Decodes `%XX` escapes; every other byte stands for itself. `None` for a `%` not followed by
-/// two hex digits.
+/// two hex digits, which the percent-encoding crate would pass through as it is.
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let (&hi, &lo) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
-            out.push((hex_digit(hi)? << 4) | hex_digit(lo)?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    // `to_digit` accepts only 0-9 a-f A-F here (no sign, unlike `from_str_radix`).
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    let well_formed = s.split('%').skip(1).all(|escape| {
+        escape
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_encoding::percent_decode_str(s).collect())
 }
 
 #[cfg(test)]
@@ -231,6 +217,18 @@ mod tests {
         assert_eq!(percent_decode("%2e%2E%2F").unwrap(), b"../");
         assert_eq!(percent_decode("").unwrap(), b"");
         for bad in ["%", "%2", "%zz", "a%2", "%+1", "%-1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_escape_is_checked_and_decoded_once() {
+        assert_eq!(percent_decode("%2541").unwrap(), b"%41");
+        assert_eq!(percent_decode("%41%42c").unwrap(), b"ABc");
+        assert_eq!(percent_decode("%c3%A9").unwrap(), "\u{e9}".as_bytes());
+        assert_eq!(percent_decode("%FF").unwrap(), [0xff]);
+        assert_eq!(percent_decode("\u{e9}").unwrap(), "\u{e9}".as_bytes());
+        for bad in ["%%41", "%41%", "a%4", "%4g", "%\u{e9}1", "%41%2"] {
             assert_eq!(percent_decode(bad), None, "{bad}");
         }
     }

@@ -171,7 +171,9 @@ impl DynamoLease {
     {
         match err.code() {
             // DynamoDB's own throttling code (also for on-demand tables' partition limits).
-            Some("ProvisionedThroughputExceededException") => return LeaseError::Throttled,
+            Some("ProvisionedThroughputExceededException") => {
+                return LeaseError::Throttled(boxed(err));
+            }
             Some("ResourceNotFoundException") => {
                 return LeaseError::Other(Box::new(NoTable {
                     table: self.table.clone(),
@@ -181,7 +183,7 @@ impl DynamoLease {
             _ => {}
         }
         match kind(&err) {
-            Kind::Throttled => LeaseError::Throttled,
+            Kind::Throttled => LeaseError::Throttled(boxed(err)),
             Kind::AccessDenied | Kind::NotAuthenticated => LeaseError::AccessDenied(boxed(err)),
             Kind::NotFound | Kind::Exists | Kind::LimitExceeded | Kind::Other => {
                 LeaseError::Other(boxed(err))
@@ -336,8 +338,7 @@ fn new_token() -> Result<LeaseToken, LeaseError> {
     rand::rngs::SysRng
         .try_fill_bytes(&mut bytes)
         .map_err(|e| LeaseError::Other(Box::new(e)))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(LeaseToken::new(hex))
+    Ok(LeaseToken::new(hex::encode(bytes)))
 }
 
 fn s(value: &str) -> AttributeValue {

@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Every adapter passes the same contract suite as keyrot-core's in-memory fakes, against
-//! moto's server (`tests/contract.rs`).
+//! moto's server (`tests/contract/`).
 //!
 //! The SDK retries failed calls, and a failure may hide a call that took effect: [`retries`]
 //! lists every call the adapters make, whether the SDK retries it, and why that is safe

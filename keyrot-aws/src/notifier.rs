@@ -1,45 +1,22 @@
 //! [`Notifier`] on aws-sdk-sesv2.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
-use keyrot_core::{Clock, Notice, Notifier, NotifyError};
-use sha2::{Digest, Sha256};
+use keyrot_core::{Notice, Notifier, NotifyError};
 
-use crate::AwsSecretStore;
 use crate::error::boxed;
 
 /// Emails each notice to the administrators through SES v2 `SendEmail`, from a verified sender
 /// identity. The subject names the user and what happened; the body is the notice's text. No
 /// notice carries secret material.
 ///
-/// A blocked or failing user, or an old key still in use, is reported again by every run until
-/// someone acts. [`SesNotifier::with_repeat_filter`] holds back such a notice when the same one
-/// (same user, same text) already went out within a period, remembering the last one as a tag
-/// of the user's secret; notices of events (rotated, deactivated, discarded) always go out.
+/// It only sends: whether a repeated notice is held back is the rotator's decision
+/// ([`keyrot_core::driver::held_back`]), made before it asks.
 #[derive(Debug, Clone)]
 pub struct SesNotifier {
     client: aws_sdk_sesv2::Client,
     from: String,
     to: Vec<String>,
-    repeats: Option<RepeatFilter>,
-}
-
-#[derive(Clone)]
-struct RepeatFilter {
-    store: AwsSecretStore,
-    clock: Arc<dyn Clock>,
-    period: Duration,
-}
-
-impl std::fmt::Debug for RepeatFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RepeatFilter")
-            .field("period", &self.period)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SesNotifier {
@@ -49,24 +26,7 @@ impl SesNotifier {
             client,
             from: from.into(),
             to,
-            repeats: None,
         }
-    }
-
-    /// Holds back a repeated notice sent less than `period` ago (as `clock` tells), remembered
-    /// in `store`'s secret of the user.
-    pub fn with_repeat_filter(
-        mut self,
-        store: AwsSecretStore,
-        clock: Arc<dyn Clock>,
-        period: Duration,
-    ) -> Self {
-        self.repeats = Some(RepeatFilter {
-            store,
-            clock,
-            period,
-        });
-        self
     }
 
     async fn send(&self, notice: &Notice) -> Result<(), NotifyError> {
@@ -97,20 +57,6 @@ impl SesNotifier {
     }
 }
 
-/// Whether a notice reports a standing condition that every run would report again.
-fn repeats(notice: &Notice) -> bool {
-    matches!(
-        notice,
-        Notice::Blocked { .. } | Notice::Failed { .. } | Notice::WillForceDeactivate { .. }
-    )
-}
-
-/// A short digest of the notice's text: the same condition gives the same fingerprint.
-fn fingerprint(notice: &Notice) -> String {
-    let digest = Sha256::digest(notice.to_string().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The subject line of a notice's email.
 pub fn subject(notice: &Notice) -> String {
     let what = match notice {
@@ -127,29 +73,6 @@ pub fn subject(notice: &Notice) -> String {
 #[async_trait]
 impl Notifier for SesNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
-        let Some(filter) = self.repeats.as_ref().filter(|_| repeats(notice)) else {
-            return self.send(notice).await;
-        };
-        let user = notice.user();
-        let now = filter.clock.now();
-        let print = fingerprint(notice);
-        // A store that cannot answer must not silence an alert: send it.
-        match filter.store.last_alert(user).await {
-            Ok(Some((last, at)))
-                if last == print && now < at.saturating_add(filter.period).unwrap_or(at) =>
-            {
-                tracing::debug!(user = %user, "repeated notice held back: {notice}");
-                return Ok(());
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(user = %user, error = %keyrot_core::driver::error_chain(&e), "could not read the last alert");
-            }
-        }
-        self.send(notice).await?;
-        if let Err(e) = filter.store.record_alert(user, &print, now).await {
-            tracing::warn!(user = %user, error = %keyrot_core::driver::error_chain(&e), "could not record the alert");
-        }
-        Ok(())
+        self.send(notice).await
     }
 }

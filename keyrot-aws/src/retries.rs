@@ -15,7 +15,7 @@
 //! | `secretsmanager:CreateSecret` | [`AwsSecretStore`], on a user's first write | yes | Creates the secret with its placeholder version under a fixed `ClientRequestToken`: Secrets Manager ignores a repeat with the same token and value (moto answers it as the first attempt). A `ResourceExistsException` (a secret another run created) is taken as "the secret is there". |
 //! | `secretsmanager:PutSecretValue` | `put_pending` | yes | The version's `ClientRequestToken` is derived from the key id and the value is the same: Secrets Manager ignores a repeat with the same token and value (moto writes the same version again, to the same effect). A different value under the same token is refused (`Conflict`). |
 //! | `secretsmanager:UpdateSecretVersionStage` | `promote` | yes | If the lost attempt moved `AWSCURRENT`, the retry's `RemoveFromVersionId` names a version that no longer holds it, and Secrets Manager refuses it (moto: `InvalidParameterException`). `promote` then reads the secret again and reports success when the key's version is current; otherwise the error stands. |
-//! | `secretsmanager:TagResource` | `mark`, `record_intent`, `record_alert` | yes | Replaces a tag's value with the same value. |
+//! | `secretsmanager:TagResource` | `mark`, `record_intent`, `record_notice` | yes | Replaces a tag's value with the same value. |
 //! | `secretsmanager:UntagResource` | `clear_marks` | yes | Removing a tag that is gone is no error. |
 //! | `secretsmanager:DescribeSecret`, `secretsmanager:ListSecretVersionIds`, `secretsmanager:GetSecretValue` | `load`, `credentials`, `current`, [`load_api_secrets`](crate::load_api_secrets) | yes | Reads. |
 //! | `dynamodb:PutItem` | [`DynamoLease`] `acquire` | yes | Conditioned on the item's absence, its expiry or the claim's own token, drawn once before the first attempt: a retry after a lost reply finds its own claim and is granted again, with the same values. |
@@ -27,7 +27,7 @@
 //!
 //! Every claim is proven against moto through [`FaultProxy`](crate::moto::FaultProxy), which
 //! lets moto perform a call and then loses its reply, with the SDK's default retries on
-//! (`tests/contract.rs`, "lost replies"; `tests/ses.rs` for SendEmail; `tests/lease.rs` for
+//! (`tests/contract/`, "lost replies"; `tests/ses.rs` for SendEmail; `tests/lease.rs` for
 //! the lease), and `keyrot rotate` survives a lost reply, or a crash, at each call of a
 //! lifecycle (`keyrot-cli/tests/faults.rs`).
 //!

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretVersionsListEntry, Tag};
 use keyrot_core::{
-    AccessKeyId, BoxError, Credentials, Intent, Mark, Marks, SecretAccessKey, SecretStore, Stages,
-    StoreError, StoredUser, StoredVersion, Timestamp, UserName, key_of_request_token,
-    request_token,
+    AccessKeyId, BoxError, Credentials, Intent, Mark, Marks, SecretAccessKey, SecretStore,
+    SentNotice, Stages, StoreError, StoredUser, StoredVersion, Timestamp, UserName,
+    key_of_request_token, request_token,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,8 @@ pub const DEFAULT_PREFIX: &str = "keyrot/users/";
 /// The tag every secret keyrot creates carries, so that people and policies can find them.
 pub const MANAGED_BY_TAG: (&str, &str) = ("keyrot:managed-by", "keyrot");
 
-/// The tag recording the last alert sent about the user (see `SesNotifier`).
+/// The tag recording the last notice of a standing condition sent about the user
+/// ([`StoredUser::last_notice`]).
 const ALERT_TAG: &str = "keyrot:last-alert";
 
 /// The tag recording when keyrot last set out to create a key ([`StoredUser::intent`]).
@@ -74,7 +75,9 @@ struct Payload {
 ///   lost its labels still counts as known (as in the in-memory fake).
 /// - Marks (adopted, superseded, deactivated) are tags of the secret: `keyrot:mark:<key id>`
 ///   with a value such as `key=AKIA... superseded=2025-06-01T12:00:00Z`; the intent recorded
-///   before each CreateAccessKey is the tag `keyrot:intent` (`at=<RFC 3339> keys=<ids>`).
+///   before each CreateAccessKey is the tag `keyrot:intent` (`at=<RFC 3339> keys=<ids>`), the
+///   last notice of a standing condition sent the tag `keyrot:last-alert`
+///   (`fp=<fingerprint> at=<RFC 3339>`).
 /// - The current value is always read with `VersionStage=AWSCURRENT` explicitly.
 /// - Secrets Manager attaches `AWSCURRENT` to the first version of a secret whatever the call
 ///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
@@ -139,41 +142,6 @@ impl AwsSecretStore {
     /// The name of `user`'s secret.
     pub fn secret_name(&self, user: &UserName) -> String {
         format!("{}{user}", self.prefix)
-    }
-
-    /// The last alert recorded for `user` (see [`AwsSecretStore::record_alert`]): its
-    /// fingerprint and when it was sent.
-    pub async fn last_alert(
-        &self,
-        user: &UserName,
-    ) -> Result<Option<(String, Timestamp)>, StoreError> {
-        let Some(described) = self.describe(user).await? else {
-            return Ok(None);
-        };
-        let value = described
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some(ALERT_TAG))
-            .and_then(Tag::value);
-        Ok(value.and_then(|v| {
-            let (fingerprint, at) = v.split_once(' ')?;
-            Some((
-                fingerprint.strip_prefix("fp=")?.to_owned(),
-                at.strip_prefix("at=")?.parse().ok()?,
-            ))
-        }))
-    }
-
-    /// Records that an alert with `fingerprint` went out for `user` at `at`, as a tag of the
-    /// user's secret (created if need be), so that the next run can hold back a repeat.
-    pub async fn record_alert(
-        &self,
-        user: &UserName,
-        fingerprint: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.tag_secret(user, ALERT_TAG, &format!("fp={fingerprint} at={at}"))
-            .await
     }
 
     /// Sets one tag of `user`'s secret, creating the secret first if need be. TagResource
@@ -421,6 +389,10 @@ impl SecretStore for AwsSecretStore {
         self.tag_secret(user, INTENT_TAG, &intent.encode()).await
     }
 
+    async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError> {
+        self.tag_secret(user, ALERT_TAG, &sent.encode()).await
+    }
+
     async fn put_pending(
         &self,
         user: &UserName,
@@ -618,10 +590,15 @@ fn recorded(versions: Vec<StoredVersion>, tags: &[Tag]) -> StoredUser {
         .iter()
         .find(|t| t.key() == Some(INTENT_TAG))
         .and_then(|t| Intent::decode(t.value()?));
+    let last_notice = tags
+        .iter()
+        .find(|t| t.key() == Some(ALERT_TAG))
+        .and_then(|t| SentNotice::decode(t.value()?));
     StoredUser {
         versions,
         marks,
         intent,
+        last_notice,
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keyrot_core::{Clock, Notice, Notifier, NotifyError, Ports, Timestamp};
+use keyrot_core::{Clock, Notice, Notifier, NotifyError, Policy, Ports, Rotator, Timestamp};
 
 use crate::{
     AwsClients, AwsIam, AwsSecretStore, AwsVerifier, DEFAULT_LEASE_TABLE, DEFAULT_PREFIX,
@@ -71,7 +71,7 @@ impl Default for BackendSettings {
             kms_key_id: None,
             alert_from: None,
             alert_to: Vec::new(),
-            alert_repeat_after: Duration::from_secs(24 * 3600),
+            alert_repeat_after: keyrot_core::driver::DEFAULT_ALERT_REPEAT_AFTER,
         }
     }
 }
@@ -95,14 +95,11 @@ impl BackendSettings {
     /// when no alert address is set), and the system clock.
     pub fn ports(&self, clients: &AwsClients) -> Ports {
         let notifier: Arc<dyn Notifier> = match (&self.alert_from, self.alert_to.is_empty()) {
-            (Some(from), false) => Arc::new(
-                SesNotifier::new(clients.ses.clone(), from, self.alert_to.clone())
-                    .with_repeat_filter(
-                        self.store(clients),
-                        Arc::new(SystemClock),
-                        self.alert_repeat_after,
-                    ),
-            ),
+            (Some(from), false) => Arc::new(SesNotifier::new(
+                clients.ses.clone(),
+                from,
+                self.alert_to.clone(),
+            )),
             _ => Arc::new(LogNotifier),
         };
         Ports {
@@ -113,5 +110,16 @@ impl BackendSettings {
             notifier,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// A rotator on [`BackendSettings::ports`] under `policy`, holding back a repeated alert
+    /// for [`BackendSettings::alert_repeat_after`].
+    pub fn rotator(&self, clients: &AwsClients, policy: Policy) -> Rotator {
+        self.with_alert_settings(Rotator::new(self.ports(clients), policy))
+    }
+
+    /// `rotator` with these settings' alert repeat period (for a rotator on other ports).
+    pub fn with_alert_settings(&self, rotator: Rotator) -> Rotator {
+        rotator.with_alert_repeat_after(self.alert_repeat_after)
     }
 }

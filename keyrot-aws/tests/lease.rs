@@ -327,7 +327,7 @@ async fn throttling_beyond_the_retries_is_its_own_error() {
         .acquire(&UserName::new("alice").unwrap(), at(0), at(10))
         .await
         .unwrap_err();
-    assert!(matches!(err, LeaseError::Throttled), "{err:?}");
+    assert!(matches!(err, LeaseError::Throttled(_)), "{err:?}");
     assert_eq!(
         proxy.faulted.load(Ordering::SeqCst),
         2,

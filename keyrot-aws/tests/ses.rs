@@ -1,5 +1,5 @@
-//! The SES notifier against moto: what it sends, and the repeat filter that keeps a standing
-//! condition from mailing the administrators every run.
+//! The SES notifier against moto: what it sends; and the rotator's repeat rule, remembered in
+//! Secrets Manager, that keeps a standing condition from mailing the administrators every run.
 //!
 //! moto keeps every message it "sends", readable at `/moto-api/data.json`. These tests have a
 //! moto server of their own (a test binary of their own): moto 5.2.5 cannot render that page
@@ -15,8 +15,11 @@ use std::time::Duration;
 use keyrot_aws::moto::{Fault, FaultProxy, Moto, Rule};
 use keyrot_aws::permissions::ROTATOR_ACTIONS;
 use keyrot_aws::{AwsSecretStore, AwsSettings, SesNotifier};
-use keyrot_core::fake::SimClock;
-use keyrot_core::{AccessKeyId, Notice, Notifier, Timestamp, UserName};
+use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, op};
+use keyrot_core::{
+    KeyStatus, Notice, Notifier, Policy, Ports, Rotator, RunOptions, SecretStore, Timestamp,
+    UserName,
+};
 
 use calls::Calls;
 
@@ -29,7 +32,7 @@ async fn shared_moto() -> &'static Moto {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[allow(clippy::disallowed_methods)] // the repeat filter's clock starts at the real time
+#[allow(clippy::disallowed_methods)] // the virtual clock starts at the real time
 fn real_now() -> Timestamp {
     Timestamp::now()
 }
@@ -122,8 +125,11 @@ async fn http_get(endpoint: &str, path: &str) -> String {
     body.to_owned()
 }
 
+/// The rotator holds back a repeated alert within its period, remembering the last one in the
+/// user's secret on Secrets Manager, and the notifier only sends: IAM is the fake (a user
+/// blocked with two keys of its own), the store and SES are moto.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ses_notifier_holds_back_a_repeated_alert_within_its_period() {
+async fn a_repeated_alert_is_held_back_within_its_period_through_the_secret_store() {
     let moto = shared_moto().await;
     let config = moto.admin_config().await;
     let sender = "keyrot-repeats@example.com";
@@ -136,41 +142,46 @@ async fn ses_notifier_holds_back_a_repeated_alert_within_its_period() {
     let calls = Calls::default();
     let ses = calls.ses(&config);
     let store = AwsSecretStore::new(calls.secrets(&config)).with_prefix("keyrot-test/repeats/");
-    let clock = SimClock::new(real_now());
-    let notifier = SesNotifier::new(ses, sender, vec!["ops@example.com".into()])
-        .with_repeat_filter(store, Arc::new(clock.clone()), DAY);
+    let aws = FakeAws::new(real_now(), 3, FaultRates::none());
     let user = UserName::new("repeats-deployer").unwrap();
-    let blocked = Notice::Blocked {
-        user: user.clone(),
-        reason: "two keys in service".into(),
+    aws.iam.add_managed_user(user.clone());
+    for _ in 0..2 {
+        aws.iam
+            .add_key(&user, KeyStatus::Active, aws.clock.now())
+            .unwrap();
+    }
+    let ports = Ports {
+        store: Arc::new(store.clone()),
+        notifier: Arc::new(SesNotifier::new(
+            ses,
+            sender,
+            vec!["ops@example.com".into()],
+        )),
+        ..aws.ports()
     };
+    let rotator =
+        Rotator::new(ports, Policy::builder().build().unwrap()).with_alert_repeat_after(DAY);
+    let run = || async { rotator.run(&RunOptions::default()).await.unwrap() };
     let sent = || mails_from(moto, sender);
 
-    // The user has no secret yet (blocked before adoption): the filter creates one to remember.
-    notifier.notify(&blocked).await.unwrap();
-    clock.advance(Duration::from_secs(3600));
-    notifier.notify(&blocked).await.unwrap();
+    // The user has no secret yet (blocked before adoption): recording the alert creates one.
+    run().await;
+    assert_eq!(sent().await.len(), 1);
+    let last = store.load(&user).await.unwrap().last_notice.unwrap();
+    assert_eq!(last.at, aws.clock.now());
+    aws.clock.advance(Duration::from_secs(3600));
+    run().await;
     assert_eq!(sent().await.len(), 1, "the hourly repeat was held back");
 
-    // Another condition is news; events always go out.
-    let failed = Notice::Failed {
-        user: user.clone(),
-        error: "access denied".into(),
-    };
-    notifier.notify(&failed).await.unwrap();
-    let rotated = Notice::Rotated {
-        user: user.clone(),
-        new: AccessKeyId::new("AKIANEWNEWNEWNEWNEWW").unwrap(),
-        old: None,
-    };
-    notifier.notify(&rotated).await.unwrap();
-    notifier.notify(&rotated).await.unwrap();
-    assert_eq!(sent().await.len(), 4);
-
     // After the period the standing condition is mailed again.
-    clock.advance(DAY);
-    notifier.notify(&failed).await.unwrap();
-    assert_eq!(sent().await.len(), 5);
+    aws.clock.advance(DAY);
+    run().await;
+    assert_eq!(sent().await.len(), 2);
+
+    // Another condition is news at once.
+    aws.plan.fail_at(op::IAM_LIST_KEYS, FaultKind::Throttle);
+    run().await;
+    assert_eq!(sent().await.len(), 3);
     calls.assert_within(ROTATOR_ACTIONS, "rotator");
 }
 

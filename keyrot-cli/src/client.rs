@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 /// How long one call to the API may take.
@@ -85,12 +86,13 @@ pub enum ClientError {
         endpoint: String,
     },
     /// The endpoint could not be reached.
-    #[error("cannot reach {endpoint}: {message}")]
+    #[error("cannot reach {endpoint}")]
     Unreachable {
         /// The endpoint.
         endpoint: String,
-        /// Why.
-        message: String,
+        /// Why (without the URL, which the message names already).
+        #[source]
+        source: reqwest::Error,
     },
     /// The API refused; its error code and message.
     #[error("{endpoint} answered {status}: {code}: {message}")]
@@ -145,7 +147,7 @@ impl ApiClient {
             .build()
             .map_err(|e| ClientError::Unreachable {
                 endpoint: endpoint.to_owned(),
-                message: e.to_string(),
+                source: e.without_url(),
             })?;
         Ok(Self {
             http,
@@ -184,7 +186,7 @@ impl ApiClient {
     ) -> Result<T, ClientError> {
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             endpoint: self.endpoint.clone(),
-            message: e.without_url().to_string(),
+            source: e.without_url(),
         })?;
         let status = response.status();
         let body = response
@@ -192,7 +194,7 @@ impl ApiClient {
             .await
             .map_err(|e| ClientError::Unreachable {
                 endpoint: self.endpoint.clone(),
-                message: e.without_url().to_string(),
+                source: e.without_url(),
             })?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
@@ -237,17 +239,16 @@ fn endpoint_is_safe(endpoint: &str) -> bool {
     }
 }
 
+/// RFC 3986's unreserved characters, the only ones a query value may carry unencoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes everything but unreserved characters.
 fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 /// The `credential_process` JSON for `key`, expiring `refresh` after `now`.
@@ -322,5 +323,12 @@ mod tests {
             encode("ci+deploy=x,y@z.w_v-u"),
             "ci%2Bdeploy%3Dx%2Cy%40z.w_v-u"
         );
+    }
+
+    #[test]
+    fn everything_but_unreserved_characters_is_encoded_in_upper_case() {
+        assert_eq!(encode("a~b c/d?e&f#g%h"), "a~b%20c%2Fd%3Fe%26f%23g%25h");
+        assert_eq!(encode("\u{e9}"), "%C3%A9");
+        assert_eq!(encode(""), "");
     }
 }

@@ -137,8 +137,8 @@ async fn main() -> ExitCode {
     init_logs(&cli.global);
     match run(cli).await {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("keyrot: {message}");
+        Err(error) => {
+            eprintln!("keyrot: {}", error_chain(&error));
             ExitCode::from(2)
         }
     }
@@ -157,7 +157,70 @@ fn init_logs(global: &Global) {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
+/// Why a command could not do its work: exit status 2. (The work's own failures, a user that
+/// failed or a refused API call, exit with 1.) `main` prints it once, with its sources.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The configuration (file, environment, flags) is not usable.
+    #[error(transparent)]
+    Config(#[from] keyrot_cli::config::ConfigError),
+    /// The backend or the API could not be set up.
+    #[error(transparent)]
+    Service(#[from] keyrot_cli::service::ServiceError),
+    /// A `--user` is not an IAM user name.
+    #[error("--user {name:?} is not an IAM user name")]
+    UserName {
+        /// What was given.
+        name: String,
+        /// Why it is not one.
+        #[source]
+        source: keyrot_core::NameError,
+    },
+    /// The run could not start.
+    #[error(transparent)]
+    Run(#[from] keyrot_core::driver::RunError),
+    /// The users' status could not be read.
+    #[error("could not read the managed users")]
+    Status(#[source] keyrot_core::IamError),
+    /// The server could not listen on its address.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("server failed")]
+    Server(#[source] std::io::Error),
+    /// The API key file could not be read.
+    #[error("--api-key-file {}", path.display())]
+    ApiKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No API key was given.
+    #[error(
+        "set {variable} to the API key (printed by `keyrot serve`, or read with the command in \
+         the stack's outputs), or pass --api-key-file"
+    )]
+    NoApiKey {
+        /// The variable that should hold it.
+        variable: String,
+    },
+    /// The API client could not be made.
+    #[error(transparent)]
+    Client(#[from] keyrot_cli::client::ClientError),
+    /// The output could not be written as JSON.
+    #[error("could not write JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let mut flags = Flags {
         config: cli.global.config,
         backend: cli.global.backend,
@@ -169,7 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Serve { listen } => {
             flags.listen = listen;
-            let config = Config::load(&flags, &env).map_err(|e| error_chain(&e))?;
+            let config = Config::load(&flags, &env)?;
             serve(&config).await
         }
         Command::Rotate {
@@ -184,11 +247,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 dry_run,
                 deadline: None,
             };
-            let report = backend
-                .rotator
-                .run(&options)
-                .await
-                .map_err(|e| error_chain(&e))?;
+            let report = backend.rotator.run(&options).await?;
             println!("{report}");
             Ok(if report.failures() > 0 {
                 ExitCode::FAILURE
@@ -201,12 +260,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let statuses =
                 status::collect(&backend.rotator, &user_names(&users)?, SystemClock.now())
                     .await
-                    .map_err(|e| error_chain(&e))?;
+                    .map_err(CliError::Status)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&statuses).map_err(|e| e.to_string())?
-                );
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
                 print!("{}", status::table(&statuses));
             }
@@ -214,7 +270,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Rollback { user } => {
             let backend = open(&flags).await?;
-            let user = UserName::new(user).map_err(|e| format!("--user: {e}"))?;
+            let user = UserName::new(user.as_str()).map_err(|source| CliError::UserName {
+                name: user.clone(),
+                source,
+            })?;
             let key = match backend.rotator.rollback(&user).await {
                 Ok(key) => key,
                 Err(e) => return Ok(failed(&e)),
@@ -227,10 +286,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 Ok(token) => token,
                 Err(e) => return Ok(failed(&e)),
             };
-            println!(
-                "{}",
-                serde_json::to_string(&token).map_err(|e| e.to_string())?
-            );
+            println!("{}", serde_json::to_string(&token)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::GetKey { api, username } => {
@@ -261,25 +317,28 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-async fn open(flags: &Flags) -> Result<Backend, String> {
-    let config =
-        Config::load(flags, &|name| std::env::var(name).ok()).map_err(|e| error_chain(&e))?;
+async fn open(flags: &Flags) -> Result<Backend, CliError> {
+    let config = Config::load(flags, &|name| std::env::var(name).ok())?;
     if config.backend == BackendKind::Embedded {
         eprintln!(
             "keyrot: embedded backend: a fresh in-memory demo that lives only in this command; \
              pass --endpoint-url or configure AWS credentials to work on real keys"
         );
     }
-    Backend::open(&config).await.map_err(|e| error_chain(&e))
+    Ok(Backend::open(&config).await?)
 }
 
-async fn serve(config: &Config) -> Result<ExitCode, String> {
-    let backend = Backend::open(config).await.map_err(|e| error_chain(&e))?;
-    let (api, demo_key) = backend.api(config).await.map_err(|e| error_chain(&e))?;
+async fn serve(config: &Config) -> Result<ExitCode, CliError> {
+    let backend = Backend::open(config).await?;
+    let (api, demo_key) = backend.api(config).await?;
+    let listen = |source| CliError::Listen {
+        address: config.listen,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
     let base = format!("http://{addr}");
 
     match backend.kind {
@@ -335,29 +394,32 @@ async fn serve(config: &Config) -> Result<ExitCode, String> {
     let embedded = backend.embedded.map(Arc::new);
     let result = server::serve(listener, server::router(api, embedded)).await;
     rotation.abort();
-    result.map_err(|e| format!("server failed: {e}"))?;
+    result.map_err(CliError::Server)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn client(api: &ApiArgs) -> Result<ApiClient, String> {
+fn client(api: &ApiArgs) -> Result<ApiClient, CliError> {
     let key = match &api.api_key_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?,
-        None => std::env::var(&api.api_key_env).map_err(|_| {
-            format!(
-                "set {} to the API key (printed by `keyrot serve`, or read with the command in \
-                 the stack's outputs), or pass --api-key-file",
-                api.api_key_env
-            )
+        Some(path) => std::fs::read_to_string(path).map_err(|source| CliError::ApiKeyFile {
+            path: path.clone(),
+            source,
+        })?,
+        None => std::env::var(&api.api_key_env).map_err(|_| CliError::NoApiKey {
+            variable: api.api_key_env.clone(),
         })?,
     };
-    ApiClient::new(&api.endpoint, key.trim().to_owned()).map_err(|e| e.to_string())
+    Ok(ApiClient::new(&api.endpoint, key.trim().to_owned())?)
 }
 
-fn user_names(names: &[String]) -> Result<Vec<UserName>, String> {
+fn user_names(names: &[String]) -> Result<Vec<UserName>, CliError> {
     names
         .iter()
-        .map(|n| UserName::new(n.as_str()).map_err(|e| format!("--user {n:?}: {e}")))
+        .map(|n| {
+            UserName::new(n.as_str()).map_err(|source| CliError::UserName {
+                name: n.clone(),
+                source,
+            })
+        })
         .collect()
 }
 
@@ -370,4 +432,20 @@ fn failed(error: &dyn std::error::Error) -> ExitCode {
 
 fn error_chain(error: &dyn std::error::Error) -> String {
     keyrot_core::driver::error_chain(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_error_is_said_once_with_its_cause_as_the_source() {
+        let err = user_names(&["ci".to_owned(), "../etc".to_owned()]).unwrap_err();
+        assert_eq!(err.to_string(), "--user \"../etc\" is not an IAM user name");
+        let cause = err.source().unwrap().to_string();
+        assert_eq!(error_chain(&err), format!("{err}: {cause}"));
+        assert!(!cause.contains("--user"), "{cause}");
+    }
 }

@@ -49,14 +49,14 @@ async fn handle(
         Err(_) => Bytes::from(vec![0u8; limit + 1]),
     };
     let jti = match random_bytes::<16>() {
-        Ok(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        Ok(bytes) => hex::encode(bytes),
         Err(e) => {
             tracing::error!(error = %e, "no randomness for a token id");
             String::new()
         }
     };
     let request_id = match random_bytes::<8>() {
-        Ok(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Ok(bytes) => hex::encode(bytes),
         Err(_) => "unknown".to_owned(),
     };
     let ctx = RequestContext::new(peer.ip(), request_id, SystemClock.now(), jti);

@@ -7,7 +7,7 @@ use keyrot_aws::{AwsClients, SystemClock, load_api_secrets};
 use keyrot_core::token::{
     ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
 };
-use keyrot_core::{Clock, Policy, Ports, Rotator};
+use keyrot_core::{BoxError, Clock, Policy, Ports, Rotator};
 
 use crate::config::{BackendKind, Config, ConfigError};
 use crate::embedded::Embedded;
@@ -36,9 +36,48 @@ pub enum ServiceError {
     /// The configuration is not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Something the API needs is missing or wrong.
+    /// The operating system's random source failed (its message says how).
     #[error("{0}")]
-    Api(String),
+    Random(String),
+    /// A setting the API on AWS needs is not set.
+    #[error(
+        "the API on AWS needs {what}: set {variable} or {key} in the config file{}",
+        if *.detected {
+            " (the AWS backend was chosen because AWS credentials or an endpoint are \
+             configured; for the local demo run `keyrot serve --backend embedded`)"
+        } else {
+            ""
+        }
+    )]
+    Missing {
+        /// What is missing, in words.
+        what: &'static str,
+        /// The variable that sets it.
+        variable: &'static str,
+        /// The config file key that sets it.
+        key: String,
+        /// Whether the AWS backend was detected rather than chosen.
+        detected: bool,
+    },
+    /// Part of the API could not be set up.
+    #[error("could not set up the API's {what}")]
+    Api {
+        /// Which part.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// `error` as the [`ServiceError::Api`] of setting up `what`.
+fn api_error<E: std::error::Error + Send + Sync + 'static>(
+    what: &'static str,
+) -> impl FnOnce(E) -> ServiceError {
+    move |e| ServiceError::Api {
+        what,
+        source: Box::new(e),
+    }
 }
 
 impl Backend {
@@ -47,7 +86,7 @@ impl Backend {
         let policy = config.policy_for(config.backend)?;
         let (ports, embedded, clients) = match config.backend {
             BackendKind::Embedded => {
-                let seed = u64::from_le_bytes(random_bytes().map_err(ServiceError::Api)?);
+                let seed = u64::from_le_bytes(random_bytes().map_err(ServiceError::Random)?);
                 let embedded = Embedded::start(SystemClock.now(), seed);
                 (embedded.ports(), Some(embedded), None)
             }
@@ -56,7 +95,10 @@ impl Backend {
                 (config.backend_settings.ports(&clients), None, Some(clients))
             }
         };
-        let rotator = Arc::new(Rotator::new(ports.clone(), policy.clone()));
+        let rotator = config
+            .backend_settings
+            .with_alert_settings(Rotator::new(ports.clone(), policy.clone()));
+        let rotator = Arc::new(rotator);
         Ok(Self {
             kind: config.backend,
             policy,
@@ -71,40 +113,33 @@ impl Backend {
     /// (`demo`, every user, loopback only) whose API key is returned: show it once. For AWS it
     /// loads the signing keys and the client registry from Secrets Manager.
     pub async fn api(&self, config: &Config) -> Result<(Api, Option<String>), ServiceError> {
-        let api_error =
-            |e: &dyn std::error::Error| ServiceError::Api(keyrot_core::driver::error_chain(e));
         let (signing, retired, registry, demo_key) = match &self.clients {
             None => {
                 let signing = SigningKey::new(
                     "demo",
-                    random_bytes::<32>().map_err(ServiceError::Api)?.to_vec(),
+                    random_bytes::<32>().map_err(ServiceError::Random)?.to_vec(),
                 )
-                .map_err(|e| api_error(&e))?;
-                let api_key = ApiKey::generate_from(random_bytes().map_err(ServiceError::Api)?);
+                .map_err(api_error("demo signing key"))?;
+                let api_key = ApiKey::generate_from(random_bytes().map_err(ServiceError::Random)?);
                 let registry = serde_json::json!({"clients": [{
                     "id": "demo",
                     "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),
                     "scope": ["*"],
                     "allowed_cidrs": ["127.0.0.0/8", "::1/128"],
                 }]});
-                let registry =
-                    ClientRegistry::from_json(&registry.to_string()).map_err(|e| api_error(&e))?;
+                let registry = ClientRegistry::from_json(&registry.to_string())
+                    .map_err(api_error("demo client registry"))?;
                 (signing, Vec::new(), registry, Some(api_key))
             }
             Some(clients) => {
-                let missing = |what: &str, var: &str| {
-                    let why = if config.backend_detected {
-                        " (the AWS backend was chosen because AWS credentials or an endpoint \
-                         are configured; for the local demo run `keyrot serve --backend \
-                         embedded`)"
-                    } else {
-                        ""
-                    };
-                    ServiceError::Api(format!(
-                        "the API on AWS needs {what}: set {var} or aws.{} in the config \
-                         file{why}",
-                        var.trim_start_matches("KEYROT_").to_ascii_lowercase()
-                    ))
+                let missing = |what, variable: &'static str| ServiceError::Missing {
+                    what,
+                    variable,
+                    key: format!(
+                        "aws.{}",
+                        variable.trim_start_matches("KEYROT_").to_ascii_lowercase()
+                    ),
+                    detected: config.backend_detected,
                 };
                 let signing_secret = config.api.signing_key_secret.as_deref().ok_or_else(|| {
                     missing("the signing key secret", "KEYROT_SIGNING_KEY_SECRET")
@@ -115,14 +150,14 @@ impl Backend {
                 let (keys, registry) =
                     load_api_secrets(&clients.secrets, signing_secret, clients_secret)
                         .await
-                        .map_err(|e| api_error(&e))?;
+                        .map_err(api_error("signing keys and client registry"))?;
                 (keys.active, keys.retired, registry, None)
             }
         };
         let mut tokens = TokenConfig::new(&config.api.issuer, &config.api.audience, signing);
         tokens.lifetime = config.api.token_ttl;
         tokens.retired_keys = retired;
-        let tokens = TokenPolicy::new(tokens).map_err(|e| api_error(&e))?;
+        let tokens = TokenPolicy::new(tokens).map_err(api_error("token policy"))?;
         let mut api_config = ApiConfig::new(&self.policy);
         if let Some(ttl) = config.api.key_cache_ttl {
             api_config.cache_ttl = ttl;
@@ -131,7 +166,7 @@ impl Backend {
             api_config.cache_ttl = self.policy.grace() / 4;
         }
         let api = Api::new(api_config, tokens, registry, self.ports.store.clone())
-            .map_err(|e| api_error(&e))?;
+            .map_err(api_error("configuration"))?;
         Ok((api, demo_key))
     }
 }

@@ -11,266 +11,24 @@ use futures::StreamExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::model::{
-    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, Mark, StoredUser, StoredVersion,
-    Timestamp, UserName,
+    AccessKey, AccessKeyId, Credentials, SentNotice, StoredUser, Timestamp, UserName,
 };
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
-    Claim, Clock, Iam, IamError, Lease, LeaseError, LeaseToken, Notice, Notifier, SecretStore,
-    StoreError, Verifier, VerifyError,
+    Claim, Clock, Iam, IamError, Lease, LeaseToken, Notice, Notifier, SecretStore, Verifier,
 };
 use crate::survey::{self, Triage};
 
-/// Why a step failed for one user.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    /// An IAM call failed (its error says how).
-    #[error(transparent)]
-    Iam(#[from] IamError),
-    /// A secret store call failed (its error says how).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The verification call failed (its error says how).
-    #[error(transparent)]
-    Verify(#[from] VerifyError),
-    /// The pending key's secret is not in the store.
-    #[error("the secret of {0} is not stored")]
-    MissingSecret(AccessKeyId),
-    /// The planner kept asking for steps; a bug or an interfering writer.
-    #[error("gave up after {0} steps in one run")]
-    TooManySteps(usize),
-    /// The run ended before the step it was asked for (the outcome says how).
-    #[error("the run ended without finishing: {0}")]
-    Unfinished(String),
-    /// The lease call failed (its error says how): without the lease no step is taken.
-    #[error(transparent)]
-    Lease(#[from] LeaseError),
-    /// Our lease expired and another run took the user: this run stops acting on it.
-    #[error("the lease on the user expired and another run took it")]
-    LeaseLost,
-}
+mod errors;
+mod notices;
+mod perform;
+mod report;
 
-impl StepError {
-    /// Whether the next run may succeed without a person acting.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Iam(e) => e.is_retryable(),
-            Self::Store(e) => e.is_retryable(),
-            Self::Lease(e) => e.is_retryable(),
-            Self::Verify(VerifyError::Other(_))
-            | Self::TooManySteps(_)
-            | Self::LeaseLost
-            | Self::Unfinished(_) => true,
-            Self::Verify(VerifyError::WrongIdentity { .. }) | Self::MissingSecret(_) => false,
-        }
-    }
-
-    /// Whether the failed call may have had its effect all the same (a lost reply, a timeout,
-    /// a 5xx): what keyrot believed about the user may be stale, so it observes again before
-    /// it acts again.
-    pub fn is_ambiguous(&self) -> bool {
-        matches!(
-            self,
-            Self::Iam(IamError::Other(_))
-                | Self::Store(StoreError::Other(_))
-                | Self::Verify(VerifyError::Other(_))
-                | Self::Lease(LeaseError::Other(_))
-        )
-    }
-}
-
-/// Why a whole run could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Listing the managed users failed.
-    #[error("could not list managed users")]
-    ListUsers(#[source] IamError),
-}
-
-/// Why a rollback was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RollbackError {
-    /// The user is not managed by keyrot, or is exempt.
-    #[error("{0} is not managed by keyrot")]
-    NotManaged(UserName),
-    /// There is no previous key with a stored secret to go back to.
-    #[error("no previous key to roll back to")]
-    NoPreviousKey,
-    /// The previous key did not authenticate again within the verify timeout.
-    #[error("{0} did not authenticate after re-activation")]
-    DidNotAuthenticate(AccessKeyId),
-    /// Another run holds the user; try again after `until`.
-    #[error("another run holds the user until {until}")]
-    Busy {
-        /// When the other run's lease expires unless renewed.
-        until: Timestamp,
-    },
-    /// The user is blocked for another reason a person must see to first.
-    #[error("blocked: {0}")]
-    Blocked(Blocked),
-    /// A call failed.
-    #[error("rollback step failed")]
-    Step(#[from] StepError),
-}
-
-/// How one user's run ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Settled: nothing to do until the wait ends.
-    Waiting(Wait),
-    /// A person must act (an alert was sent).
-    Blocked(Blocked),
-    /// Dry run: the step keyrot would take next.
-    Planned(Step),
-    /// A new key never authenticated and was deleted (an alert was sent); the next run
-    /// tries again.
-    Discarded(AccessKeyId),
-    /// A step failed; the next run starts over from what it observes.
-    Failed {
-        /// The step that failed; `None` when observing the user failed.
-        step: Option<Step>,
-        /// Why.
-        error: StepError,
-    },
-    /// Not started: the run ran out of time. The next run carries on.
-    Skipped,
-    /// Not acted on: another run holds the user's lease. That run carries on.
-    Busy {
-        /// When the other run's lease expires unless renewed.
-        until: Timestamp,
-    },
-    /// Asked for by name but not managed (or exempt): nothing was touched.
-    NotManaged,
-}
-
-impl Outcome {
-    /// Whether the user's run failed (blocked counts: a person must act).
-    pub fn is_failure(&self) -> bool {
-        matches!(
-            self,
-            Self::Failed { .. } | Self::Blocked(_) | Self::NotManaged | Self::Discarded(_)
-        )
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Waiting(w) => write!(f, "{w}"),
-            Self::Blocked(b) => write!(f, "blocked: {b}"),
-            Self::Planned(s) => write!(f, "next: {s}"),
-            Self::Discarded(key) => write!(f, "discarded {key}: it never authenticated"),
-            Self::Failed {
-                step: Some(step),
-                error,
-            } => write!(f, "failed to {step}: {}", error_chain(error)),
-            Self::Failed { step: None, error } => {
-                write!(f, "failed to observe: {}", error_chain(error))
-            }
-            Self::Skipped => f.write_str("skipped: out of time, next run carries on"),
-            Self::Busy { until } => {
-                write!(f, "skipped: another run holds the user until {until}")
-            }
-            Self::NotManaged => f.write_str("not managed by keyrot: untouched"),
-        }
-    }
-}
-
-/// An error and its sources, joined by ": ". Secrets never reach error messages.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
-}
-
-/// What happened to one user in a run.
-#[derive(Debug)]
-pub struct UserReport {
-    /// Whose keys.
-    pub user: UserName,
-    /// The steps performed, in order.
-    pub steps: Vec<Step>,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// The user's keys as IAM listed them, updated by the steps performed (empty when the user
-    /// was not observed): their ages feed the key-age metric.
-    pub keys: Vec<AccessKey>,
-}
-
-impl UserReport {
-    /// Whether a new key was published in this run.
-    pub fn rotated(&self) -> bool {
-        self.steps.iter().any(|s| matches!(s, Step::Publish(_)))
-    }
-}
-
-/// What happened in a run, user by user (sorted by user name).
-#[derive(Debug)]
-pub struct RunReport {
-    /// When the run started.
-    pub started: Timestamp,
-    /// One report per user.
-    pub users: Vec<UserReport>,
-}
-
-impl RunReport {
-    /// How many users failed or are blocked.
-    pub fn failures(&self) -> usize {
-        self.users.iter().filter(|u| u.outcome.is_failure()).count()
-    }
-
-    /// How many users got a new key.
-    pub fn rotations(&self) -> usize {
-        self.users.iter().filter(|u| u.rotated()).count()
-    }
-}
-
-impl fmt::Display for RunReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let steps: Vec<String> = self
-            .users
-            .iter()
-            .map(|u| {
-                if u.steps.is_empty() {
-                    "-".to_owned()
-                } else {
-                    let names: Vec<&str> = u.steps.iter().map(Step::name).collect();
-                    names.join(",")
-                }
-            })
-            .collect();
-        let width = self
-            .users
-            .iter()
-            .map(|u| u.user.as_str().len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let steps_width = steps.iter().map(String::len).max().unwrap_or(5).max(5);
-        writeln!(f, "{:width$}  {:steps_width$}  OUTCOME", "USER", "STEPS")?;
-        for (user, steps) in self.users.iter().zip(&steps) {
-            writeln!(
-                f,
-                "{:width$}  {steps:steps_width$}  {}",
-                user.user.as_str(),
-                user.outcome
-            )?;
-        }
-        write!(
-            f,
-            "{} users, {} rotated, {} failed or blocked",
-            self.users.len(),
-            self.rotations(),
-            self.failures()
-        )
-    }
-}
+pub use errors::{RollbackError, RunError, StepError};
+pub use notices::held_back;
+use perform::{Progress, verify_wait};
+pub use report::{Outcome, RunReport, UserReport, error_chain};
 
 /// What a run should do.
 #[derive(Debug, Clone, Default)]
@@ -344,6 +102,9 @@ const MAX_STEPS: usize = 32;
 const MAX_REOBSERVE: u32 = 2;
 /// The shortest lease on a user (see [`Rotator::with_lease_duration`]).
 const MIN_LEASE: Duration = Duration::from_secs(15 * 60);
+/// How long a standing condition's notice is held back by default (see
+/// [`Rotator::with_alert_repeat_after`]).
+pub const DEFAULT_ALERT_REPEAT_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Reconciles managed users' keys with the policy.
 #[derive(Debug, Clone)]
@@ -352,6 +113,7 @@ pub struct Rotator {
     policy: Policy,
     concurrency: usize,
     lease_duration: Duration,
+    alert_repeat_after: Duration,
 }
 
 impl Rotator {
@@ -364,6 +126,7 @@ impl Rotator {
             policy,
             concurrency: 4,
             lease_duration,
+            alert_repeat_after: DEFAULT_ALERT_REPEAT_AFTER,
         }
     }
 
@@ -373,6 +136,15 @@ impl Rotator {
     #[must_use]
     pub fn with_lease_duration(mut self, duration: Duration) -> Self {
         self.lease_duration = duration.max(self.policy.verify_timeout() * 2);
+        self
+    }
+
+    /// A standing condition (a blocked or failing user, an old key still in use) is notified
+    /// once, then held back until `period` has passed since ([`held_back`]); events always go
+    /// out. Default [`DEFAULT_ALERT_REPEAT_AFTER`]; zero sends every repeat.
+    #[must_use]
+    pub fn with_alert_repeat_after(mut self, period: Duration) -> Self {
+        self.alert_repeat_after = period;
         self
     }
 
@@ -555,6 +327,7 @@ impl Rotator {
             user: user.0,
             steps: Vec::new(),
             lease: None,
+            dry_run: request.dry_run,
         };
         let (outcome, keys) = match self.observe(&run.user).await {
             Ok(mut obs) => {
@@ -563,7 +336,16 @@ impl Rotator {
                 let outcome = self.drive(&mut run, &mut obs, request.dry_run).await;
                 (outcome, obs.keys)
             }
-            Err(error) => (self.failed(&run, None, error).await, Vec::new()),
+            Err(error) => {
+                // The last notice sent, if the store can tell, so that a standing failure to
+                // observe is not mailed every run.
+                let stored = self.ports.store.load(&run.user).await.ok();
+                let last = stored.and_then(|s| s.last_notice);
+                (
+                    self.failed(&run, None, error, last.as_ref()).await,
+                    Vec::new(),
+                )
+            }
         };
         if let Some(held) = run.lease.take()
             && let Err(error) = self.ports.lease.release(&run.user, &held.token).await
@@ -592,17 +374,20 @@ impl Rotator {
             }
             if run.steps.len() >= MAX_STEPS {
                 let error = StepError::TooManySteps(MAX_STEPS);
-                return self.failed(run, Some(step), error).await;
+                return self
+                    .failed(run, Some(step), error, obs.stored.last_notice.as_ref())
+                    .await;
             }
             match &step {
                 Step::Wait(wait) => {
                     if let Some((key, at)) = warning_ahead(&step, &self.policy, now) {
-                        self.notify(Notice::WillForceDeactivate {
+                        let notice = Notice::WillForceDeactivate {
                             user: run.user.clone(),
                             key,
                             at,
-                        })
-                        .await;
+                        };
+                        self.alert(run, notice, obs.stored.last_notice.as_ref())
+                            .await;
                     }
                     debug!(%step, "settled");
                     return Outcome::Waiting(wait.clone());
@@ -611,11 +396,12 @@ impl Rotator {
                     warn!(reason = %blocked, "blocked");
                     // A rollback with nothing to go back to is the asker's error, not an alert.
                     if *blocked != Blocked::NothingToRollBackTo {
-                        self.notify(Notice::Blocked {
+                        let notice = Notice::Blocked {
                             user: run.user.clone(),
                             reason: blocked.to_string(),
-                        })
-                        .await;
+                        };
+                        self.alert(run, notice, obs.stored.last_notice.as_ref())
+                            .await;
                     }
                     return Outcome::Blocked(blocked.clone());
                 }
@@ -629,7 +415,11 @@ impl Rotator {
                         // have acted on the user until it released it.
                         match self.observe(&run.user).await {
                             Ok(seen) => obs.refresh(seen),
-                            Err(error) => return self.failed(run, Some(step), error).await,
+                            Err(error) => {
+                                return self
+                                    .failed(run, Some(step), error, obs.stored.last_notice.as_ref())
+                                    .await;
+                            }
                         }
                         continue;
                     }
@@ -637,7 +427,11 @@ impl Rotator {
                         info!(%until, "another run holds the user");
                         return Outcome::Busy { until };
                     }
-                    Err(error) => return self.failed(run, Some(step), error).await,
+                    Err(error) => {
+                        return self
+                            .failed(run, Some(step), error, obs.stored.last_notice.as_ref())
+                            .await;
+                    }
                 }
             }
             info!(%step, "step");
@@ -674,7 +468,11 @@ impl Rotator {
                     warn!(%step, error = %error_chain(&error), "step may have had its effect; observing again");
                     match self.observe(&run.user).await {
                         Ok(seen) => obs.refresh(seen),
-                        Err(_) => return self.failed(run, Some(step), error).await,
+                        Err(_) => {
+                            return self
+                                .failed(run, Some(step), error, obs.stored.last_notice.as_ref())
+                                .await;
+                        }
                     }
                     if let Step::Publish(key) = &step
                         && obs.stored.current() == Some(key)
@@ -684,7 +482,11 @@ impl Rotator {
                         run.steps.push(step);
                     }
                 }
-                Err(error) => return self.failed(run, Some(step), error).await,
+                Err(error) => {
+                    return self
+                        .failed(run, Some(step), error, obs.stored.last_notice.as_ref())
+                        .await;
+                }
             }
         }
     }
@@ -717,17 +519,25 @@ impl Rotator {
         }
     }
 
-    async fn failed(&self, run: &UserRun, step: Option<Step>, error: StepError) -> Outcome {
+    /// Ends `run` with a failure: logs it and alerts (`last` is the last notice sent about
+    /// the user, as far as known).
+    async fn failed(
+        &self,
+        run: &UserRun,
+        step: Option<Step>,
+        error: StepError,
+        last: Option<&SentNotice>,
+    ) -> Outcome {
         let message = error_chain(&error);
         let doing = step
             .as_ref()
             .map_or_else(|| "observe".to_owned(), Step::to_string);
-        warn!(step = %doing, error = %message, retryable = error.is_retryable(), "step failed");
-        self.notify(Notice::Failed {
+        warn!(step = %doing, error = %message, ambiguous = error.is_ambiguous(), "step failed");
+        let notice = Notice::Failed {
             user: run.user.clone(),
             error: format!("{doing}: {message}"),
-        })
-        .await;
+        };
+        self.alert(run, notice, last).await;
         Outcome::Failed { step, error }
     }
 
@@ -745,159 +555,6 @@ impl Rotator {
             ..Request::default()
         };
         self.reconcile(user.clone(), request).await
-    }
-
-    async fn perform(
-        &self,
-        obs: &mut Observation,
-        step: &Step,
-        fresh: &mut Option<Credentials>,
-        now: Timestamp,
-    ) -> Result<Progress, StepError> {
-        let user = obs.user.clone();
-        let (iam, store) = (&self.ports.iam, &self.ports.store);
-        match step {
-            Step::Adopt(key) => {
-                store.mark(&user, key, Mark::Adopted, now).await?;
-                obs.stored
-                    .marks
-                    .entry(key.clone())
-                    .or_default()
-                    .set(Mark::Adopted, now);
-            }
-            Step::CheckLastUsed(key) => {
-                let answer = iam.last_used(key).await;
-                obs.last_used.insert(key.clone(), answer);
-            }
-            Step::DeleteOrphan(key)
-            | Step::MakeRoom(key)
-            | Step::Delete(key)
-            | Step::Unstage(key) => {
-                delete(iam.as_ref(), &user, key).await?;
-                obs.keys.retain(|k| &k.id != key);
-            }
-            Step::Discard(key) => {
-                delete(iam.as_ref(), &user, key).await?;
-                obs.keys.retain(|k| &k.id != key);
-                self.notify(Notice::Discarded {
-                    user: user.clone(),
-                    key: key.clone(),
-                })
-                .await;
-                // Try again next run, not in a loop now.
-                return Ok(Progress::Discarded(key.clone()));
-            }
-            Step::CreateAndStage => {
-                debug_assert!(obs.keys.len() < 2, "the planner never asks for a third key");
-                // Say first that a key is coming: if its secret is lost (a lost reply, a
-                // crash before it is stored), the next observation knows the key for keyrot's
-                // own orphan, never adopts it and deletes it.
-                let intent = Intent::new(now, &obs.keys);
-                store.record_intent(&user, &intent).await?;
-                obs.stored.intent = Some(intent);
-                let new = iam.create_key(&user).await?;
-                obs.keys.push(new.key.clone());
-                let credentials = new.credentials();
-                *fresh = Some(credentials.clone());
-                // Stage at once: the secret exists nowhere else.
-                store
-                    .put_pending(&user, &credentials, new.key.created)
-                    .await?;
-                for v in &mut obs.stored.versions {
-                    v.stages.pending = false;
-                }
-                obs.stored.versions.insert(
-                    0,
-                    StoredVersion {
-                        key_id: new.key.id.clone(),
-                        stages: crate::model::Stages {
-                            pending: true,
-                            ..Default::default()
-                        },
-                    },
-                );
-            }
-            Step::Reactivate(key) => {
-                iam.set_status(&user, key, KeyStatus::Active).await?;
-                if let Some(k) = obs.keys.iter_mut().find(|k| &k.id == key) {
-                    k.status = KeyStatus::Active;
-                }
-                obs.reactivated = Some(now);
-            }
-            Step::Verify(key) => {
-                let credentials = match fresh.as_ref().filter(|c| &c.access_key_id == key) {
-                    Some(c) => c.clone(),
-                    None => store
-                        .credentials(&user, key)
-                        .await?
-                        .ok_or_else(|| StepError::MissingSecret(key.clone()))?,
-                };
-                if self
-                    .ports
-                    .verifier
-                    .authenticates(&user, &credentials)
-                    .await?
-                {
-                    obs.verified.insert(key.clone());
-                    *fresh = Some(credentials);
-                } else {
-                    obs.unverified.insert(key.clone());
-                    let created = obs.key(key).map_or(now, |k| k.created);
-                    // A re-activated key's propagation runs from its re-activation.
-                    let since = obs.reactivated.filter(|_| obs.rollback).unwrap_or(created);
-                    return Ok(Progress::NotYet {
-                        deadline: since + self.policy.verify_timeout(),
-                    });
-                }
-            }
-            Step::Publish(key) => {
-                let old = obs.stored.current().cloned();
-                store.promote(&user, key).await?;
-                // As Secrets Manager moves the labels.
-                for v in &mut obs.stored.versions {
-                    let is_new = &v.key_id == key;
-                    let was_current = v.stages.current;
-                    v.stages.previous = !is_new && was_current;
-                    v.stages.current = is_new;
-                }
-                self.published(obs, key, old).await;
-            }
-            Step::RecordSuperseded(key) => {
-                store.mark(&user, key, Mark::Superseded, now).await?;
-                obs.stored
-                    .marks
-                    .entry(key.clone())
-                    .or_default()
-                    .set(Mark::Superseded, now);
-            }
-            Step::Deactivate { key, forced } => {
-                iam.set_status(&user, key, KeyStatus::Inactive).await?;
-                if let Some(k) = obs.keys.iter_mut().find(|k| &k.id == key) {
-                    k.status = KeyStatus::Inactive;
-                }
-                if *forced {
-                    self.notify(Notice::ForcedDeactivation {
-                        user: user.clone(),
-                        key: key.clone(),
-                    })
-                    .await;
-                }
-            }
-            Step::RecordDeactivated(key) => {
-                store.mark(&user, key, Mark::Deactivated, now).await?;
-                obs.stored
-                    .marks
-                    .entry(key.clone())
-                    .or_default()
-                    .set(Mark::Deactivated, now);
-            }
-            Step::Forget(key) => {
-                store.clear_marks(&user, key).await?;
-                obs.stored.marks.remove(key);
-            }
-            Step::Wait(_) | Step::Blocked(_) => {}
-        }
-        Ok(Progress::Done)
     }
 
     /// What follows a publication (the observation shows it already): a forced rotation or a
@@ -964,18 +621,6 @@ impl Rotator {
             other => RollbackError::Step(StepError::Unfinished(other.to_string())),
         })
     }
-
-    async fn notify(&self, notice: Notice) {
-        if let Err(error) = self.ports.notifier.notify(&notice).await {
-            warn!(error = %error_chain(&error), "could not send notification");
-        }
-    }
-}
-
-enum Progress {
-    Done,
-    NotYet { deadline: Timestamp },
-    Discarded(AccessKeyId),
 }
 
 /// One user's run as it goes: the steps taken and the lease held.
@@ -983,6 +628,8 @@ struct UserRun {
     user: UserName,
     steps: Vec<Step>,
     lease: Option<Held>,
+    /// A dry run writes nothing, not even the record of a notice sent.
+    dry_run: bool,
 }
 
 /// A lease this run holds.
@@ -998,62 +645,4 @@ enum Hold {
     Acquired,
     /// Another run holds the user.
     Taken { until: Timestamp },
-}
-
-/// How long to wait before trying a key that does not authenticate yet again: 2 s, 4 s, then
-/// 8 s, but no longer than the `left` of the verify timeout (so that one attempt falls on the
-/// deadline), and at least one second (so that time moves, and the planner gives up after the
-/// attempt at the deadline).
-fn verify_wait(attempt: u32, left: Duration) -> Duration {
-    let backoff = Duration::from_secs(1 << attempt.clamp(1, 3));
-    backoff.min(left.max(Duration::from_secs(1)))
-}
-
-async fn delete(iam: &dyn Iam, user: &UserName, key: &AccessKeyId) -> Result<(), StepError> {
-    match iam.delete_key(user, key).await {
-        // Already gone (a lost response last time): the effect we wanted.
-        Ok(()) | Err(IamError::NoSuchEntity) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::Wait;
-
-    #[test]
-    fn the_report_table_keeps_its_columns_whatever_the_step_lists() {
-        let at: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
-        let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap();
-        let user = |name: &str, steps: Vec<Step>| UserReport {
-            user: UserName::new(name).unwrap(),
-            steps,
-            outcome: Outcome::Waiting(Wait::AwaitingRotation { due: at }),
-            keys: Vec::new(),
-        };
-        let many = vec![
-            Step::Adopt(key.clone()),
-            Step::CreateAndStage,
-            Step::Verify(key.clone()),
-            Step::Publish(key.clone()),
-            Step::RecordSuperseded(key),
-        ];
-        let report = RunReport {
-            started: at,
-            users: vec![user("a-very-long-user-name", many), user("b", Vec::new())],
-        };
-        let text = report.to_string();
-        let columns: Vec<usize> = text
-            .lines()
-            .filter(|l| !l.contains(" users, "))
-            .map(|l| {
-                l.find("OUTCOME")
-                    .or_else(|| l.find("idle until"))
-                    .unwrap_or_else(|| panic!("{l}"))
-            })
-            .collect();
-        assert_eq!(columns.len(), 3, "{text}");
-        assert!(columns.iter().all(|&c| c == columns[0]), "{text}");
-    }
 }

@@ -370,6 +370,39 @@ pub struct StoredUser {
     /// What keyrot recorded when it last set out to create a key for the user, before it called
     /// CreateAccessKey: by it keyrot knows its own orphans (see [`StoredUser::intended`]).
     pub intent: Option<Intent>,
+    /// The last notice of a standing condition sent about the user, recorded by the driver
+    /// after it went out: by it a repeat within the repeat period is held back.
+    pub last_notice: Option<SentNotice>,
+}
+
+/// A notice of a standing condition that went out about a user: which one (by fingerprint)
+/// and when. Recorded through [`crate::ports::SecretStore::record_notice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNotice {
+    /// A short digest of the notice's text (see [`crate::ports::Notice::fingerprint`]).
+    pub fingerprint: String,
+    /// When it was sent, by keyrot's clock.
+    pub at: Timestamp,
+}
+
+impl SentNotice {
+    /// The stored form: `fp=<fingerprint> at=<RFC 3339>`.
+    pub fn encode(&self) -> String {
+        format!("fp={} at={}", self.fingerprint, self.at)
+    }
+
+    /// Reads [`SentNotice::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (fingerprint, at) = text.split_once(' ')?;
+        let fingerprint = fingerprint.strip_prefix("fp=")?;
+        if fingerprint.is_empty() || fingerprint.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(Self {
+            fingerprint: fingerprint.to_owned(),
+            at: at.strip_prefix("at=")?.parse().ok()?,
+        })
+    }
 }
 
 /// keyrot is about to create a key: when, and which keys the user had then. Recorded before
@@ -532,10 +565,7 @@ pub fn request_token(key: &AccessKeyId) -> String {
         token
     } else {
         let digest = Sha256::digest(id.as_bytes());
-        let mut token = String::from("keyrot-v1h-");
-        for byte in digest {
-            token.push_str(&format!("{byte:02x}"));
-        }
+        let mut token = format!("keyrot-v1h-{}", hex::encode(digest));
         token.truncate(MAX);
         token
     }
@@ -560,6 +590,17 @@ pub fn key_of_request_token(token: &str) -> Option<AccessKeyId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_key_id_gives_the_lower_case_hex_of_its_digest() {
+        // "keyrot-v1h-" and the first 53 hex digits of SHA-256("A" * 55), as `sha256sum` writes
+        // them: the version ids written before the hex crate did this must stay the same.
+        let key = AccessKeyId::new("A".repeat(55)).unwrap();
+        assert_eq!(
+            request_token(&key),
+            "keyrot-v1h-8963cc0afd622cc7574ac2011f93a3059b3d65548a77542a1559e"
+        );
+    }
 
     #[test]
     fn user_names_follow_iam_rules() {
@@ -600,6 +641,25 @@ mod tests {
         assert!(!shown.contains("wJalr"), "{shown}");
         assert!(shown.contains("[redacted]"));
         assert!(shown.contains("AKIAIOSFODNN7EXAMPLE"));
+    }
+
+    #[test]
+    fn sent_notices_round_trip_and_refuse_other_text() {
+        let sent = SentNotice {
+            fingerprint: "0123456789abcdef".into(),
+            at: "2025-06-01T12:00:00Z".parse().unwrap(),
+        };
+        assert_eq!(sent.encode(), "fp=0123456789abcdef at=2025-06-01T12:00:00Z");
+        assert_eq!(SentNotice::decode(&sent.encode()), Some(sent));
+        for bad in [
+            "",
+            "fp= at=2025-06-01T12:00:00Z",
+            "fp=ab",
+            "fp=ab at=yesterday",
+            "x=ab at=2025-06-01T12:00:00Z",
+        ] {
+            assert_eq!(SentNotice::decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //! third. Adapters must never retry `create_key` after a failure that may have had an effect;
 //! the driver observes again instead (the key, if IAM made it, is an orphan the next step or
 //! run deletes, recognised by the intent recorded before the call).
+//!
+//! # Errors
+//!
+//! The port errors say what happened (throttled, denied, a failure that may have had its
+//! effect), with the adapter's error as their [`source`](std::error::Error::source). Whether
+//! to try again later (a Lambda invocation, a CLI exit code) is decided by the edge that meets
+//! the error, not here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,9 +28,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use sha2::{Digest, Sha256};
+
 use crate::model::{
-    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, LastUsed, Mark, NewKey, StoredUser,
-    Timestamp, UserName,
+    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, LastUsed, Mark, NewKey, SentNotice,
+    StoredUser, Timestamp, UserName,
 };
 use crate::policy::Selection;
 use crate::survey::CredentialReport;
@@ -40,22 +49,15 @@ pub enum IamError {
     /// The user or key does not exist.
     #[error("no such user or access key")]
     NoSuchEntity,
-    /// IAM asked us to slow down; retrying later will work.
+    /// IAM asked us to slow down (after the adapter's own retries).
     #[error("throttled by IAM")]
-    Throttled,
+    Throttled(#[source] BoxError),
     /// IAM refused: keyrot's role lacks a permission.
     #[error("access denied by IAM")]
     AccessDenied(#[source] BoxError),
     /// Any other failure: a network error, a 5xx, a reply that could not be read.
     #[error("IAM call failed")]
     Other(#[source] BoxError),
-}
-
-impl IamError {
-    /// Whether the same call may succeed if retried later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Other(_))
-    }
 }
 
 /// Why a secret store call failed.
@@ -67,9 +69,9 @@ pub enum StoreError {
     /// The version to promote does not exist.
     #[error("no stored version for this key")]
     NoSuchVersion,
-    /// The store asked us to slow down.
+    /// The store asked us to slow down (after the adapter's own retries).
     #[error("throttled by the secret store")]
-    Throttled,
+    Throttled(#[source] BoxError),
     /// The store refused: keyrot's role lacks a permission.
     #[error("access denied by the secret store")]
     AccessDenied(#[source] BoxError),
@@ -79,13 +81,6 @@ pub enum StoreError {
     /// Any other failure.
     #[error("secret store call failed")]
     Other(#[source] BoxError),
-}
-
-impl StoreError {
-    /// Whether the same call may succeed if retried later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Other(_))
-    }
 }
 
 /// Why a key could not be verified (as opposed to "does not authenticate yet").
@@ -181,6 +176,11 @@ pub trait SecretStore: Send + Sync {
     /// replacing an earlier intent; creates the user's secret if need be. Called before every
     /// `create_key`.
     async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError>;
+
+    /// Records that a notice of a standing condition went out about `user` (see
+    /// [`StoredUser::last_notice`]), replacing the earlier record; creates the user's secret if
+    /// need be.
+    async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError>;
 
     /// The credentials stored for `key`, if any.
     async fn credentials(
@@ -278,6 +278,23 @@ impl Notice {
             | Self::Failed { user, .. } => user,
         }
     }
+
+    /// Whether the notice reports a standing condition that every run would report again
+    /// until someone acts (a block, a failure, an old key still in use), as opposed to an
+    /// event (rotated, deactivated, discarded), which happens once.
+    pub fn is_standing(&self) -> bool {
+        matches!(
+            self,
+            Self::Blocked { .. } | Self::Failed { .. } | Self::WillForceDeactivate { .. }
+        )
+    }
+
+    /// A short digest of the notice's text (16 hex digits): the same condition gives the same
+    /// fingerprint, another condition or another user a different one.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.to_string().as_bytes());
+        hex::encode(&digest[..8])
+    }
 }
 
 impl fmt::Display for Notice {
@@ -306,7 +323,8 @@ impl fmt::Display for Notice {
     }
 }
 
-/// Tells an administrator.
+/// Tells an administrator. An adapter only sends: which notices go out, and whether a repeat of
+/// a standing condition is held back, the driver decides ([`crate::driver::held_back`]).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Notifier: Send + Sync {
@@ -318,22 +336,15 @@ pub trait Notifier: Send + Sync {
 /// that no other run does.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    /// The lease store asked us to slow down.
+    /// The lease store asked us to slow down (after the adapter's own retries).
     #[error("throttled by the lease store")]
-    Throttled,
+    Throttled(#[source] BoxError),
     /// The lease store refused: keyrot's role lacks a permission.
     #[error("access denied by the lease store")]
     AccessDenied(#[source] BoxError),
     /// Any other failure.
     #[error("lease call failed")]
     Other(#[source] BoxError),
-}
-
-impl LeaseError {
-    /// Whether the same call may succeed if retried later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Other(_))
-    }
 }
 
 /// Proof of a held lease, made by the [`Lease`] adapter (unique per claim, so that a retried

@@ -261,7 +261,7 @@ mod tests {
                     "d",
                     Outcome::Failed {
                         step: None,
-                        error: StepError::Iam(IamError::Throttled),
+                        error: StepError::Iam(IamError::Throttled("slow down".into())),
                     },
                 ),
                 user("e", Outcome::Skipped),

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use keyrot_aws::AwsClients;
 use keyrot_core::driver::{RunError, error_chain};
-use keyrot_core::{IamError, Outcome, Rotator, RunOptions, RunReport, Step, Timestamp};
+use keyrot_core::{
+    IamError, LeaseError, Outcome, Rotator, RunOptions, RunReport, Step, StepError, StoreError,
+    Timestamp, VerifyError,
+};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -65,7 +68,7 @@ impl RotateError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::BadEvent(_) | Self::BadTime(_) => false,
-            Self::ListUsers(e) => e.is_retryable(),
+            Self::ListUsers(e) => iam_retryable(e),
         }
     }
 
@@ -83,6 +86,30 @@ impl RotateError {
             "NotRetryable"
         };
         format!("keyrot.{class}.{kind}")
+    }
+}
+
+/// Whether the same IAM call may succeed later without a person acting: throttling and
+/// transient failures may; a denied permission, the two-key limit or a missing user do not.
+pub fn iam_retryable(error: &IamError) -> bool {
+    matches!(error, IamError::Throttled(_) | IamError::Other(_))
+}
+
+/// Whether a user's failed run may succeed on the next run without a person acting: the
+/// classification this edge reports (`retryable` in the output). The core says what happened;
+/// the Lambda decides what that means for the schedule.
+pub fn step_retryable(error: &StepError) -> bool {
+    let store = |e: &StoreError| matches!(e, StoreError::Throttled(_) | StoreError::Other(_));
+    let lease = |e: &LeaseError| matches!(e, LeaseError::Throttled(_) | LeaseError::Other(_));
+    match error {
+        StepError::Iam(e) => iam_retryable(e),
+        StepError::Store(e) => store(e),
+        StepError::Lease(e) => lease(e),
+        StepError::Verify(VerifyError::Other(_))
+        | StepError::TooManySteps(_)
+        | StepError::LeaseLost
+        | StepError::Unfinished(_) => true,
+        StepError::Verify(VerifyError::WrongIdentity { .. }) | StepError::MissingSecret(_) => false,
     }
 }
 
@@ -164,7 +191,7 @@ impl RunOutput {
                     Outcome::Blocked(_) => ("blocked", None),
                     Outcome::Planned(_) => ("planned", None),
                     Outcome::Discarded(_) => ("discarded", Some(true)),
-                    Outcome::Failed { error, .. } => ("failed", Some(error.is_retryable())),
+                    Outcome::Failed { error, .. } => ("failed", Some(step_retryable(error))),
                     Outcome::Skipped | Outcome::Busy { .. } => ("skipped", None),
                     Outcome::NotManaged => ("not_managed", None),
                 };
@@ -241,7 +268,7 @@ impl RotateFunction {
     pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let config = RotateConfig::from_env(lookup)?;
         let clients = AwsClients::from_settings(&config.aws).await;
-        let rotator = Rotator::new(config.backend.ports(&clients), config.policy);
+        let rotator = config.backend.rotator(&clients, config.policy);
         info!(
             policy = %keyrot_core::settings::Summary(rotator.policy()),
             prefix = %config.backend.secret_prefix,
@@ -500,8 +527,46 @@ mod tests {
         assert_eq!(diagnostic.error_type, "keyrot.Retryable.ListUsers");
         assert_eq!(
             diagnostic.error_message,
-            "could not list the managed users: throttled by IAM"
+            "could not list the managed users: throttled by IAM: injected throttle in \
+             iam.managed_users"
         );
+    }
+
+    #[test]
+    fn step_errors_say_whether_the_next_run_may_succeed() {
+        let other = || -> keyrot_core::BoxError { "connection reset".into() };
+        let retryable = [
+            StepError::Iam(IamError::Throttled(other())),
+            StepError::Iam(IamError::Other(other())),
+            StepError::Store(StoreError::Throttled(other())),
+            StepError::Store(StoreError::Other(other())),
+            StepError::Lease(LeaseError::Throttled(other())),
+            StepError::Lease(LeaseError::Other(other())),
+            StepError::Verify(VerifyError::Other(other())),
+            StepError::TooManySteps(32),
+            StepError::LeaseLost,
+            StepError::Unfinished("waiting".to_owned()),
+        ];
+        for error in &retryable {
+            assert!(step_retryable(error), "{error:?}");
+        }
+        let for_a_person = [
+            StepError::Iam(IamError::LimitExceeded),
+            StepError::Iam(IamError::NoSuchEntity),
+            StepError::Iam(IamError::AccessDenied(other())),
+            StepError::Store(StoreError::Malformed(other())),
+            StepError::Store(StoreError::AccessDenied(other())),
+            StepError::Lease(LeaseError::AccessDenied(other())),
+            StepError::Verify(VerifyError::WrongIdentity {
+                actual: "arn:aws:iam::123456789012:user/mallory".to_owned(),
+            }),
+            StepError::MissingSecret(
+                keyrot_core::AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap(),
+            ),
+        ];
+        for error in &for_a_person {
+            assert!(!step_retryable(error), "{error:?}");
+        }
     }
 
     #[tokio::test]

@@ -590,29 +590,13 @@ fn operation(head: &[u8], body: &[u8]) -> String {
     }
 }
 
+/// Decodes a form value (`application/x-www-form-urlencoded`): `+` is a space, `%XX` a byte;
+/// a `%` without two hex digits after it stands for itself, as do bytes that are not UTF-8.
 fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = value.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -673,5 +657,21 @@ mod tests {
         assert_eq!(call.form_field("UserName").as_deref(), Some("a+b"));
         assert_eq!(call.form_field("Status").as_deref(), Some("Inactive"));
         assert_eq!(call.form_field("Missing"), None);
+    }
+
+    #[test]
+    fn form_values_are_form_decoded() {
+        for (value, decoded) in [
+            ("a+b", "a b"),
+            ("a%2Bb%2b", "a+b+"),
+            ("%41%42", "AB"),
+            ("a%2", "a%2"),
+            ("%zz%", "%zz%"),
+            ("%C3%A9", "\u{e9}"),
+            ("%FF", "\u{fffd}"),
+            ("", ""),
+        ] {
+            assert_eq!(percent_decode(value), decoded, "{value}");
+        }
     }
 }

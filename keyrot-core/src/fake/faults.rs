@@ -48,6 +48,8 @@ pub mod op {
     pub const NOTIFY: &str = "notifier.notify";
     /// [`SecretStore::record_intent`](crate::SecretStore::record_intent).
     pub const STORE_RECORD_INTENT: &str = "store.record_intent";
+    /// [`SecretStore::record_notice`](crate::SecretStore::record_notice).
+    pub const STORE_RECORD_NOTICE: &str = "store.record_notice";
     /// [`Lease::acquire`](crate::Lease::acquire).
     pub const LEASE_ACQUIRE: &str = "lease.acquire";
     /// [`Lease::renew`](crate::Lease::renew).

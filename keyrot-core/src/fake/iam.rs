@@ -127,7 +127,7 @@ struct Key {
 
 fn iam_error(fault: InjectedFault) -> IamError {
     match fault.kind {
-        FaultKind::Throttle => IamError::Throttled,
+        FaultKind::Throttle => IamError::Throttled(Box::new(fault)),
         _ => IamError::Other(Box::new(fault)),
     }
 }
@@ -903,7 +903,7 @@ mod tests {
         iam.plan().fail_at(op::IAM_CREATE_KEY, FaultKind::Throttle);
         assert!(matches!(
             block_on(iam.create_key(&alice)),
-            Err(IamError::Throttled)
+            Err(IamError::Throttled(_))
         ));
         assert_eq!(iam.keys(&alice).len(), 1);
     }

@@ -42,7 +42,7 @@ struct State {
 
 fn lease_error(fault: InjectedFault) -> LeaseError {
     match fault.kind {
-        FaultKind::Throttle => LeaseError::Throttled,
+        FaultKind::Throttle => LeaseError::Throttled(Box::new(fault)),
         _ => LeaseError::Other(Box::new(fault)),
     }
 }

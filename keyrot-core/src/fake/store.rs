@@ -11,7 +11,7 @@ use super::clock::SimClock;
 use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use super::request_token;
 use crate::model::{
-    AccessKeyId, Credentials, Intent, Mark, Marks, SecretAccessKey, Stages, StoredUser,
+    AccessKeyId, Credentials, Intent, Mark, Marks, SecretAccessKey, SentNotice, Stages, StoredUser,
     StoredVersion, Timestamp, UserName,
 };
 use crate::ports::{SecretStore, StoreError};
@@ -82,6 +82,7 @@ struct Secret {
     /// What a listing shows of the secret after each change, oldest first: the last one at
     /// least [`LISTING_LAG`] old and every later one.
     listed: Vec<(Timestamp, StoredUser)>,
+    last_notice: Option<SentNotice>,
 }
 
 struct Version {
@@ -131,6 +132,7 @@ impl Secret {
                 .map(|(k, m)| (k.clone(), *m))
                 .collect(),
             intent: self.intent.clone(),
+            last_notice: self.last_notice.clone(),
         }
     }
 
@@ -243,7 +245,7 @@ impl Secret {
 
 fn store_error(fault: InjectedFault) -> StoreError {
     match fault.kind {
-        FaultKind::Throttle => StoreError::Throttled,
+        FaultKind::Throttle => StoreError::Throttled(Box::new(fault)),
         _ => StoreError::Other(Box::new(fault)),
     }
 }
@@ -438,6 +440,14 @@ impl SecretStore for FakeSecretStore {
             let secret = secrets.entry(user.clone()).or_default();
             secret.intent = Some(intent.clone());
             secret.changed(self.inner.clock.now());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError> {
+        self.call(op::STORE_RECORD_NOTICE, |_| {
+            self.secrets().entry(user.clone()).or_default().last_notice = Some(sent.clone());
             Ok(())
         })
         .await
@@ -664,7 +674,7 @@ mod tests {
         store.plan().fail_at(op::STORE_PROMOTE, FaultKind::Throttle);
         assert!(matches!(
             block_on(store.promote(&alice, &creds(A, "a").access_key_id)),
-            Err(StoreError::Throttled)
+            Err(StoreError::Throttled(_))
         ));
         store.plan().crash_at(op::STORE_PROMOTE);
         assert!(block_on(store.promote(&alice, &creds(A, "a").access_key_id)).is_err());

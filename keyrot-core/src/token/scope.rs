@@ -1,0 +1,285 @@
+//! Client ids and scopes: who a token is for and which users' keys it may fetch.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::MAX_SCOPE_LEN;
+use crate::model::{NameError, UserName};
+
+/// An input that is not a valid client id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientIdError {
+    /// Client ids are 1 to 64 characters.
+    #[error("client id must be 1 to 64 characters, got {0}")]
+    Length(usize),
+    /// Client ids use lower-case letters, digits and `._-` only.
+    #[error("client id may contain only a-z, 0-9 and . _ - (found {0:?})")]
+    Character(char),
+}
+
+/// The id of an API client, such as `ci` or `billing-batch`: 1 to 64 characters from
+/// `a-z 0-9 . _ -`. Not secret: it is the token's `sub` and safe to log.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// Validates `id` as a client id.
+    pub fn new(id: impl Into<String>) -> Result<Self, ClientIdError> {
+        let id = id.into();
+        let len = id.chars().count();
+        if !(1..=64).contains(&len) {
+            return Err(ClientIdError::Length(len));
+        }
+        if let Some(bad) = id
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c)))
+        {
+            return Err(ClientIdError::Character(bad));
+        }
+        Ok(Self(id))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ClientId {
+    type Err = ClientIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for ClientId {
+    type Error = ClientIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<ClientId> for String {
+    fn from(id: ClientId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// An input that is not a valid scope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A scope names at least one user, or is `*`.
+    #[error("scope is empty; list IAM user names, or * for every managed user")]
+    Empty,
+    /// An entry is empty: a doubled, leading or trailing space.
+    #[error("scope has an empty entry (check for doubled, leading or trailing spaces)")]
+    EmptyEntry,
+    /// `*` already means every managed user; it cannot be combined with names.
+    #[error("scope * cannot be combined with user names")]
+    WildcardWithNames,
+    /// An entry is not a valid IAM user name.
+    #[error("scope entry {name:?} is not a valid IAM user name")]
+    UserName {
+        /// The entry, cut to 64 characters.
+        name: String,
+        /// Why it is not a user name.
+        #[source]
+        source: NameError,
+    },
+    /// Written out, the scope would be longer than [`MAX_SCOPE_LEN`] bytes.
+    #[error("scope is {0} bytes when written out, more than 2048; list fewer users or use *")]
+    TooLong(usize),
+}
+
+/// The IAM users a client may fetch the current key of: a set of user names, or every managed
+/// user (`*`).
+///
+/// Written as a space-separated string in tokens (`"deployer ci-bot"`, `"*"`) and as a list of
+/// strings in the client registry (`["deployer", "ci-bot"]`, `["*"]`). Never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope(ScopeInner);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ScopeInner {
+    All,
+    Users(BTreeSet<UserName>),
+}
+
+impl Scope {
+    /// Every managed user. Whether a user is managed is for the caller to check.
+    pub fn all() -> Self {
+        Self(ScopeInner::All)
+    }
+
+    /// Exactly these users (duplicates are merged). Fails if there are none or the scope would
+    /// be too long.
+    pub fn users(users: impl IntoIterator<Item = UserName>) -> Result<Self, ScopeError> {
+        let users: BTreeSet<UserName> = users.into_iter().collect();
+        if users.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        let len = users.iter().map(|u| u.as_str().len() + 1).sum::<usize>() - 1;
+        if len > MAX_SCOPE_LEN {
+            return Err(ScopeError::TooLong(len));
+        }
+        Ok(Self(ScopeInner::Users(users)))
+    }
+
+    /// Parses a list of entries: either the single entry `*` or IAM user names.
+    pub fn from_entries<S: AsRef<str>>(
+        entries: impl IntoIterator<Item = S>,
+    ) -> Result<Self, ScopeError> {
+        let mut wildcard = false;
+        let mut users = Vec::new();
+        for entry in entries {
+            let entry = entry.as_ref();
+            if entry.is_empty() {
+                return Err(ScopeError::EmptyEntry);
+            }
+            if entry == "*" {
+                wildcard = true;
+            } else {
+                let user = UserName::new(entry).map_err(|source| ScopeError::UserName {
+                    name: entry.chars().take(64).collect(),
+                    source,
+                })?;
+                users.push(user);
+            }
+        }
+        match (wildcard, users.is_empty()) {
+            (true, true) => Ok(Self::all()),
+            (true, false) => Err(ScopeError::WildcardWithNames),
+            (false, _) => Self::users(users),
+        }
+    }
+
+    /// Whether the scope allows fetching `user`'s key.
+    pub fn allows(&self, user: &UserName) -> bool {
+        match &self.0 {
+            ScopeInner::All => true,
+            ScopeInner::Users(users) => users.contains(user),
+        }
+    }
+
+    /// Whether the scope is `*`.
+    pub fn is_all(&self) -> bool {
+        matches!(self.0, ScopeInner::All)
+    }
+
+    /// The users listed, or `None` for `*`.
+    pub fn user_names(&self) -> Option<&BTreeSet<UserName>> {
+        match &self.0 {
+            ScopeInner::All => None,
+            ScopeInner::Users(users) => Some(users),
+        }
+    }
+
+    fn entries(&self) -> Vec<String> {
+        match &self.0 {
+            ScopeInner::All => vec!["*".to_owned()],
+            ScopeInner::Users(users) => users.iter().map(|u| u.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+    /// Parses the space-separated form, such as `"deployer ci-bot"` or `"*"`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        if s.len() > MAX_SCOPE_LEN {
+            return Err(ScopeError::TooLong(s.len()));
+        }
+        Self::from_entries(s.split(' '))
+    }
+}
+
+impl fmt::Display for Scope {
+    /// Writes the space-separated form, users in sorted order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ScopeInner::All => f.write_str("*"),
+            ScopeInner::Users(users) => {
+                for (i, user) in users.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    f.write_str(user.as_str())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.entries().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = Vec::<String>::deserialize(deserializer)?;
+        Self::from_entries(entries).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes() {
+        let user = |s: &str| UserName::new(s).unwrap();
+        let scope: Scope = "deployer ci-bot deployer".parse().unwrap();
+        assert!(scope.allows(&user("deployer")));
+        assert!(scope.allows(&user("ci-bot")));
+        assert!(!scope.allows(&user("admin")));
+        assert!(!scope.is_all());
+        assert_eq!(scope.to_string(), "ci-bot deployer");
+        assert_eq!(scope.to_string().parse::<Scope>().unwrap(), scope);
+        let all: Scope = "*".parse().unwrap();
+        assert!(all.is_all() && all.allows(&user("anyone")) && all.user_names().is_none());
+        assert_eq!(all.to_string(), "*");
+        assert_eq!("".parse::<Scope>(), Err(ScopeError::Empty));
+        assert_eq!("a  b".parse::<Scope>(), Err(ScopeError::EmptyEntry));
+        assert_eq!(" a".parse::<Scope>(), Err(ScopeError::EmptyEntry));
+        assert_eq!("* a".parse::<Scope>(), Err(ScopeError::WildcardWithNames));
+        assert!(matches!(
+            "a ../b".parse::<Scope>(),
+            Err(ScopeError::UserName { .. })
+        ));
+        assert!(matches!(
+            "x".repeat(MAX_SCOPE_LEN + 1).parse::<Scope>(),
+            Err(ScopeError::TooLong(_))
+        ));
+        assert_eq!(Scope::users([]), Err(ScopeError::Empty));
+        assert_eq!(
+            serde_json::to_string(&scope).unwrap(),
+            r#"["ci-bot","deployer"]"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Scope>(r#"["*"]"#).unwrap(),
+            Scope::all()
+        );
+    }
+}
