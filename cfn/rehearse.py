@@ -331,7 +331,13 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         f"rotator policy: access-key actions only on tagged users under {user_path}",
         key_stmts,
     )
-    sm_resources = {r for s in rot if any(a.startswith("secretsmanager:") for a in as_list(s["Action"])) for r in as_list(s["Resource"])}
+    # ListSecrets has no resource-level permissions; it reads names, tags and labels only.
+    sm_resources = {
+        r
+        for s in rot
+        if any(a.startswith("secretsmanager:") and a != "secretsmanager:ListSecrets" for a in as_list(s["Action"]))
+        for r in as_list(s["Resource"])
+    }
     ck.check(sm_resources == {prefix_arn}, "rotator policy: Secrets Manager only on the secret prefix", sm_resources)
     ses = [s for s in rot if "ses:SendEmail" in as_list(s["Action"])]
     ck.check(
@@ -343,8 +349,16 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
     )
     star = [s for s in rot if "*" in as_list(s["Resource"])]
     ck.check(
-        [as_list(s["Action"]) for s in star] == [["iam:ListUsers"]],
-        "rotator policy: only iam:ListUsers (which has no resource-level permissions) on *",
+        [sorted(as_list(s["Action"])) for s in star]
+        == [
+            [
+                "iam:GenerateCredentialReport",
+                "iam:GetAccountAuthorizationDetails",
+                "iam:GetCredentialReport",
+                "secretsmanager:ListSecrets",
+            ]
+        ],
+        "rotator policy: only the survey's reads (which have no resource-level permissions) on *",
         star,
     )
     table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{want_env['KEYROT_LEASE_TABLE']}"

@@ -3,7 +3,11 @@
 # cargo-lambda (zig links against glibc 2.34, the runtime's), packs each as a zip with its
 # `bootstrap`, and checks that no binary needs a newer glibc than the runtime has.
 #
-# Usage: scripts/build-lambda.sh [--release] [--arch x86_64|arm64]
+# Usage: scripts/build-lambda.sh [--release] [--arch x86_64|arm64] [--with-hello]
+# --release builds with Cargo's `lambda` profile (the root Cargo.toml: release, tuned for size and
+# start-up), not cargo-lambda's release defaults; without it, the dev profile (what the test
+# command builds: fast to compile). --with-hello also builds benches/lambda-hello (the SDK hello
+# world benches/lambda.sh compares with) in the same build, so with the same profile and features.
 # Prints the directory holding keyrot-rotate/bootstrap.zip and keyrot-api/bootstrap.zip:
 # $CARGO_TARGET_DIR/lambda/<profile>-<arch>/ (release-x86_64, dev-arm64, ...), one per build, so
 # that scripts/test.sh's dev zips never stand in for deploy.sh's release zips.
@@ -16,11 +20,14 @@ readonly MAX_GLIBC=2.34
 
 profile=dev
 arch=x86_64
+bins=(keyrot-rotate keyrot-api)
+packages=(-p keyrot-lambda)
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) profile=release; shift ;;
     --arch) arch="${2:?--arch needs x86_64 or arm64}"; shift 2 ;;
-    *) echo "usage: $0 [--release] [--arch x86_64|arm64]" >&2; exit 2 ;;
+    --with-hello) bins+=(lambda-hello); packages+=(-p lambda-hello); shift ;;
+    *) echo "usage: $0 [--release] [--arch x86_64|arm64] [--with-hello]" >&2; exit 2 ;;
   esac
 done
 case "$arch" in
@@ -32,16 +39,18 @@ esac
 venv="$(./scripts/venv.sh)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyrot/target}"
 out="$CARGO_TARGET_DIR/lambda/$profile-$arch"
-release=()
-[ "$profile" = release ] && release=(--release)
+# The release zips' profile: its own, so cargo-lambda's release defaults (which apply only to
+# `--release`) never decide what is deployed.
+cargo_profile=dev dir=debug
+[ "$profile" = release ] && cargo_profile=lambda dir=lambda
+bin_args=()
+for bin in "${bins[@]}"; do bin_args+=(--bin "$bin"); done
 
-echo "building keyrot-rotate and keyrot-api ($profile, $arch, glibc $MAX_GLIBC)" >&2
-PATH="$venv/bin:$PATH" cargo lambda build ${release[@]+"${release[@]}"} "$flag" --locked \
-  -p keyrot-lambda --bin keyrot-rotate --bin keyrot-api --output-format zip --lambda-dir "$out" >&2
+echo "building ${bins[*]} ($profile, profile $cargo_profile, $arch, glibc $MAX_GLIBC)" >&2
+PATH="$venv/bin:$PATH" cargo lambda build --profile "$cargo_profile" "$flag" --locked \
+  "${packages[@]}" "${bin_args[@]}" --output-format zip --lambda-dir "$out" >&2
 
-dir=debug
-[ "$profile" = release ] && dir=release
-for bin in keyrot-rotate keyrot-api; do
+for bin in "${bins[@]}"; do
   path="$CARGO_TARGET_DIR/$triple/$dir/$bin"
   [ -f "$out/$bin/bootstrap.zip" ] || { echo "no $out/$bin/bootstrap.zip" >&2; exit 1; }
   # The highest GLIBC_x.y symbol version the binary asks the dynamic linker for.

@@ -5,11 +5,13 @@
 //! limit (one GCRA bucket shared by IAM, the store and the verifier), but it sleeps on a
 //! [`VirtualClock`], so calls in flight at the same time overlap.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use keyrot_core::fake::{FakeIam, FakeLease, FakeSecretStore, FakeVerifier, RateLimit};
+use keyrot_core::survey::CredentialReport;
 use keyrot_core::{
     AccessKey, AccessKeyId, Claim, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed, Lease,
     LeaseError, LeaseToken, Mark, NewKey, SecretStore, Selection, SentNotice, StoreError,
@@ -96,6 +98,13 @@ impl Iam for RemoteIam {
         self.1.round_trip().await;
         self.0.last_used(key).await
     }
+
+    async fn credential_report(&self) -> Result<Option<CredentialReport>, IamError> {
+        // GenerateCredentialReport, then GetCredentialReport.
+        self.1.round_trip().await;
+        self.1.round_trip().await;
+        self.0.credential_report().await
+    }
 }
 
 /// [`FakeSecretStore`] behind the network.
@@ -162,6 +171,16 @@ impl SecretStore for RemoteStore {
     async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError> {
         self.1.round_trip().await;
         self.0.current(user).await
+    }
+
+    async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
+        let listed = self.0.list_stored().await?;
+        // ListSecrets pages of 100.
+        let pages = listed.as_ref().map_or(1, |l| l.len().div_ceil(100).max(1));
+        for _ in 0..pages {
+            self.1.round_trip().await;
+        }
+        Ok(listed)
     }
 }
 

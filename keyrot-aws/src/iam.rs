@@ -3,23 +3,22 @@
 use async_trait::async_trait;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
-use futures::{StreamExt, stream};
+use keyrot_core::survey::CredentialReport;
 use keyrot_core::{
     AccessKey, AccessKeyId, BoxError, Iam, IamError, KeyStatus, LastUsed, NewKey, SecretAccessKey,
     Selection, UserName,
 };
 
 use crate::error::{boxed, iam_error};
+use crate::survey;
 use crate::time::from_aws;
-
-/// How many `ListUserTags` calls run at once while selecting users by tag.
-const TAG_LOOKUPS_IN_FLIGHT: usize = 8;
 
 /// IAM through the AWS SDK.
 ///
-/// - Users are selected by tag (`ListUsers`, then `ListUserTags` for each user, since
-///   `ListUsers` does not return tags) or taken from a list as given; exemptions are the
-///   rotator's business, not this adapter's.
+/// - Users are selected by tag (GetAccountAuthorizationDetails: pages of users with their tags)
+///   or taken from a list as given; exemptions are the rotator's business, not this adapter's.
+/// - The credential report is GenerateCredentialReport until IAM says it is complete, then
+///   GetCredentialReport.
 /// - `GetAccessKeyLastUsed` maps to [`LastUsed::Never`] only when IAM answers with no date;
 ///   every error is [`LastUsed::Unknown`].
 /// - `LimitExceeded`, `NoSuchEntity` and throttling map to their own [`IamError`] variants,
@@ -35,79 +34,17 @@ impl AwsIam {
     pub fn new(client: aws_sdk_iam::Client) -> Self {
         Self { client }
     }
-
-    async fn all_users(&self) -> Result<Vec<UserName>, IamError> {
-        let users: Vec<_> = self
-            .client
-            .list_users()
-            .max_items(100)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(iam_error)?;
-        users
-            .iter()
-            .map(|u| UserName::new(u.user_name()).map_err(|e| IamError::Other(Box::new(e))))
-            .collect()
-    }
-
-    async fn has_tag(&self, user: &UserName, key: &str, value: &str) -> Result<bool, IamError> {
-        let mut tags = self
-            .client
-            .list_user_tags()
-            .user_name(user.as_str())
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(tag) = tags.try_next().await.map_err(iam_error)? {
-            if tag.key() == key && tag.value() == value {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
 }
 
 #[async_trait]
 impl Iam for AwsIam {
     async fn managed_users(&self, selection: &Selection) -> Result<Vec<UserName>, IamError> {
-        let (key, value) = match selection {
-            Selection::Listed(users) => return Ok(users.iter().cloned().collect()),
-            Selection::Tagged { key, value } => (key, value),
-        };
-        let users = self.all_users().await?;
-        let checked: Vec<(UserName, Result<bool, IamError>)> = stream::iter(users)
-            .map(|user| async move {
-                let tagged = self.has_tag(&user, key, value).await;
-                (user, tagged)
-            })
-            .buffer_unordered(TAG_LOOKUPS_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut managed = Vec::new();
-        let mut failed = Vec::new();
-        for (user, tagged) in checked {
-            match tagged {
-                Ok(true) => managed.push(user),
-                // A user deleted between ListUsers and ListUserTags is not one to manage.
-                Ok(false) | Err(IamError::NoSuchEntity) => {}
-                Err(_) => failed.push(user),
+        match selection {
+            Selection::Listed(users) => Ok(users.iter().cloned().collect()),
+            Selection::Tagged { key, value } => {
+                survey::tagged_users(&self.client, key, value).await
             }
         }
-        // Lookups that failed (throttled beyond the SDK's retries, most likely) get one more
-        // try, one at a time; a user whose tags stay unknown fails the listing, since keyrot
-        // can neither manage it nor report it as unmanaged.
-        for user in failed {
-            match self.has_tag(&user, key, value).await {
-                Ok(true) => managed.push(user),
-                Ok(false) | Err(IamError::NoSuchEntity) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        managed.sort();
-        Ok(managed)
     }
 
     async fn list_keys(&self, user: &UserName) -> Result<Vec<AccessKey>, IamError> {
@@ -185,6 +122,10 @@ impl Iam for AwsIam {
             .await
             .map_err(iam_error)?;
         Ok(())
+    }
+
+    async fn credential_report(&self) -> Result<Option<CredentialReport>, IamError> {
+        survey::credential_report(&self.client).await.map(Some)
     }
 
     async fn last_used(&self, key: &AccessKeyId) -> LastUsed {

@@ -38,6 +38,7 @@ mod notifier;
 pub mod permissions;
 pub mod retries;
 mod store;
+mod survey;
 mod time;
 mod verifier;
 mod wiring;

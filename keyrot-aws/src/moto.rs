@@ -41,12 +41,17 @@ use crate::AwsSettings;
 /// (CreateUser, CreateAccessKey, PutUserPolicy).
 const UNSIGNED_CALLS: u32 = 3;
 
-/// moto's server, with DynamoDB's item writes and reads made atomic. moto serves each request
-/// on its own thread and checks a `ConditionExpression` and then writes, with nothing in
-/// between: two conditional `PutItem`s racing for one item could both succeed, where DynamoDB
+/// moto's server, with DynamoDB's item writes and reads made atomic and credential reports
+/// dated. moto serves each request on its own thread and checks a `ConditionExpression` and
+/// then writes, with nothing in between: two conditional `PutItem`s racing for one item could both succeed, where DynamoDB
 /// lets exactly one through. keyrot's lease rests on that, so the tests' server holds one lock
 /// around each item operation (nothing else: moto's IAM stays as racy as it is).
-const SERIAL_DYNAMODB: &str = "import sys, threading\n\
+///
+/// moto dates every credential report 2015-02-02T20:02:02Z (a constant in its IAM responses)
+/// while making its content afresh for each GetCredentialReport; the server dates it when it
+/// is made, as AWS does, so that keyrot's survey (which refuses a report older than four
+/// hours) can be tried on it.
+const PATCHED_SERVER: &str = "import sys, threading\n\
                                from moto.dynamodb.models import DynamoDBBackend\n\
                                lock = threading.RLock()\n\
                                def serial(call):\n\
@@ -56,6 +61,14 @@ const SERIAL_DYNAMODB: &str = "import sys, threading\n\
                                \x20   return locked\n\
                                for name in ('put_item', 'update_item', 'delete_item', 'get_item', 'transact_write_items'):\n\
                                \x20   setattr(DynamoDBBackend, name, serial(getattr(DynamoDBBackend, name)))\n\
+                               from moto.core.responses import ActionResult\n\
+                               from moto.core.utils import utcnow\n\
+                               from moto.iam.responses import IamResponse\n\
+                               def get_credential_report(self):\n\
+                               \x20   content = self.backend.get_credential_report()\n\
+                               \x20   at = utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')\n\
+                               \x20   return ActionResult({'Content': content, 'ReportFormat': 'text/csv', 'GeneratedTime': at})\n\
+                               IamResponse.get_credential_report = get_credential_report\n\
                                from moto.server import main\n\
                                main(sys.argv[1:])\n";
 
@@ -229,13 +242,13 @@ impl Moto {
             None => Stdio::null(),
         };
         // With the server's own Python (its venv), the server runs with DynamoDB's writes
-        // made atomic (see SERIAL_DYNAMODB); a bare moto_server elsewhere runs as it is.
+        // made atomic (see PATCHED_SERVER); a bare moto_server elsewhere runs as it is.
         let venv_python = server.with_file_name("python");
         let (python, server_command) = if venv_python.exists() {
             let command = vec![
                 venv_python.clone().into_os_string(),
                 "-c".into(),
-                SERIAL_DYNAMODB.into(),
+                PATCHED_SERVER.into(),
             ];
             (venv_python, command)
         } else {

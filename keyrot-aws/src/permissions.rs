@@ -7,13 +7,15 @@
 /// SES for alerts, DynamoDB on the lease table. (`sts:GetCallerIdentity` is signed with the candidate key itself and needs
 /// no permission.)
 pub const ROTATOR_ACTIONS: &[&str] = &[
-    "iam:ListUsers",
-    "iam:ListUserTags",
+    "iam:GetAccountAuthorizationDetails",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
     "iam:ListAccessKeys",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
     "iam:GetAccessKeyLastUsed",
+    "secretsmanager:ListSecrets",
     "secretsmanager:CreateSecret",
     "secretsmanager:DescribeSecret",
     "secretsmanager:ListSecretVersionIds",

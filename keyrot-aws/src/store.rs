@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
-use aws_sdk_secretsmanager::types::{SecretVersionsListEntry, Tag};
+use std::collections::BTreeMap;
+
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretVersionsListEntry, Tag};
 use keyrot_core::{
     AccessKeyId, BoxError, Credentials, Intent, Mark, Marks, SecretAccessKey, SecretStore,
     SentNotice, Stages, StoreError, StoredUser, StoredVersion, Timestamp, UserName,
@@ -275,11 +277,7 @@ impl AwsSecretStore {
             versions.push(Version {
                 id: id.to_owned(),
                 key_id,
-                stages: Stages {
-                    current: stages.iter().any(|s| s == AWSCURRENT),
-                    pending: stages.iter().any(|s| s == AWSPENDING),
-                    previous: stages.iter().any(|s| s == AWSPREVIOUS),
-                },
+                stages: stages_of(stages),
             });
         }
         Ok(Some(Secret {
@@ -330,13 +328,6 @@ impl SecretStore for AwsSecretStore {
         let Some(secret) = self.read(user).await? else {
             return Ok(StoredUser::default());
         };
-        let marks = secret
-            .tags
-            .iter()
-            .filter(|t| t.key().is_some_and(|k| k.starts_with(MARK_TAG_PREFIX)))
-            .filter_map(|t| parse_marks(t.value()?))
-            .filter(|(_, marks)| !marks.is_empty())
-            .collect();
         let versions = secret
             .versions
             .into_iter()
@@ -345,22 +336,53 @@ impl SecretStore for AwsSecretStore {
                 stages: v.stages,
             })
             .collect();
-        let intent = secret
-            .tags
-            .iter()
-            .find(|t| t.key() == Some(INTENT_TAG))
-            .and_then(|t| Intent::decode(t.value()?));
-        let last_notice = secret
-            .tags
-            .iter()
-            .find(|t| t.key() == Some(ALERT_TAG))
-            .and_then(|t| SentNotice::decode(t.value()?));
-        Ok(StoredUser {
-            versions,
-            marks,
-            intent,
-            last_notice,
-        })
+        Ok(recorded(versions, &secret.tags))
+    }
+
+    async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
+        let filter = |key, value: &str| Filter::builder().key(key).values(value.to_owned()).build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter(FilterNameStringType::TagKey, MANAGED_BY_TAG.0))
+            .filters(filter(FilterNameStringType::Name, &self.prefix))
+            .max_results(100)
+            .into_paginator()
+            .send();
+        let mut listed = BTreeMap::new();
+        while let Some(page) = pages.try_next().await.map_err(store_error)? {
+            for secret in page.secret_list() {
+                // The name filter is a prefix match that ignores case.
+                let user = secret
+                    .name()
+                    .and_then(|name| name.strip_prefix(self.prefix.as_str()))
+                    .and_then(|name| UserName::new(name).ok());
+                let ours = secret.tags().iter().any(|t| {
+                    t.key() == Some(MANAGED_BY_TAG.0) && t.value() == Some(MANAGED_BY_TAG.1)
+                });
+                let (Some(user), true) = (user, ours) else {
+                    continue;
+                };
+                // Only labelled versions are listed. One whose id does not name its key (a
+                // hashed id, or a version someone else wrote) would need its value read: the
+                // user is left out, and so observed one by one.
+                let labelled = secret.secret_versions_to_stages().into_iter().flatten();
+                let versions: Option<Vec<StoredVersion>> = labelled
+                    .filter(|(id, _)| id.as_str() != PLACEHOLDER_VERSION)
+                    .map(|(id, stages)| {
+                        Some(StoredVersion {
+                            key_id: key_of_request_token(id)?,
+                            stages: stages_of(stages),
+                        })
+                    })
+                    .collect();
+                let Some(versions) = versions else {
+                    continue;
+                };
+                listed.insert(user, recorded(versions, secret.tags()));
+            }
+        }
+        Ok(Some(listed))
     }
 
     async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
@@ -547,6 +569,39 @@ fn format_marks(key: &AccessKeyId, marks: &Marks) -> String {
 
 /// Reads [`format_marks`]'s output; `None` for a value keyrot did not write. Unknown fields
 /// are ignored, so a later version may add some.
+/// The labels keyrot reads among a version's staging labels.
+fn stages_of(labels: &[String]) -> Stages {
+    Stages {
+        current: labels.iter().any(|s| s == AWSCURRENT),
+        pending: labels.iter().any(|s| s == AWSPENDING),
+        previous: labels.iter().any(|s| s == AWSPREVIOUS),
+    }
+}
+
+/// A user's stored versions with what its tags record: the marks and the last intent.
+fn recorded(versions: Vec<StoredVersion>, tags: &[Tag]) -> StoredUser {
+    let marks = tags
+        .iter()
+        .filter(|t| t.key().is_some_and(|k| k.starts_with(MARK_TAG_PREFIX)))
+        .filter_map(|t| parse_marks(t.value()?))
+        .filter(|(_, marks)| !marks.is_empty())
+        .collect();
+    let intent = tags
+        .iter()
+        .find(|t| t.key() == Some(INTENT_TAG))
+        .and_then(|t| Intent::decode(t.value()?));
+    let last_notice = tags
+        .iter()
+        .find(|t| t.key() == Some(ALERT_TAG))
+        .and_then(|t| SentNotice::decode(t.value()?));
+    StoredUser {
+        versions,
+        marks,
+        intent,
+        last_notice,
+    }
+}
+
 fn parse_marks(value: &str) -> Option<(AccessKeyId, Marks)> {
     let mut key = None;
     let mut marks = Marks::default();

@@ -2,6 +2,7 @@
 //! its effect and asks again, until the user is waiting or blocked. Runs all managed users with
 //! bounded concurrency; one user's failure never stops the others.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::model::{AccessKeyId, Credentials, SentNotice, Timestamp, UserName};
-use crate::plan::{Blocked, Observation, Step, plan, warning_ahead};
+use crate::model::{
+    AccessKey, AccessKeyId, Credentials, SentNotice, StoredUser, Timestamp, UserName,
+};
+use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
     Claim, Clock, Iam, IamError, Lease, LeaseToken, Notice, Notifier, SecretStore, Verifier,
 };
+use crate::survey::{self, Triage};
 
 mod errors;
 mod notices;
@@ -213,6 +217,23 @@ impl Rotator {
             dry_run: options.dry_run,
             rollback: false,
         };
+        // A forced run, or one over users a person named, looks at each of them.
+        let mut idle = if options.force || !options.users.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.survey(&users, started).await
+        };
+        let (skipped, users): (Vec<ManagedUser>, Vec<ManagedUser>) =
+            users.into_iter().partition(|u| idle.contains_key(&u.0));
+        reports.extend(skipped.into_iter().filter_map(|user| {
+            let (wait, keys) = idle.remove(&user.0)?;
+            Some(UserReport {
+                user: user.0,
+                steps: Vec::new(),
+                outcome: Outcome::Waiting(wait),
+                keys,
+            })
+        }));
         let done: Vec<UserReport> = futures::stream::iter(users)
             .map(|user| async move {
                 if let Some(deadline) = options.deadline
@@ -244,6 +265,58 @@ impl Rotator {
             "run finished"
         );
         Ok(report)
+    }
+
+    /// The users a [survey](crate::survey) proves idle, with what each waits for and its keys
+    /// as the survey sees them; empty when the ports offer no bulk reads or one fails (the run
+    /// then observes every user, as without a survey). Users due for their periodic full look
+    /// are left out.
+    async fn survey(
+        &self,
+        users: &[ManagedUser],
+        now: Timestamp,
+    ) -> BTreeMap<UserName, (Wait, Vec<AccessKey>)> {
+        let (report, stored) = futures::join!(
+            self.ports.iam.credential_report(),
+            self.ports.store.list_stored()
+        );
+        let (report, stored) = match (report, stored) {
+            (Ok(Some(report)), Ok(Some(stored))) => (report, stored),
+            (Ok(_), Ok(_)) => return BTreeMap::new(),
+            (Err(error), _) => {
+                warn!(error = %error_chain(&error), "no credential report: observing every user");
+                return BTreeMap::new();
+            }
+            (_, Err(error)) => {
+                warn!(error = %error_chain(&error), "no listing of the secrets: observing every user");
+                return BTreeMap::new();
+            }
+        };
+        let interval = self.policy.schedule_interval();
+        let empty = StoredUser::default();
+        let mut idle = BTreeMap::new();
+        for user in users {
+            if survey::full_look_due(&user.0, interval, now) {
+                continue;
+            }
+            let listed = stored.get(&user.0).unwrap_or(&empty);
+            match survey::triage(&user.0, &report, listed, &self.policy, now) {
+                // A warning is due before a forced deactivation: the step loop sends it.
+                Triage::Idle { wait, .. }
+                    if warning_ahead(&Step::Wait(wait.clone()), &self.policy, now).is_some() => {}
+                Triage::Idle { wait, keys } => {
+                    idle.insert(user.0.clone(), (wait, keys));
+                }
+                Triage::Look(why) => debug!(user = %user.0, "observing: {why}"),
+            }
+        }
+        info!(
+            users = users.len(),
+            idle = idle.len(),
+            report_generated = %report.generated,
+            "survey"
+        );
+        idle
     }
 
     /// Reconciles one user: steps until it waits, is blocked, or a step fails. Before its first

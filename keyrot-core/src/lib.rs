@@ -13,6 +13,7 @@ pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod settings;
+pub mod survey;
 pub mod token;
 
 pub use driver::{

@@ -414,28 +414,70 @@ pub struct Intent {
     pub at: Timestamp,
     /// The keys IAM listed for the user then: none of them is the new key.
     pub existing: BTreeSet<AccessKeyId>,
+    /// When IAM created each of the `existing` keys, in whole seconds (as IAM's credential
+    /// report gives them). Lets a [survey](crate::survey) recognise the user's keys in the
+    /// report, which names no key ids. Empty in intents recorded before keyrot kept it.
+    pub created: BTreeMap<AccessKeyId, Timestamp>,
 }
 
 impl Intent {
-    /// The stored form: `at=<RFC 3339> keys=<id>,<id>` (at most two ids).
+    /// An intent recorded at `at`, before creating a key for a user who has `keys`.
+    pub fn new(at: Timestamp, keys: &[AccessKey]) -> Self {
+        Self {
+            at,
+            existing: keys.iter().map(|k| k.id.clone()).collect(),
+            created: keys
+                .iter()
+                .map(|k| (k.id.clone(), whole_seconds(k.created)))
+                .collect(),
+        }
+    }
+
+    /// The stored form: `at=<RFC 3339> keys=<id>@<unix seconds>,...` (at most two keys; the
+    /// `@<seconds>` is left out for a key whose creation time is not known).
     pub fn encode(&self) -> String {
-        let keys: Vec<&str> = self.existing.iter().map(AccessKeyId::as_str).collect();
+        let keys: Vec<String> = self
+            .existing
+            .iter()
+            .map(|id| match self.created.get(id) {
+                Some(created) => format!("{id}@{}", created.as_second()),
+                None => id.as_str().to_owned(),
+            })
+            .collect();
         format!("at={} keys={}", self.at, keys.join(","))
     }
 
-    /// Reads [`Intent::encode`]'s form; `None` for anything else.
+    /// Reads [`Intent::encode`]'s form, and the older one without creation times; `None` for
+    /// anything else.
     pub fn decode(text: &str) -> Option<Self> {
         let (at, keys) = text.split_once(' ')?;
         let at = at.strip_prefix("at=")?.parse().ok()?;
         let keys = keys.strip_prefix("keys=")?;
-        let existing = keys
-            .split(',')
-            .filter(|k| !k.is_empty())
-            .map(AccessKeyId::new)
-            .collect::<Result<_, _>>()
-            .ok()?;
-        Some(Self { at, existing })
+        let mut intent = Self {
+            at,
+            ..Self::default()
+        };
+        for key in keys.split(',').filter(|k| !k.is_empty()) {
+            let (id, created) = match key.split_once('@') {
+                Some((id, secs)) => {
+                    let secs = secs.parse().ok()?;
+                    (id, Some(Timestamp::from_second(secs).ok()?))
+                }
+                None => (key, None),
+            };
+            let id = AccessKeyId::new(id).ok()?;
+            if let Some(created) = created {
+                intent.created.insert(id.clone(), created);
+            }
+            intent.existing.insert(id);
+        }
+        Some(intent)
     }
+}
+
+/// `at` truncated to the whole second, as IAM's credential report writes times.
+pub fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 impl StoredUser {
@@ -623,18 +665,46 @@ mod tests {
     #[test]
     fn intents_round_trip_and_refuse_other_text() {
         let key = AccessKeyId::new("AKIAIOSFODNN7EXAMPLE").unwrap();
-        for existing in [BTreeSet::new(), BTreeSet::from([key])] {
-            let intent = Intent {
-                at: "2026-01-01T00:00:00Z".parse().unwrap(),
-                existing,
-            };
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let made: Timestamp = "2025-10-01T08:30:15.25Z".parse().unwrap();
+        let known = AccessKey {
+            id: key.clone(),
+            status: KeyStatus::Active,
+            created: made,
+        };
+        for intent in [
+            Intent::new(at, &[]),
+            Intent::new(at, std::slice::from_ref(&known)),
+            // Recorded before keyrot kept creation times.
+            Intent {
+                at,
+                existing: BTreeSet::from([key.clone()]),
+                created: BTreeMap::new(),
+            },
+        ] {
             assert_eq!(Intent::decode(&intent.encode()), Some(intent));
         }
+        // Creation times are kept to the second, as the credential report gives them.
+        let intent = Intent::decode(&Intent::new(at, &[known]).encode()).unwrap();
+        assert_eq!(
+            intent.created[&key],
+            "2025-10-01T08:30:15Z".parse().unwrap()
+        );
+        assert_eq!(
+            Intent::decode("at=2026-01-01T00:00:00Z keys=AKIAIOSFODNN7EXAMPLE"),
+            Some(Intent {
+                at,
+                existing: BTreeSet::from([key]),
+                created: BTreeMap::new(),
+            })
+        );
         for bad in [
             "",
             "2026-01-01T00:00:00Z",
             "at=yesterday keys=",
             "at=2026-01-01T00:00:00Z keys=a*",
+            "at=2026-01-01T00:00:00Z keys=AKIAIOSFODNN7EXAMPLE@soon",
+            "at=2026-01-01T00:00:00Z keys=AKIAIOSFODNN7EXAMPLE@99999999999999999",
         ] {
             assert_eq!(Intent::decode(bad), None, "{bad}");
         }

@@ -1,5 +1,5 @@
 //! Ports: the narrow traits behind which keyrot meets IAM, the secret store, the verifier, the
-//! notifier and time. Adapters implement them (keyrot-aws for AWS, [`crate::fake`] in memory);
+//! notifier and time. Adapters implement them (keyrot-aws for AWS, the `fake` module in memory);
 //! no AWS SDK type crosses them.
 //!
 //! With the `mock` feature every port also has a mockall mock (`MockIam`, `MockSecretStore`,
@@ -22,6 +22,7 @@
 //! to try again later (a Lambda invocation, a CLI exit code) is decided by the edge that meets
 //! the error, not here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use crate::model::{
     StoredUser, Timestamp, UserName,
 };
 use crate::policy::Selection;
+use crate::survey::CredentialReport;
 
 /// Any error an adapter met underneath (an SDK error, a broken connection).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -129,6 +131,13 @@ pub trait Iam: Send + Sync {
 
     /// When the key was last used. Any failure is [`LastUsed::Unknown`], never "never used".
     async fn last_used(&self, key: &AccessKeyId) -> LastUsed;
+
+    /// IAM's credential report, for a [survey](crate::survey): every user's keys in one read,
+    /// up to four hours old. `Ok(None)` when the adapter offers none; a run then observes every
+    /// user one by one.
+    async fn credential_report(&self) -> Result<Option<CredentialReport>, IamError> {
+        Ok(None)
+    }
 }
 
 /// The secret store (Secrets Manager), one secret per user, one version per key.
@@ -182,6 +191,15 @@ pub trait SecretStore: Send + Sync {
 
     /// The current credentials, if any: what callers of the API are given.
     async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError>;
+
+    /// Every user's secret as a listing gives it, for a [survey](crate::survey): the labelled
+    /// versions, the marks and the intent, up to a few minutes stale (Secrets Manager's
+    /// ListSecrets "might not reflect changes from the last five minutes"). A user whose
+    /// secret the listing cannot describe in full is left out. `Ok(None)` when the store offers
+    /// no listing; a run then observes every user one by one.
+    async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Does a key authenticate yet?

@@ -6,7 +6,7 @@
 //! and their results into responses ([`rotate`], [`api`]), writes JSON logs and CloudWatch
 //! Embedded Metric Format lines ([`metrics`]), and reports a cold start with a bad
 //! configuration to Lambda as an init error ([`runtime`]). It reads the clock only at the
-//! edge: the rotator through [`keyrot_aws::SystemClock`], the API at cold start and once per
+//! edge: the rotator through [`keyrot_aws::SystemClock`], the API once per
 //! request.
 //!
 //! The key types are [`rotate::RotateFunction`] and [`api::ApiFunction`]; the binaries in

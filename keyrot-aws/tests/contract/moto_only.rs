@@ -130,34 +130,6 @@ async fn secrets_and_versions_keyrot_did_not_write() {
     assert_eq!(stored.pending(), Some(&key.access_key_id));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_lookup_throttled_beyond_the_retries_is_tried_once_more() {
-    let moto = shared_moto().await;
-    let tag = "keyrot:managed:tag-retry";
-    for name in ["tag-retry-a", "tag-retry-b", "tag-retry-c"] {
-        moto.create_user(name, &[(tag, "true")]).await.unwrap();
-    }
-    // No SDK retries: the first two ListUserTags calls fail as throttled.
-    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
-    proxy.inject(Rule::first_of("iam:ListUserTags", 2, Fault::Throttle));
-    let settings = AwsSettings {
-        endpoint_url: Some(proxy.endpoint().to_owned()),
-        max_attempts: Some(1),
-        ..moto.settings()
-    };
-    let iam = AwsIam::new(aws_sdk_iam::Client::new(
-        &moto.admin_config_with(&settings).await,
-    ));
-    let selection = Selection::Tagged {
-        key: tag.into(),
-        value: "true".into(),
-    };
-    let managed = iam.managed_users(&selection).await.unwrap();
-    let names: Vec<&str> = managed.iter().map(UserName::as_str).collect();
-    assert_eq!(names, ["tag-retry-a", "tag-retry-b", "tag-retry-c"]);
-    assert_eq!(proxy.faulted(), 2);
-}
-
 // ---- moto only: lost replies, with the SDK's default retries ----
 //
 // `keyrot_aws::retries` lists every call the adapters make, whether the SDK retries it and why
@@ -247,6 +219,7 @@ async fn a_lost_put_secret_value_reply_is_retried_and_stores_one_version() {
     let intent = Intent {
         at: w.clock.now(),
         existing: [key.access_key_id.clone()].into(),
+        ..Default::default()
     };
     w.store.record_intent(&user, &intent).await.unwrap();
     proxy.inject(Rule::nth(
@@ -347,7 +320,7 @@ async fn every_other_call_is_safe_to_retry_after_a_lost_reply() {
     proxy.inject_next("secretsmanager:CreateSecret", Fault::FailAfter);
     let intent = Intent {
         at,
-        existing: Default::default(),
+        ..Default::default()
     };
     w.store.record_intent(&fresh, &intent).await.unwrap();
     let created: Vec<_> = proxy.calls()[before..]

@@ -393,6 +393,7 @@ pub(crate) async fn orphan_from_a_crash_is_cleaned_next_run(w: World) {
     let intent = Intent {
         at: orphan.key.created,
         existing,
+        ..Default::default()
     };
     w.store.record_intent(&user, &intent).await.unwrap();
     assert_eq!(w.keys(&user).await.len(), 2);

@@ -55,10 +55,7 @@ impl Rotator {
                 // Say first that a key is coming: if its secret is lost (a lost reply, a
                 // crash before it is stored), the next observation knows the key for keyrot's
                 // own orphan, never adopts it and deletes it.
-                let intent = Intent {
-                    at: now,
-                    existing: obs.keys.iter().map(|k| k.id.clone()).collect(),
-                };
+                let intent = Intent::new(now, &obs.keys);
                 store.record_intent(&user, &intent).await?;
                 obs.stored.intent = Some(intent);
                 let new = iam.create_key(&user).await?;

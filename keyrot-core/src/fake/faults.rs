@@ -56,6 +56,10 @@ pub mod op {
     pub const LEASE_RENEW: &str = "lease.renew";
     /// [`Lease::release`](crate::Lease::release).
     pub const LEASE_RELEASE: &str = "lease.release";
+    /// [`Iam::credential_report`](crate::Iam::credential_report).
+    pub const IAM_CREDENTIAL_REPORT: &str = "iam.credential_report";
+    /// [`SecretStore::list_stored`](crate::SecretStore::list_stored).
+    pub const STORE_LIST: &str = "store.list_stored";
 }
 
 /// Which calls the simulated SDK retries after a reply was lost ([`FaultKind::FailAfter`]):

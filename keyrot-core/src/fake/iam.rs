@@ -14,10 +14,11 @@ use super::clock::SimClock;
 use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use crate::model::{
     AccessKey, AccessKeyId, Credentials, KeyStatus, LastUsed, NewKey, SecretAccessKey, Timestamp,
-    UserName,
+    UserName, whole_seconds,
 };
 use crate::policy::Selection;
 use crate::ports::{Iam, IamError};
+use crate::survey::{CredentialReport, ReportedKey};
 
 /// The most access keys IAM allows a user.
 const KEY_LIMIT: usize = 2;
@@ -97,7 +98,14 @@ struct State {
     third_key_requests: u64,
     propagation_delay: Duration,
     last_used_lag: Duration,
+    /// The last credential report: a snapshot, handed out until it is four hours old.
+    report: Option<CredentialReport>,
 }
+
+/// How long IAM hands out the same credential report before it makes a new one ("If a
+/// credential report was generated in the last four hours, GenerateCredentialReport does not
+/// generate a new one", IAM User Guide, "Getting credential reports").
+const REPORT_REUSED_FOR: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Default)]
 struct User {
@@ -141,6 +149,7 @@ impl FakeIam {
                     third_key_requests: 0,
                     propagation_delay: Duration::ZERO,
                     last_used_lag: Duration::ZERO,
+                    report: None,
                 }),
             }),
         }
@@ -592,6 +601,42 @@ impl Iam for FakeIam {
                     .cloned()
                     .collect(),
             })
+        })
+        .await
+    }
+
+    /// A snapshot as IAM makes it: every user's keys with their status and creation time to
+    /// the second, no ids, and the same snapshot again until it is four hours old, whatever
+    /// changed since.
+    async fn credential_report(&self) -> Result<Option<CredentialReport>, IamError> {
+        self.call(op::IAM_CREDENTIAL_REPORT, |_| {
+            let now = self.inner.clock.now();
+            let mut state = self.state();
+            let fresh = state.report.as_ref().is_some_and(|r| {
+                now.duration_since(r.generated).unsigned_abs() < REPORT_REUSED_FOR
+            });
+            if !fresh {
+                let users = state
+                    .users
+                    .iter()
+                    .map(|(name, user)| {
+                        let keys = user
+                            .keys
+                            .iter()
+                            .map(|k| ReportedKey {
+                                active: k.key.status == KeyStatus::Active,
+                                created: whole_seconds(k.key.created),
+                            })
+                            .collect();
+                        (name.clone(), keys)
+                    })
+                    .collect();
+                state.report = Some(CredentialReport {
+                    generated: whole_seconds(now),
+                    users,
+                });
+            }
+            Ok(state.report.clone())
         })
         .await
     }

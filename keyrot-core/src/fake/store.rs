@@ -54,6 +54,10 @@ pub struct VersionInfo {
 /// - With the simulated SDK retrying (see [`SdkRetries`](super::SdkRetries)), a promotion whose
 ///   reply was lost is repeated as the SDK repeats it, and refused because `AWSCURRENT` has
 ///   moved already.
+/// - `list_stored` is `ListSecrets`, which "might not reflect changes from the last five
+///   minutes" (Secrets Manager API Reference): it shows each secret as it was
+///   [`LISTING_LAG`] ago, only its labelled versions, and not at all a secret younger than
+///   that.
 #[derive(Clone)]
 pub struct FakeSecretStore {
     inner: Arc<Inner>,
@@ -65,12 +69,19 @@ struct Inner {
     secrets: Mutex<BTreeMap<UserName, Secret>>,
 }
 
+/// How far behind the secrets the fake's listing is: the whole five minutes ListSecrets may
+/// lag, always.
+pub const LISTING_LAG: Duration = Duration::from_secs(5 * 60);
+
 #[derive(Default)]
 struct Secret {
     /// Oldest first.
     versions: Vec<Version>,
     marks: BTreeMap<AccessKeyId, Marks>,
     intent: Option<Intent>,
+    /// What a listing shows of the secret after each change, oldest first: the last one at
+    /// least [`LISTING_LAG`] old and every later one.
+    listed: Vec<(Timestamp, StoredUser)>,
     last_notice: Option<SentNotice>,
 }
 
@@ -123,6 +134,28 @@ impl Secret {
             intent: self.intent.clone(),
             last_notice: self.last_notice.clone(),
         }
+    }
+
+    /// Records what a listing will show of the secret from `now` on, once the lag has passed.
+    fn changed(&mut self, now: Timestamp) {
+        let mut seen = self.stored_user();
+        seen.versions.retain(|v| v.stages != Stages::default());
+        self.listed.push((now, seen));
+        let visible = super::sub(now, LISTING_LAG);
+        let settled = self.listed.iter().rposition(|(at, _)| *at <= visible);
+        if let Some(settled) = settled {
+            self.listed.drain(..settled);
+        }
+    }
+
+    /// The secret as a listing at `now` shows it, if it shows it at all.
+    fn as_listed(&self, now: Timestamp) -> Option<StoredUser> {
+        let visible = super::sub(now, LISTING_LAG);
+        self.listed
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= visible)
+            .map(|(_, seen)| seen.clone())
     }
 
     fn version(&self, key: &AccessKeyId) -> Option<&Version> {
@@ -286,6 +319,7 @@ impl FakeSecretStore {
                 ..Stages::default()
             },
         });
+        secret.changed(now);
         true
     }
 
@@ -344,10 +378,11 @@ impl SecretStore for FakeSecretStore {
     ) -> Result<(), StoreError> {
         self.call(op::STORE_PUT_PENDING, |_| {
             let now = self.inner.clock.now();
-            self.secrets()
-                .entry(user.clone())
-                .or_default()
-                .put_pending(credentials, created, now)
+            let mut secrets = self.secrets();
+            let secret = secrets.entry(user.clone()).or_default();
+            secret.put_pending(credentials, created, now)?;
+            secret.changed(now);
+            Ok(())
         })
         .await
     }
@@ -364,7 +399,9 @@ impl SecretStore for FakeSecretStore {
                     "AWSCURRENT is not attached to the version in RemoveFromVersionId".into(),
                 ));
             }
-            secret.promote(key)
+            secret.promote(key)?;
+            secret.changed(self.inner.clock.now());
+            Ok(())
         })
         .await
     }
@@ -377,13 +414,10 @@ impl SecretStore for FakeSecretStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         self.call(op::STORE_MARK, |_| {
-            self.secrets()
-                .entry(user.clone())
-                .or_default()
-                .marks
-                .entry(key.clone())
-                .or_default()
-                .set(mark, at);
+            let mut secrets = self.secrets();
+            let secret = secrets.entry(user.clone()).or_default();
+            secret.marks.entry(key.clone()).or_default().set(mark, at);
+            secret.changed(self.inner.clock.now());
             Ok(())
         })
         .await
@@ -393,6 +427,7 @@ impl SecretStore for FakeSecretStore {
         self.call(op::STORE_CLEAR_MARKS, |_| {
             if let Some(secret) = self.secrets().get_mut(user) {
                 secret.marks.remove(key);
+                secret.changed(self.inner.clock.now());
             }
             Ok(())
         })
@@ -401,7 +436,10 @@ impl SecretStore for FakeSecretStore {
 
     async fn record_intent(&self, user: &UserName, intent: &Intent) -> Result<(), StoreError> {
         self.call(op::STORE_RECORD_INTENT, |_| {
-            self.secrets().entry(user.clone()).or_default().intent = Some(intent.clone());
+            let mut secrets = self.secrets();
+            let secret = secrets.entry(user.clone()).or_default();
+            secret.intent = Some(intent.clone());
+            secret.changed(self.inner.clock.now());
             Ok(())
         })
         .await
@@ -432,6 +470,19 @@ impl SecretStore for FakeSecretStore {
     async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError> {
         self.call(op::STORE_CURRENT, |_| Ok(self.current_credentials(user)))
             .await
+    }
+
+    async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
+        self.call(op::STORE_LIST, |_| {
+            let now = self.inner.clock.now();
+            let listed = self
+                .secrets()
+                .iter()
+                .filter_map(|(user, secret)| Some((user.clone(), secret.as_listed(now)?)))
+                .collect();
+            Ok(Some(listed))
+        })
+        .await
     }
 }
 

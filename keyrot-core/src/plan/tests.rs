@@ -144,14 +144,14 @@ fn observation(input: &str) -> Observation {
         }
     }
     // The keys made before the intent existed when it was recorded.
-    obs.stored.intent = intent.map(|at| crate::model::Intent {
-        at,
-        existing: obs
+    obs.stored.intent = intent.map(|at| {
+        let before: Vec<AccessKey> = obs
             .keys
             .iter()
             .filter(|k| k.created < at)
-            .map(|k| k.id.clone())
-            .collect(),
+            .cloned()
+            .collect();
+        crate::model::Intent::new(at, &before)
     });
     obs
 }
@@ -826,7 +826,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
             obs.rollback = rollback;
             obs.stored.intent = intent.map(|s| crate::model::Intent {
                 at: now() - Duration::from_secs(s),
-                existing: BTreeSet::new(),
+                ..Default::default()
             });
             obs.reactivated = reactivated.map(|s| now() - Duration::from_secs(s));
             let mut seen = BTreeMap::new();

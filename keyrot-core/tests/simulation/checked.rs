@@ -73,6 +73,13 @@ impl Iam for CheckedIam {
         self.0.check();
         r
     }
+
+    async fn credential_report(&self) -> Result<Option<CredentialReport>, IamError> {
+        futures_yield().await;
+        let r = self.0.aws.iam.credential_report().await;
+        self.0.check();
+        r
+    }
 }
 
 /// The secret store as one process sees it, checked around every call.
@@ -165,6 +172,13 @@ impl SecretStore for CheckedStore {
     async fn current(&self, user: &UserName) -> Result<Option<Credentials>, StoreError> {
         futures_yield().await;
         let r = self.0.aws.store.current(user).await;
+        self.0.check();
+        r
+    }
+
+    async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
+        futures_yield().await;
+        let r = self.0.aws.store.list_stored().await;
         self.0.check();
         r
     }

@@ -33,6 +33,7 @@ use rand_chacha::ChaCha8Rng;
 
 use keyrot_core::driver::RollbackError;
 use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, IamAction, SdkRetries, op};
+use keyrot_core::survey::CredentialReport;
 use keyrot_core::{
     AccessKey, AccessKeyId, Blocked, Claim, Credentials, Iam, IamError, Intent, KeyStatus,
     LastUsed, Lease, LeaseError, LeaseToken, Mark, NewKey, Outcome, Policy, Ports, Rotator,

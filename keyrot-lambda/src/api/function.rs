@@ -1,253 +1,43 @@
-//! The API function: API Gateway REST proxy events in, [`keyrot_api::Api`] answers out.
-//!
-//! The adapter adds nothing to the API's rules; it only translates, and reads what the core
-//! must be told:
-//!
-//! - **The route is the event's `resource`**, the path of the API Gateway resource the request
-//!   matched: exactly `/active-key`, since the template declares no `{proxy+}` or path
-//!   parameters. The event's `path` (lambda_http's `RequestExt::raw_http_path`) is only the
-//!   fallback should `resource` be missing: behind a custom domain with a base-path mapping it
-//!   carries the base path (`/keys/active-key`), and lambda_http's `uri().path()` and the
-//!   request context's `path` carry the stage or the base path too.
-//! - **The true source address**: `requestContext.identity.sourceIp`, which API Gateway takes
-//!   from the connection. `X-Forwarded-For` is only a header among others, which the API
-//!   never reads. Without a parseable `sourceIp` (the console's test invocations send
-//!   `test-invoke-source-ip`) the address is `0.0.0.0`, which only a client allowed from
-//!   `0.0.0.0/0` accepts.
-//! - **The request id** of `requestContext.requestId` (else Lambda's), `now` from the system
-//!   clock, read once per request, and a token id of 16 bytes from the operating system's
-//!   generator. Should that generator fail, the token id is empty, and the API refuses to
-//!   issue a token with it (`500 internal_error`, audited) rather than issue a guessable one.
-//!
-//! The event is read here (see [`RestEvent`]) rather than through lambda_http's `Request`,
-//! whose conversion loses or changes what the API must see: it merges `multiValueHeaders` into
-//! single values (the API refuses a repeated `x-api-key` or `Authorization`, but would only see
-//! the last one), re-encodes the decoded query as a form (a space becomes `+`, so
-//! `username=a%20b` would name the user `a+b`), and panics on a `Host` header that is not a
-//! valid host or on a body flagged base64 that is not. Nor through aws_lambda_events'
-//! `ApiGatewayProxyRequest`: its query map panics on a parameter with an empty list of values,
-//! and a header value that is not a string fails the whole invocation (API Gateway answers
-//! `502`). Here repeated headers stay repeated, the query is re-encoded as RFC 3986 says (the
-//! API decodes it back exactly), an event of another shape is a `400` ([`INVALID_EVENT_CODE`]),
-//! and nothing a caller sends can panic. lambda_http's response type is used as it is.
+//! The API function: an [`Api`] and where its metrics go, one event at a time.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use http::StatusCode;
-use keyrot_api::{Api, ApiConfig, ApiConfigError, ApiOutcome, ErrorCode, error_response};
-use keyrot_aws::{
-    ApiSecretsError, AwsClients, AwsSettings, BackendSettings, SystemClock, load_api_secrets,
-};
+use keyrot_api::{Api, ErrorCode, error_response};
+use keyrot_aws::{AwsClients, BackendSettings, SystemClock};
 use keyrot_core::driver::error_chain;
-use keyrot_core::token::{ClientRegistry, TokenPolicy};
 use keyrot_core::{Clock, SecretStore, Timestamp};
-use lambda_http::Body;
-use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::config::{ApiFunctionConfig, ConfigError};
+use super::event::RestEvent;
+use super::response::{Handled, Outcome, audit, gateway_response};
+use super::secrets::LiveApi;
+use super::{ApiInitError, aws_settings};
+use crate::config::ApiFunctionConfig;
 use crate::metrics::{self, api_line};
-use crate::runtime::CONFIG_ERROR_TYPE;
-
-mod event;
-
-pub use event::{RestEvent, UnreadableEvent};
-
-/// Why the API function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiInitError {
-    /// An environment variable is bad.
-    #[error("invalid configuration")]
-    Config(#[from] ConfigError),
-    /// The signing keys or the client registry could not be loaded.
-    #[error("could not load the api's secrets")]
-    Secrets(#[from] ApiSecretsError),
-    /// The API refused its configuration.
-    #[error("invalid api configuration")]
-    Api(#[from] ApiConfigError),
-}
-
-impl ApiInitError {
-    /// The `errorType` reported to Lambda.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::Config(_) | Self::Api(_) => CONFIG_ERROR_TYPE,
-            Self::Secrets(ApiSecretsError::Read { .. }) => "keyrot.Retryable.Secrets",
-            Self::Secrets(_) => "keyrot.NotRetryable.Secrets",
-        }
-    }
-}
-
-/// What one request produced: the response, what became of the request and the EMF line to
-/// print.
-///
-/// A served key or token is in the response's body, so `Debug` prints the status, the headers
-/// and the outcome, never the body.
-pub struct Handled {
-    /// The response for API Gateway.
-    pub response: ApiGatewayProxyResponse,
-    /// What became of the request.
-    pub outcome: Outcome,
-    /// The request's metrics (see [`crate::metrics`]).
-    pub metrics: String,
-}
-
-impl fmt::Debug for Handled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handled")
-            .field("status", &self.response.status_code)
-            .field("headers", &self.response.headers)
-            .field("outcome", &self.outcome)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What became of a request: the API's outcome, or an event the adapter could not read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The API answered.
-    Api(ApiOutcome),
-    /// `400 invalid_request`: the event is not one API Gateway sends (see [`RestEvent`]); the
-    /// API was not asked.
-    InvalidEvent,
-}
-
-impl Outcome {
-    /// The name in metrics: the API's (see [`ApiOutcome::as_str`]), or
-    /// [`INVALID_EVENT_CODE`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Api(outcome) => outcome.as_str(),
-            Self::InvalidEvent => INVALID_EVENT_CODE,
-        }
-    }
-
-    /// The response's status.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::Api(outcome) => outcome.status(),
-            Self::InvalidEvent => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// The error code of an event the adapter cannot read. The API's own codes are
-/// [`keyrot_api::ErrorCode`]'s; API Gateway never sends such an event, only a direct
-/// invocation can.
-pub const INVALID_EVENT_CODE: &str = "invalid_request";
-
-#[cfg(test)]
-#[test]
-fn the_invalid_event_code_is_the_apis() {
-    assert_eq!(INVALID_EVENT_CODE, ErrorCode::InvalidRequest.as_str());
-}
-
-/// The audit line of an unreadable event, like the API's own (target `keyrot::audit`): the
-/// field at fault, never its value.
-fn audit_unreadable(lambda_request_id: &str, unreadable: UnreadableEvent) {
-    info!(
-        target: "keyrot::audit",
-        request_id = ?lambda_request_id,
-        route = "unknown",
-        outcome = INVALID_EVENT_CODE,
-        status = StatusCode::BAD_REQUEST.as_u16(),
-        reason = "unreadable_event",
-        detail = %unreadable,
-        "api request"
-    );
-}
-
-/// The most one AWS call of the API may take, its retries included. A request makes at most
-/// one (the user's current key, unless cached), so a slow Secrets Manager is a
-/// `503 store_unavailable` well within the function's timeout (`Timeout: 10` in
-/// `cfn/template.yaml`), not a Lambda timeout that API Gateway turns into a bare `502`.
-pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// How the API reaches AWS: at most [`AWS_OPERATION_TIMEOUT`] a call, 3 attempts with a first
-/// backoff of 100 ms, 1 s to connect. Region, endpoint and credentials come from the standard
-/// chain.
-pub fn aws_settings() -> AwsSettings {
-    AwsSettings {
-        max_attempts: Some(3),
-        initial_backoff: Some(Duration::from_millis(100)),
-        connect_timeout: Some(Duration::from_secs(1)),
-        operation_timeout: Some(AWS_OPERATION_TIMEOUT),
-        ..AwsSettings::default()
-    }
-}
-
-/// The longest a request waits for the signing keys and the client registry to be read again
-/// (two calls, each bounded by [`AWS_OPERATION_TIMEOUT`]). With the request's own call, a
-/// request takes at most `SECRETS_RELOAD_TIMEOUT + AWS_OPERATION_TIMEOUT`, 8 s of the 10.
-pub const SECRETS_RELOAD_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The API function: the [`Api`] it answers with, how to build it again with fresh secrets,
 /// and where its metrics go.
 ///
-/// Built by [`ApiFunction::load`] (or [`ApiFunction::from_env`]), it reads the signing keys
-/// and the client registry again on the first request [`ApiFunctionConfig::api_secrets_ttl`]
-/// after it last read them, and rebuilds the `Api` (whose key cache starts empty). Should
-/// that fail (Secrets Manager down or slower than [`SECRETS_RELOAD_TIMEOUT`], a secret
+/// Built by [`ApiFunction::reading_secrets`] (or [`ApiFunction::from_env`]), it reads the
+/// signing keys and the client registry on its first request, not at cold start, and again on
+/// the first request [`ApiFunctionConfig::api_secrets_ttl`] after it last read them,
+/// rebuilding the `Api` (whose key cache starts empty). Should the first reading fail, the
+/// request is a `503 store_unavailable` and the next one tries again; should a later one fail
+/// (Secrets Manager down or slower than [`super::SECRETS_RELOAD_TIMEOUT`], a secret
 /// malformed), it logs a warning, answers with the last good `Api`, and tries again a TTL
 /// later. Built by [`ApiFunction::new`], it keeps its `Api`.
 pub struct ApiFunction {
-    current: Mutex<Current>,
-    reload: Option<Reload>,
+    api: LiveApi,
     namespace: String,
-}
-
-/// The `Api` answering now, and when its secrets were last read (or a reading failed).
-struct Current {
-    api: Arc<Api>,
-    read_at: Timestamp,
-}
-
-/// What building the `Api` takes.
-struct Reload {
-    config: ApiFunctionConfig,
-    aws: AwsClients,
-    store: Arc<dyn SecretStore>,
-}
-
-impl Reload {
-    /// Reads the signing keys and the client registry.
-    async fn secrets(&self) -> Result<(TokenPolicy, ClientRegistry), ApiInitError> {
-        let config = &self.config;
-        let (keys, clients) = load_api_secrets(
-            &self.aws.secrets,
-            &config.signing_key_secret,
-            &config.clients_secret,
-        )
-        .await?;
-        Ok((config.token_policy(keys.active, keys.retired)?, clients))
-    }
-
-    /// Reads the signing keys and the client registry and builds the `Api` with them.
-    async fn build(&self) -> Result<Api, ApiInitError> {
-        let config = &self.config;
-        let (tokens, clients) = self.secrets().await?;
-        let mut api_config = ApiConfig::new(&config.rotation);
-        api_config.cache_ttl = config.key_cache_ttl;
-        Ok(Api::new(
-            api_config,
-            tokens,
-            clients,
-            Arc::clone(&self.store),
-        )?)
-    }
 }
 
 impl fmt::Debug for ApiFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let current = self.lock();
         f.debug_struct("ApiFunction")
-            .field("api", &current.api)
-            .field("read_at", &current.read_at)
-            .field("reload", &self.reload.as_ref().map(|r| &r.config))
+            .field("api", &self.api)
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
@@ -257,40 +47,31 @@ impl ApiFunction {
     /// A function answering with `api` for good, writing metrics to `namespace`.
     pub fn new(api: Api, namespace: impl Into<String>) -> Self {
         Self {
-            current: Mutex::new(Current {
-                api: Arc::new(api),
-                read_at: Timestamp::MIN,
-            }),
-            reload: None,
+            api: LiveApi::Fixed(Arc::new(api)),
             namespace: namespace.into(),
         }
     }
 
     /// The function `config` describes, its secrets read from Secrets Manager through `aws`
-    /// at `now` and again every [`ApiFunctionConfig::api_secrets_ttl`], the users' keys read
-    /// from `store`.
-    pub async fn load(
+    /// on its first request and again every [`ApiFunctionConfig::api_secrets_ttl`], the
+    /// users' keys read from `store`. It reads nothing now.
+    pub fn reading_secrets(
         config: ApiFunctionConfig,
         aws: AwsClients,
         store: Arc<dyn SecretStore>,
-        now: Timestamp,
-    ) -> Result<Self, ApiInitError> {
-        let reload = Reload { config, aws, store };
-        let api = reload.build().await?;
-        Ok(Self {
-            current: Mutex::new(Current {
-                api: Arc::new(api),
-                read_at: now,
-            }),
-            namespace: reload.config.metrics_namespace.clone(),
-            reload: Some(reload),
-        })
+    ) -> Self {
+        let namespace = config.metrics_namespace.clone();
+        Self {
+            api: LiveApi::reading(config, aws, store),
+            namespace,
+        }
     }
 
     /// The function as deployed: configuration from `lookup` (see [`crate::config`]), AWS from
     /// aws-config's standard chain with the API's [`aws_settings`], the signing keys and the
-    /// client registry from Secrets Manager (see [`ApiFunction::load`]), the users' keys read
-    /// through [`keyrot_aws::AwsSecretStore`].
+    /// client registry from Secrets Manager on the first request (see
+    /// [`ApiFunction::reading_secrets`]), the users' keys read through
+    /// [`keyrot_aws::AwsSecretStore`]. It makes no AWS call: only the configuration can fail.
     pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiInitError> {
         let config = ApiFunctionConfig::from_env(lookup)?;
         let clients = AwsClients::from_settings(&aws_settings()).await;
@@ -299,70 +80,21 @@ impl ApiFunction {
             ..BackendSettings::default()
         }
         .store(&clients);
-        let (prefix, issuer, audience) = (
-            config.secret_prefix.clone(),
-            config.issuer.clone(),
-            config.audience.clone(),
+        info!(
+            prefix = %config.secret_prefix,
+            issuer = %config.issuer,
+            audience = %config.audience,
+            cache_ttl = ?config.key_cache_ttl,
+            secrets_ttl = ?config.api_secrets_ttl,
+            "api ready"
         );
-        let (cache_ttl, secrets_ttl) = (config.key_cache_ttl, config.api_secrets_ttl);
-        // The edge reads the clock: the secrets are read now.
-        let function = Self::load(config, clients, Arc::new(store), SystemClock.now()).await?;
-        info!(%prefix, %issuer, %audience, ?cache_ttl, ?secrets_ttl, "api ready");
-        Ok(function)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Current> {
-        // A panic elsewhere cannot leave `Current` half written: both fields are set at once.
-        self.current.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The `Api` to answer with at `now`, rebuilt with fresh secrets if those it has were read
-    /// a TTL ago or more (or, the clock having gone back, after `now`).
-    async fn api_at(&self, now: Timestamp) -> Arc<Api> {
-        let (api, read_at) = {
-            let current = self.lock();
-            (Arc::clone(&current.api), current.read_at)
-        };
-        let Some(reload) = &self.reload else {
-            return api;
-        };
-        let fresh = Duration::try_from(now.duration_since(read_at))
-            .is_ok_and(|age| age < reload.config.api_secrets_ttl);
-        if fresh {
-            return api;
-        }
-        // The new secrets join the current Api's key cache: reading them again costs no key
-        // reads.
-        let rebuilt = match tokio::time::timeout(SECRETS_RELOAD_TIMEOUT, reload.secrets()).await {
-            Ok(Ok((tokens, clients))) => Some(Arc::new(api.with_secrets(tokens, clients))),
-            Ok(Err(e)) => {
-                warn!(
-                    error = %error_chain(&e),
-                    "could not read the api's secrets again; answering with those read before"
-                );
-                None
-            }
-            Err(_) => {
-                warn!(
-                    timeout = ?SECRETS_RELOAD_TIMEOUT,
-                    "reading the api's secrets again took too long; answering with those read \
-                     before"
-                );
-                None
-            }
-        };
-        let mut current = self.lock();
-        current.read_at = now;
-        if let Some(rebuilt) = rebuilt {
-            info!("api secrets read again");
-            current.api = rebuilt;
-        }
-        Arc::clone(&current.api)
+        Ok(Self::reading_secrets(config, clients, Arc::new(store)))
     }
 
     /// Answers one API Gateway event at `now`; `lambda_request_id` stands in for a missing
     /// API Gateway request id, `jti` is the id of a token this request may issue. An event
-    /// the adapter cannot read (see [`RestEvent`]) is a `400 invalid_request`, audited.
+    /// the adapter cannot read (see [`RestEvent`]) is a `400 invalid_request`, secrets that
+    /// cannot be read yet a `503 store_unavailable`; both audited.
     pub async fn handle(
         &self,
         event: Value,
@@ -371,19 +103,24 @@ impl ApiFunction {
         jti: String,
     ) -> Handled {
         let (response, outcome) = match RestEvent::from_value(event) {
-            Ok(event) => {
-                let context = event.context(lambda_request_id, now, jti);
-                let api = self.api_at(now).await;
-                let answer = api.handle(event.into_request(), context).await;
-                let outcome = Outcome::Api(answer.outcome());
-                (answer.into_response(), outcome)
-            }
+            Ok(event) => match self.api.at(now).await {
+                Ok(api) => {
+                    let context = event.context(lambda_request_id, now, jti);
+                    let answer = api.handle(event.into_request(), context).await;
+                    let outcome = Outcome::Api(answer.outcome());
+                    (answer.into_response(), outcome)
+                }
+                Err(e) => {
+                    warn!(error = %error_chain(&e), "could not read the api's secrets");
+                    let outcome = Outcome::SecretsUnavailable;
+                    audit(lambda_request_id, outcome, "secrets_unavailable", &e);
+                    (error_response(ErrorCode::StoreUnavailable), outcome)
+                }
+            },
             Err(unreadable) => {
-                audit_unreadable(lambda_request_id, unreadable);
-                (
-                    error_response(ErrorCode::InvalidRequest),
-                    Outcome::InvalidEvent,
-                )
+                let outcome = Outcome::InvalidEvent;
+                audit(lambda_request_id, outcome, "unreadable_event", &unreadable);
+                (error_response(ErrorCode::InvalidRequest), outcome)
             }
         };
         let metrics = api_line(
@@ -424,7 +161,7 @@ pub fn fresh_jti() -> String {
     use rand::TryRng;
     let mut bytes = [0u8; 16];
     match rand::rngs::SysRng.try_fill_bytes(&mut bytes) {
-        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Ok(()) => hex::encode(bytes),
         Err(e) => {
             warn!(error = %e, "the operating system's random generator failed");
             String::new()
@@ -432,44 +169,29 @@ pub fn fresh_jti() -> String {
     }
 }
 
-/// The API's response as API Gateway's proxy integration expects it.
-pub fn gateway_response(response: http::Response<String>) -> ApiGatewayProxyResponse {
-    let (parts, body) = response.into_parts();
-    // The type is non-exhaustive: filled in field by field.
-    let mut out = ApiGatewayProxyResponse::default();
-    out.status_code = i64::from(parts.status.as_u16());
-    out.headers = parts.headers;
-    out.body = Some(Body::Text(body));
-    out.is_base64_encoded = false;
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
 
+    use http::StatusCode;
+    use keyrot_api::{ApiConfig, ApiOutcome};
     use keyrot_core::fake::{FakeAws, FaultRates};
     use keyrot_core::token::{
         ApiKey, ApiKeyDigest, ClientRegistry, SigningKey, TokenConfig, TokenPolicy,
     };
     use keyrot_core::{AccessKeyId, Credentials, Policy, SecretAccessKey, SecretStore, UserName};
-    use lambda_http::RequestExt;
-
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse;
+    use lambda_http::{Body, RequestExt};
     use serde_json::json;
 
     use super::*;
+    use crate::api::INVALID_EVENT_CODE;
+    use crate::api::fixtures::{
+        ACTIVE_KEY, BASE_PATH_ACTIVE_KEY, GENERATE_TOKEN, HEALTH, from_allowed_address, now,
+    };
 
-    const ACTIVE_KEY: &str = include_str!("../tests/fixtures/apigw-rest-active-key.json");
-    const BASE_PATH_ACTIVE_KEY: &str =
-        include_str!("../tests/fixtures/apigw-rest-base-path-active-key.json");
-    const GENERATE_TOKEN: &str = include_str!("../tests/fixtures/apigw-rest-generate-token.json");
-    const HEALTH: &str = include_str!("../tests/fixtures/apigw-rest-health.json");
     const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn now() -> Timestamp {
-        "2025-06-01T12:00:00Z".parse().unwrap()
-    }
 
     struct World {
         function: ApiFunction,
@@ -546,10 +268,6 @@ mod tests {
             metrics: serde_json::from_str(&handled.metrics).unwrap(),
             response: handled.response,
         }
-    }
-
-    fn from_allowed_address(event: &mut Value) {
-        event["requestContext"]["identity"]["sourceIp"] = json!("52.255.255.12");
     }
 
     async fn token(w: &World) -> String {
@@ -983,138 +701,6 @@ mod tests {
         // The function still answers.
         let a = call(&w, event(ACTIVE_KEY, &w, &token, |_| {})).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    }
-
-    /// A registry of `clients` (id and API key), each allowed from 52.255.255.0/24.
-    fn registry(clients: &[(&str, &str)]) -> String {
-        let clients: Vec<Value> = clients
-            .iter()
-            .map(|(id, key)| {
-                json!({"id": id, "api_key_sha256": ApiKeyDigest::of(key).to_hex(),
-                    "scope": ["ci-deployer"], "allowed_cidrs": ["52.255.255.0/24"]})
-            })
-            .collect();
-        json!({ "clients": clients }).to_string()
-    }
-
-    /// The status of a token request with `api_key` at `at`.
-    async fn token_status(function: &ApiFunction, api_key: &str, at: Timestamp) -> i64 {
-        let mut event: Value =
-            serde_json::from_str(&GENERATE_TOKEN.replace("{{API_KEY}}", api_key)).unwrap();
-        from_allowed_address(&mut event);
-        let handled = function.handle(event, "lambda-id", at, "jti".into()).await;
-        handled.response.status_code
-    }
-
-    /// The registry changes in Secrets Manager (moto): a warm function follows a TTL later,
-    /// and keeps the last good registry while the new one cannot be read.
-    #[tokio::test]
-    async fn a_warm_function_reads_its_secrets_again_after_the_ttl() {
-        let moto = tokio::task::spawn_blocking(keyrot_aws::moto::Moto::shared)
-            .await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let aws = AwsClients::new(moto.admin_config().await);
-        let (signing_key_secret, clients_secret) = (
-            "keyrot-lambda-unit/reload/signing-key",
-            "keyrot-lambda-unit/reload/clients",
-        );
-        let (old_key, new_key) = (
-            ApiKey::generate_from([1; 32]),
-            ApiKey::generate_from([2; 32]),
-        );
-        for (name, value) in [
-            (
-                signing_key_secret,
-                json!({"kid": "k1", "secret": "0123456789abcdefghijABCDEFGHIJ0123456789"})
-                    .to_string(),
-            ),
-            (clients_secret, registry(&[("old", &old_key)])),
-        ] {
-            aws.secrets
-                .create_secret()
-                .name(name)
-                .secret_string(value)
-                .send()
-                .await
-                .unwrap();
-        }
-        let set_registry = |value: String| {
-            aws.secrets
-                .put_secret_value()
-                .secret_id(clients_secret)
-                .secret_string(value)
-                .send()
-        };
-        let config = ApiFunctionConfig::from_env(|name| match name {
-            "KEYROT_SIGNING_KEY_SECRET" => Some(signing_key_secret.to_owned()),
-            "KEYROT_CLIENTS_SECRET" => Some(clients_secret.to_owned()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(config.api_secrets_ttl, Duration::from_secs(60));
-        let store = FakeAws::new(now(), 1, FaultRates::none()).store;
-        let function = ApiFunction::load(config, aws.clone(), Arc::new(store), now())
-            .await
-            .unwrap();
-        // (API key, seconds after the cold start, status of a token request).
-        let expect = async |steps: &[(&str, u64, i64)]| {
-            for &(key, seconds, status) in steps {
-                let at = now() + Duration::from_secs(seconds);
-                let name = if key == old_key { "old" } else { "new" };
-                assert_eq!(
-                    token_status(&function, key, at).await,
-                    status,
-                    "{name} at {seconds} s"
-                );
-            }
-        };
-        let (old, new) = (old_key.as_str(), new_key.as_str());
-        expect(&[(old, 0, 200), (new, 0, 401)]).await;
-
-        // The old client is removed, a new one added.
-        set_registry(registry(&[("new", new)])).await.unwrap();
-        expect(&[
-            (new, 59, 401),
-            (old, 59, 200),
-            (old, 60, 401),
-            (new, 60, 200),
-        ])
-        .await;
-
-        // A registry that cannot be read: the last good one stays, and is read again a TTL
-        // after the failed attempt.
-        set_registry("{\"clients\": 7}".into()).await.unwrap();
-        expect(&[(new, 120, 200), (old, 121, 401)]).await;
-        set_registry(registry(&[("old", old)])).await.unwrap();
-        expect(&[(old, 179, 401), (old, 180, 200), (new, 180, 401)]).await;
-    }
-
-    /// The function's timeout in cfn/template.yaml.
-    fn template_timeout() -> Duration {
-        let template = include_str!("../../cfn/template.yaml");
-        let function = template.find("\n  ApiFunction:\n").unwrap();
-        let timeout = template[function..]
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("Timeout: "))
-            .unwrap();
-        Duration::from_secs(timeout.parse().unwrap())
-    }
-
-    #[test]
-    fn aws_calls_end_within_the_function_timeout() {
-        let settings = aws_settings();
-        assert_eq!(settings.max_attempts, Some(3));
-        assert_eq!(settings.initial_backoff, Some(Duration::from_millis(100)));
-        assert_eq!(settings.connect_timeout, Some(Duration::from_secs(1)));
-        assert_eq!(settings.operation_timeout, Some(Duration::from_secs(4)));
-        assert_eq!((settings.region, settings.endpoint_url), (None, None));
-        // Reading the secrets again, then the request's one call, with time left to answer.
-        assert_eq!(template_timeout(), Duration::from_secs(10));
-        assert!(
-            SECRETS_RELOAD_TIMEOUT + AWS_OPERATION_TIMEOUT + Duration::from_secs(2)
-                <= template_timeout()
-        );
     }
 
     #[test]
