@@ -14,7 +14,7 @@ use keyrot_core::fake::{FakeIam, FakeLease, FakeSecretStore, FakeVerifier, RateL
 use keyrot_core::survey::CredentialReport;
 use keyrot_core::{
     AccessKey, AccessKeyId, Claim, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed, Lease,
-    LeaseError, LeaseToken, Mark, NewKey, SecretStore, Selection, SentNotice, StoreError,
+    LeaseError, LeaseToken, Marks, NewKey, SecretStore, Selection, SentNotice, StoreError,
     StoredUser, Timestamp, UserName, Verifier, VerifyError,
 };
 
@@ -133,15 +133,14 @@ impl SecretStore for RemoteStore {
         self.0.promote(user, key).await
     }
 
-    async fn mark(
+    async fn record_marks(
         &self,
         user: &UserName,
         key: &AccessKeyId,
-        mark: Mark,
-        at: Timestamp,
+        marks: &Marks,
     ) -> Result<(), StoreError> {
         self.1.round_trip().await;
-        self.0.mark(user, key, mark, at).await
+        self.0.record_marks(user, key, marks).await
     }
 
     async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {

@@ -464,36 +464,14 @@ impl SecretStore for AwsSecretStore {
         }
     }
 
-    async fn mark(
+    async fn record_marks(
         &self,
         user: &UserName,
         key: &AccessKeyId,
-        mark: Mark,
-        at: Timestamp,
+        marks: &Marks,
     ) -> Result<(), StoreError> {
-        let tags = match self.describe(user).await? {
-            Some(described) => described.tags().to_vec(),
-            None => {
-                self.create_secret(user).await?;
-                Vec::new()
-            }
-        };
-        let tag_key = mark_tag_key(key);
-        let mut marks = tags
-            .iter()
-            .find(|t| t.key() == Some(tag_key.as_str()))
-            .and_then(|t| parse_marks(t.value()?))
-            .map(|(_, marks)| marks)
-            .unwrap_or_default();
-        marks.set(mark, at);
-        self.client
-            .tag_resource()
-            .secret_id(self.secret_name(user))
-            .tags(tag(&tag_key, &format_marks(key, &marks)))
-            .send()
+        self.tag_secret(user, &mark_tag_key(key), &format_marks(key, marks))
             .await
-            .map_err(store_error)?;
-        Ok(())
     }
 
     async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {

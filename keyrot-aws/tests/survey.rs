@@ -175,7 +175,10 @@ async fn a_throttled_page_of_users_is_retried_by_the_sdk_and_beyond_fails_the_li
         Fault::Throttle,
     ));
     let err = once.managed_users(&selection).await.unwrap_err();
-    assert!(matches!(err, keyrot_core::IamError::Throttled(_)), "{err:?}");
+    assert!(
+        matches!(err, keyrot_core::IamError::Throttled(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! its effect and asks again, until the user is waiting or blocked. Runs all managed users with
 //! bounded concurrency; one user's failure never stops the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,16 @@ use crate::policy::Policy;
 use crate::ports::{
     Claim, Clock, Iam, IamError, Lease, LeaseToken, Notice, Notifier, SecretStore, Verifier,
 };
-use crate::survey::{self, Triage};
+use crate::survey::{self, LookReason, Triage};
+
+/// What a survey says of a run's users (see [`Rotator::survey`]).
+#[derive(Debug, Default)]
+struct Survey {
+    /// Skipped this run: what each waits for, and its keys as the survey sees them.
+    idle: BTreeMap<UserName, (Wait, Vec<AccessKey>)>,
+    /// About to change: claimed before they are observed.
+    act: BTreeSet<UserName>,
+}
 
 mod errors;
 mod notices;
@@ -218,11 +227,12 @@ impl Rotator {
             rollback: false,
         };
         // A forced run, or one over users a person named, looks at each of them.
-        let mut idle = if options.force || !options.users.is_empty() {
-            BTreeMap::new()
+        let Survey { mut idle, act } = if options.force || !options.users.is_empty() {
+            Survey::default()
         } else {
             self.survey(&users, started).await
         };
+        let act = &act;
         let (skipped, users): (Vec<ManagedUser>, Vec<ManagedUser>) =
             users.into_iter().partition(|u| idle.contains_key(&u.0));
         reports.extend(skipped.into_iter().filter_map(|user| {
@@ -247,7 +257,12 @@ impl Rotator {
                     };
                 }
                 let span = info_span!("user", user = %user);
-                self.reconcile(user, request).instrument(span).await
+                // A user about to change is claimed before it is observed: observing it first
+                // would have to be done again once it is held.
+                let claim_first = !request.dry_run && (request.force || act.contains(&user.0));
+                self.reconcile_claimed(user, request, claim_first)
+                    .instrument(span)
+                    .await
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -267,34 +282,30 @@ impl Rotator {
         Ok(report)
     }
 
-    /// The users a [survey](crate::survey) proves idle, with what each waits for and its keys
-    /// as the survey sees them; empty when the ports offer no bulk reads or one fails (the run
-    /// then observes every user, as without a survey). Users due for their periodic full look
-    /// are left out.
-    async fn survey(
-        &self,
-        users: &[ManagedUser],
-        now: Timestamp,
-    ) -> BTreeMap<UserName, (Wait, Vec<AccessKey>)> {
+    /// What a [survey](crate::survey) says of `users`: who is idle, with what each waits for
+    /// and its keys as the survey sees them, and who is about to change. Nothing when the ports
+    /// offer no bulk reads or one fails (the run then observes every user, as without a
+    /// survey). Users due for their periodic full look are neither.
+    async fn survey(&self, users: &[ManagedUser], now: Timestamp) -> Survey {
         let (report, stored) = futures::join!(
             self.ports.iam.credential_report(),
             self.ports.store.list_stored()
         );
         let (report, stored) = match (report, stored) {
             (Ok(Some(report)), Ok(Some(stored))) => (report, stored),
-            (Ok(_), Ok(_)) => return BTreeMap::new(),
+            (Ok(_), Ok(_)) => return Survey::default(),
             (Err(error), _) => {
                 warn!(error = %error_chain(&error), "no credential report: observing every user");
-                return BTreeMap::new();
+                return Survey::default();
             }
             (_, Err(error)) => {
                 warn!(error = %error_chain(&error), "no listing of the secrets: observing every user");
-                return BTreeMap::new();
+                return Survey::default();
             }
         };
         let interval = self.policy.schedule_interval();
         let empty = StoredUser::default();
-        let mut idle = BTreeMap::new();
+        let mut survey = Survey::default();
         for user in users {
             if survey::full_look_due(&user.0, interval, now) {
                 continue;
@@ -305,30 +316,65 @@ impl Rotator {
                 Triage::Idle { wait, .. }
                     if warning_ahead(&Step::Wait(wait.clone()), &self.policy, now).is_some() => {}
                 Triage::Idle { wait, keys } => {
-                    idle.insert(user.0.clone(), (wait, keys));
+                    survey.idle.insert(user.0.clone(), (wait, keys));
                 }
-                Triage::Look(why) => debug!(user = %user.0, "observing: {why}"),
+                Triage::Look(why) => {
+                    debug!(user = %user.0, "observing: {why}");
+                    if matches!(&why, LookReason::Planned(step) if !step.is_read_only()) {
+                        survey.act.insert(user.0.clone());
+                    }
+                }
             }
         }
         info!(
             users = users.len(),
-            idle = idle.len(),
+            idle = survey.idle.len(),
+            to_change = survey.act.len(),
             report_generated = %report.generated,
             "survey"
         );
-        idle
+        survey
     }
 
     /// Reconciles one user: steps until it waits, is blocked, or a step fails. Before its first
     /// change it claims the user's lease (and observes again, as another run may have acted
     /// meanwhile); a dry run changes nothing and claims nothing.
     pub async fn reconcile(&self, user: ManagedUser, request: Request) -> UserReport {
+        self.reconcile_claimed(user, request, false).await
+    }
+
+    /// [`Rotator::reconcile`], claiming the user before observing it when `claim_first` (a
+    /// change is expected: the observation made before a claim would be made again after it).
+    async fn reconcile_claimed(
+        &self,
+        user: ManagedUser,
+        request: Request,
+        claim_first: bool,
+    ) -> UserReport {
         let mut run = UserRun {
             user: user.0,
             steps: Vec::new(),
             lease: None,
             dry_run: request.dry_run,
         };
+        if claim_first && !request.dry_run {
+            let claimed = match self.hold(&mut run, self.ports.clock.now()).await {
+                Ok(Hold::Acquired | Hold::Kept) => None,
+                Ok(Hold::Taken { until }) => {
+                    info!(%until, "another run holds the user");
+                    Some(Outcome::Busy { until })
+                }
+                Err(error) => Some(self.failed(&run, None, error, None).await),
+            };
+            if let Some(outcome) = claimed {
+                return UserReport {
+                    user: run.user,
+                    steps: run.steps,
+                    outcome,
+                    keys: Vec::new(),
+                };
+            }
+        }
         let (outcome, keys) = match self.observe(&run.user).await {
             Ok(mut obs) => {
                 obs.force = request.force;

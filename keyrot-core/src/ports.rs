@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, LastUsed, Mark, NewKey, SentNotice,
+    AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, LastUsed, Marks, NewKey, SentNotice,
     StoredUser, Timestamp, UserName,
 };
 use crate::policy::Selection;
@@ -160,13 +160,14 @@ pub trait SecretStore: Send + Sync {
     /// Makes the version holding `key` current; the version that was current becomes previous.
     async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError>;
 
-    /// Records `mark` for `key` at `at`, replacing an earlier time for the same mark.
-    async fn mark(
+    /// Records `marks` as everything recorded about `key`, replacing what was recorded before
+    /// (the caller merges: it holds the user's lease and has just observed the marks); creates
+    /// the user's secret if need be. One write, no read.
+    async fn record_marks(
         &self,
         user: &UserName,
         key: &AccessKeyId,
-        mark: Mark,
-        at: Timestamp,
+        marks: &Marks,
     ) -> Result<(), StoreError>;
 
     /// Forgets every mark of `key` (after it is deleted, or when it is current again).

@@ -6,7 +6,7 @@
 //! report ([`CredentialReport`]: every user's keys, whether each is active and when it was
 //! created, but no key ids) and a listing of keyrot's secrets (each user's [`StoredUser`]:
 //! versions with their labels, the marks and the last intent). [`triage`] then tells for each
-//! user whether those reads prove that the [planner](crate::plan) would only wait; only the
+//! user whether those reads prove that the [planner](mod@crate::plan) would only wait; only the
 //! other users are observed one by one.
 //!
 //! # What a survey may and may not decide

@@ -29,7 +29,7 @@ use keyrot_aws::{AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease};
 use keyrot_core::fake::{FakeAws, FaultRates, RecordingNotifier, SimClock};
 use keyrot_core::{
     AccessKey, AccessKeyId, Blocked, Credentials, Iam, IamError, Intent, KeyStatus, LastUsed,
-    Lease, Mark, NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey,
+    Lease, Marks, NewKey, Outcome, Policy, Ports, Rotator, RunOptions, RunReport, SecretAccessKey,
     SecretStore, Selection, SentNotice, StoreError, Timestamp, UserName, Verifier, VerifyError,
 };
 

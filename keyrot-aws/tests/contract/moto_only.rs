@@ -296,13 +296,19 @@ async fn every_other_call_is_safe_to_retry_after_a_lost_reply() {
     let user = w.managed_user("u").await;
     let key = w.legacy_key(&user).await.access_key_id;
     let at: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
-    w.store.mark(&user, &key, Mark::Adopted, at).await.unwrap();
+    let adopted = Marks {
+        adopted: Some(at),
+        ..Marks::default()
+    };
+    w.store.record_marks(&user, &key, &adopted).await.unwrap();
+    let tagged = proxy.forwarded("secretsmanager:TagResource");
     proxy.inject_next("secretsmanager:TagResource", Fault::FailAfter);
-    w.store
-        .mark(&user, &key, Mark::Superseded, at)
-        .await
-        .unwrap();
-    assert_eq!(proxy.forwarded("secretsmanager:TagResource"), 3);
+    let both = Marks {
+        superseded: Some(at),
+        ..adopted
+    };
+    w.store.record_marks(&user, &key, &both).await.unwrap();
+    assert_eq!(proxy.forwarded("secretsmanager:TagResource"), tagged + 2);
     let marks = w.store.load(&user).await.unwrap().marks_of(&key);
     assert_eq!((marks.adopted, marks.superseded), (Some(at), Some(at)));
 

@@ -134,25 +134,33 @@ pub(crate) async fn store_marks_round_trip(w: World) {
     let t2: Timestamp = "2025-02-03T04:05:06.789Z".parse().unwrap();
 
     // Marking before anything is stored creates the user's secret, with no current key.
-    w.store.mark(&user, &a, Mark::Adopted, t1).await.unwrap();
+    let adopted = Marks {
+        adopted: Some(t1),
+        ..Marks::default()
+    };
+    w.store.record_marks(&user, &a, &adopted).await.unwrap();
     let stored = w.store.load(&user).await.unwrap();
     assert!(stored.versions.is_empty(), "{stored:?}");
-    assert_eq!(stored.marks_of(&a).adopted, Some(t1));
+    assert_eq!(stored.marks_of(&a), adopted);
     assert!(stored.knows(&a));
     assert_eq!(w.current(&user).await, None);
 
-    w.store.mark(&user, &a, Mark::Superseded, t2).await.unwrap();
-    w.store
-        .mark(&user, &b, Mark::Deactivated, t2)
-        .await
-        .unwrap();
-    // A later time for the same mark replaces the earlier one.
-    w.store.mark(&user, &a, Mark::Adopted, t2).await.unwrap();
+    // What is recorded for a key is replaced whole (the caller merges); other keys' marks
+    // are their own. Times keep their fractions.
+    let a_marks = Marks {
+        adopted: Some(t2),
+        superseded: Some(t2),
+        deactivated: None,
+    };
+    let b_marks = Marks {
+        deactivated: Some(t2),
+        ..Marks::default()
+    };
+    w.store.record_marks(&user, &b, &b_marks).await.unwrap();
+    w.store.record_marks(&user, &a, &a_marks).await.unwrap();
     let stored = w.store.load(&user).await.unwrap();
-    assert_eq!(stored.marks_of(&a).adopted, Some(t2));
-    assert_eq!(stored.marks_of(&a).superseded, Some(t2));
-    assert_eq!(stored.marks_of(&a).deactivated, None);
-    assert_eq!(stored.marks_of(&b).deactivated, Some(t2));
+    assert_eq!(stored.marks_of(&a), a_marks);
+    assert_eq!(stored.marks_of(&b), b_marks);
 
     w.store.clear_marks(&user, &a).await.unwrap();
     let stored = w.store.load(&user).await.unwrap();

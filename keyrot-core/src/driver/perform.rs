@@ -7,7 +7,7 @@ use crate::model::{
     AccessKeyId, Credentials, Intent, KeyStatus, Mark, StoredVersion, Timestamp, UserName,
 };
 use crate::plan::{Observation, Step};
-use crate::ports::{Iam, IamError, Notice};
+use crate::ports::{Iam, IamError, Notice, SecretStore};
 
 impl Rotator {
     pub(super) async fn perform(
@@ -21,12 +21,7 @@ impl Rotator {
         let (iam, store) = (&self.ports.iam, &self.ports.store);
         match step {
             Step::Adopt(key) => {
-                store.mark(&user, key, Mark::Adopted, now).await?;
-                obs.stored
-                    .marks
-                    .entry(key.clone())
-                    .or_default()
-                    .set(Mark::Adopted, now);
+                record(store.as_ref(), obs, key, Mark::Adopted, now).await?;
             }
             Step::CheckLastUsed(key) => {
                 let answer = iam.last_used(key).await;
@@ -126,12 +121,7 @@ impl Rotator {
                 self.published(obs, key, old).await;
             }
             Step::RecordSuperseded(key) => {
-                store.mark(&user, key, Mark::Superseded, now).await?;
-                obs.stored
-                    .marks
-                    .entry(key.clone())
-                    .or_default()
-                    .set(Mark::Superseded, now);
+                record(store.as_ref(), obs, key, Mark::Superseded, now).await?;
             }
             Step::Deactivate { key, forced } => {
                 iam.set_status(&user, key, KeyStatus::Inactive).await?;
@@ -147,12 +137,7 @@ impl Rotator {
                 }
             }
             Step::RecordDeactivated(key) => {
-                store.mark(&user, key, Mark::Deactivated, now).await?;
-                obs.stored
-                    .marks
-                    .entry(key.clone())
-                    .or_default()
-                    .set(Mark::Deactivated, now);
+                record(store.as_ref(), obs, key, Mark::Deactivated, now).await?;
             }
             Step::Forget(key) => {
                 store.clear_marks(&user, key).await?;
@@ -185,4 +170,20 @@ async fn delete(iam: &dyn Iam, user: &UserName, key: &AccessKeyId) -> Result<(),
         Ok(()) | Err(IamError::NoSuchEntity) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Records `mark` at `now` for `key`, with the key's other marks as `obs` holds them (the run
+/// holds the lease and observed them), in one write; and in `obs`.
+async fn record(
+    store: &dyn SecretStore,
+    obs: &mut Observation,
+    key: &AccessKeyId,
+    mark: Mark,
+    now: Timestamp,
+) -> Result<(), StepError> {
+    let mut marks = obs.stored.marks_of(key);
+    marks.set(mark, now);
+    store.record_marks(&obs.user, key, &marks).await?;
+    obs.stored.marks.insert(key.clone(), marks);
+    Ok(())
 }

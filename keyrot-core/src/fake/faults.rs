@@ -33,7 +33,7 @@ pub mod op {
     pub const STORE_PUT_PENDING: &str = "store.put_pending";
     /// [`SecretStore::promote`](crate::SecretStore::promote).
     pub const STORE_PROMOTE: &str = "store.promote";
-    /// [`SecretStore::mark`](crate::SecretStore::mark).
+    /// [`SecretStore::record_marks`](crate::SecretStore::record_marks).
     pub const STORE_MARK: &str = "store.mark";
     /// [`SecretStore::clear_marks`](crate::SecretStore::clear_marks).
     pub const STORE_CLEAR_MARKS: &str = "store.clear_marks";

@@ -11,7 +11,7 @@ use super::clock::SimClock;
 use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use super::request_token;
 use crate::model::{
-    AccessKeyId, Credentials, Intent, Mark, Marks, SecretAccessKey, SentNotice, Stages, StoredUser,
+    AccessKeyId, Credentials, Intent, Marks, SecretAccessKey, SentNotice, Stages, StoredUser,
     StoredVersion, Timestamp, UserName,
 };
 use crate::ports::{SecretStore, StoreError};
@@ -406,17 +406,16 @@ impl SecretStore for FakeSecretStore {
         .await
     }
 
-    async fn mark(
+    async fn record_marks(
         &self,
         user: &UserName,
         key: &AccessKeyId,
-        mark: Mark,
-        at: Timestamp,
+        marks: &Marks,
     ) -> Result<(), StoreError> {
         self.call(op::STORE_MARK, |_| {
             let mut secrets = self.secrets();
             let secret = secrets.entry(user.clone()).or_default();
-            secret.marks.entry(key.clone()).or_default().set(mark, at);
+            secret.marks.insert(key.clone(), *marks);
             secret.changed(self.inner.clock.now());
             Ok(())
         })
@@ -504,6 +503,7 @@ mod tests {
     use futures::executor::block_on;
 
     use super::*;
+    use crate::model::Mark;
 
     fn t0() -> Timestamp {
         Timestamp::from_second(1_700_000_000).unwrap()
@@ -641,18 +641,29 @@ mod tests {
     }
 
     #[test]
-    fn marks_are_kept_per_key_and_cleared() {
+    fn marks_are_kept_per_key_replaced_whole_and_cleared() {
         let store = store();
         let alice = user("alice");
         let a = creds(A, "a").access_key_id;
-        block_on(store.mark(&alice, &a, Mark::Adopted, t0())).unwrap();
+        let b = creds(B, "b").access_key_id;
+        let mut marks = Marks::default();
+        marks.set(Mark::Adopted, t0());
+        block_on(store.record_marks(&alice, &a, &marks)).unwrap();
+        block_on(store.record_marks(&alice, &b, &marks)).unwrap();
         let later = store.clock().advance(Duration::from_secs(5));
-        block_on(store.mark(&alice, &a, Mark::Superseded, later)).unwrap();
-        let marks = block_on(store.load(&alice)).unwrap().marks_of(&a);
-        assert_eq!(marks.adopted, Some(t0()));
-        assert_eq!(marks.superseded, Some(later));
+        let only_superseded = Marks {
+            superseded: Some(later),
+            ..Marks::default()
+        };
+        block_on(store.record_marks(&alice, &a, &only_superseded)).unwrap();
+        let stored = block_on(store.load(&alice)).unwrap();
+        // What was recorded for a is replaced whole; b's are its own.
+        assert_eq!(stored.marks_of(&a), only_superseded);
+        assert_eq!(stored.marks_of(&b), marks);
         block_on(store.clear_marks(&alice, &a)).unwrap();
-        assert!(block_on(store.load(&alice)).unwrap().marks.is_empty());
+        let stored = block_on(store.load(&alice)).unwrap();
+        assert_eq!(stored.marks_of(&a), Marks::default());
+        assert_eq!(stored.marks_of(&b), marks);
     }
 
     #[test]

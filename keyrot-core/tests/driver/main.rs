@@ -167,12 +167,14 @@ fn a_dry_run_changes_nothing_in_iam_or_the_store() {
     aws.iam
         .add_key(&crowded, KeyStatus::Active, start() - 100 * DAY)
         .unwrap();
-    block_on(aws.store.mark(
-        &crowded,
-        &aws.iam.keys(&crowded)[1].id,
-        keyrot_core::Mark::Adopted,
-        start(),
-    ))
+    let adopted = keyrot_core::Marks {
+        adopted: Some(start()),
+        ..Default::default()
+    };
+    block_on(
+        aws.store
+            .record_marks(&crowded, &aws.iam.keys(&crowded)[1].id, &adopted),
+    )
     .unwrap();
 
     aws.iam.take_history();

@@ -290,14 +290,13 @@ impl SecretStore for OperatorAddsAKeyAtPublication {
             .unwrap();
         self.store.promote(user, key).await
     }
-    async fn mark(
+    async fn record_marks(
         &self,
         user: &UserName,
         key: &AccessKeyId,
-        mark: keyrot_core::Mark,
-        at: Timestamp,
+        marks: &keyrot_core::Marks,
     ) -> Result<(), StoreError> {
-        self.store.mark(user, key, mark, at).await
+        self.store.record_marks(user, key, marks).await
     }
     async fn clear_marks(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
         self.store.clear_marks(user, key).await

@@ -120,16 +120,15 @@ impl SecretStore for CheckedStore {
         r
     }
 
-    async fn mark(
+    async fn record_marks(
         &self,
         user: &UserName,
         key: &AccessKeyId,
-        mark: Mark,
-        at: Timestamp,
+        marks: &Marks,
     ) -> Result<(), StoreError> {
         futures_yield().await;
         self.0.before_touch(self.1, user, "mark a key");
-        let r = self.0.aws.store.mark(user, key, mark, at).await;
+        let r = self.0.aws.store.record_marks(user, key, marks).await;
         self.0.check();
         r
     }

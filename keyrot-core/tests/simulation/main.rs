@@ -36,7 +36,7 @@ use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, IamAction, SdkRetries, o
 use keyrot_core::survey::CredentialReport;
 use keyrot_core::{
     AccessKey, AccessKeyId, Blocked, Claim, Credentials, Iam, IamError, Intent, KeyStatus,
-    LastUsed, Lease, LeaseError, LeaseToken, Mark, NewKey, Outcome, Policy, Ports, Rotator,
+    LastUsed, Lease, LeaseError, LeaseToken, Marks, NewKey, Outcome, Policy, Ports, Rotator,
     RunOptions, RunReport, SecretStore, Selection, SentNotice, Step, StoreError, StoredUser,
     Timestamp, UserName, UserReport,
 };
