@@ -50,7 +50,10 @@ const UNSIGNED_CALLS: u32 = 3;
 /// moto dates every credential report 2015-02-02T20:02:02Z (a constant in its IAM responses)
 /// while making its content afresh for each GetCredentialReport; the server dates it when it
 /// is made, as AWS does, so that keyrot's survey (which refuses a report older than four
-/// hours) can be tried on it.
+/// hours) can be tried on it. And its GetAccountAuthorizationDetails hands the serializer live
+/// views of its users, roles and policies, so that a user created or deleted meanwhile by
+/// another request fails it with a 500 ("dictionary changed size during iteration"); the
+/// server takes a copy first, as AWS answers from a consistent read.
 const PATCHED_SERVER: &str = "import sys, threading\n\
                                from moto.dynamodb.models import DynamoDBBackend\n\
                                lock = threading.RLock()\n\
@@ -69,6 +72,11 @@ const PATCHED_SERVER: &str = "import sys, threading\n\
                                \x20   at = utcnow().strftime('%Y-%m-%dT%H:%M:%SZ')\n\
                                \x20   return ActionResult({'Content': content, 'ReportFormat': 'text/csv', 'GeneratedTime': at})\n\
                                IamResponse.get_credential_report = get_credential_report\n\
+                               from moto.iam.models import IAMBackend\n\
+                               details = IAMBackend.get_account_authorization_details\n\
+                               def listed(self, policy_filter):\n\
+                               \x20   return {k: list(v) for k, v in details(self, policy_filter).items()}\n\
+                               IAMBackend.get_account_authorization_details = listed\n\
                                from moto.server import main\n\
                                main(sys.argv[1:])\n";
 

@@ -202,6 +202,28 @@ impl AwsSecretStore {
         }
     }
 
+    /// Refuses a secret under keyrot's name that keyrot did not create.
+    fn check_ours(
+        &self,
+        user: &UserName,
+        described: &DescribeSecretOutput,
+    ) -> Result<(), StoreError> {
+        let ours = described
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(MANAGED_BY_TAG.0) && t.value() == Some(MANAGED_BY_TAG.1));
+        if ours {
+            return Ok(());
+        }
+        Err(malformed(format!(
+            "secret {} exists but keyrot did not create it (it lacks the tag {}={}): \
+             keyrot will not write into it; move it away, or tag it if it is keyrot's",
+            self.secret_name(user),
+            MANAGED_BY_TAG.0,
+            MANAGED_BY_TAG.1
+        )))
+    }
+
     /// Everything stored for `user`, or `None` if there is no secret yet.
     ///
     /// `DescribeSecret` gives the tags and which version holds `AWSCURRENT` (the placeholder
@@ -211,26 +233,8 @@ impl AwsSecretStore {
         let Some(described) = self.describe(user).await? else {
             return Ok(None);
         };
-        let ours = described
-            .tags()
-            .iter()
-            .any(|t| t.key() == Some(MANAGED_BY_TAG.0) && t.value() == Some(MANAGED_BY_TAG.1));
-        if !ours {
-            return Err(malformed(format!(
-                "secret {} exists but keyrot did not create it (it lacks the tag {}={}): \
-                 keyrot will not write into it; move it away, or tag it if it is keyrot's",
-                self.secret_name(user),
-                MANAGED_BY_TAG.0,
-                MANAGED_BY_TAG.1
-            )));
-        }
-        let current_version = described
-            .version_ids_to_stages()
-            .and_then(|m| {
-                m.iter()
-                    .find(|(_, stages)| stages.iter().any(|s| s == AWSCURRENT))
-            })
-            .map(|(id, _)| id.clone());
+        self.check_ours(user, &described)?;
+        let current_version = current_version(&described);
 
         let mut pages = self
             .client
@@ -426,22 +430,40 @@ impl SecretStore for AwsSecretStore {
     }
 
     async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
-        let secret = self.read(user).await?.ok_or(StoreError::NoSuchVersion)?;
-        let target = secret
-            .versions
-            .iter()
-            .find(|v| &v.key_id == key)
+        // The version to promote is labelled (pending, or previous for a rollback) and was
+        // stored by `put_pending` under its key's request token, so DescribeSecret alone finds
+        // it and the current one; only a version someone else wrote needs the full read.
+        let described = self
+            .describe(user)
+            .await?
             .ok_or(StoreError::NoSuchVersion)?;
-        if target.stages.current {
+        self.check_ours(user, &described)?;
+        let token = request_token(key);
+        let labelled = described
+            .version_ids_to_stages()
+            .is_some_and(|m| m.contains_key(&token));
+        let (target_id, current) = if labelled {
+            (token, current_version(&described))
+        } else {
+            let secret = self.read(user).await?.ok_or(StoreError::NoSuchVersion)?;
+            let target = secret
+                .versions
+                .iter()
+                .find(|v| &v.key_id == key)
+                .ok_or(StoreError::NoSuchVersion)?;
+            (target.id.clone(), secret.current_version)
+        };
+        if current.as_deref() == Some(target_id.as_str()) {
             return Ok(());
         }
+        let target_id = target_id.as_str();
         let moved = self
             .client
             .update_secret_version_stage()
             .secret_id(self.secret_name(user))
             .version_stage(AWSCURRENT)
-            .move_to_version_id(&target.id)
-            .set_remove_from_version_id(secret.current_version.clone())
+            .move_to_version_id(target_id)
+            .set_remove_from_version_id(current)
             .send()
             .await;
         let Err(e) = moved else { return Ok(()) };
@@ -450,7 +472,7 @@ impl SecretStore for AwsSecretStore {
         // refuses it. What counts is where AWSCURRENT is now (see crate::retries).
         let error = store_error(e);
         match self.read(user).await {
-            Ok(Some(now)) if now.current_version.as_deref() == Some(target.id.as_str()) => {
+            Ok(Some(now)) if now.current_version.as_deref() == Some(target_id) => {
                 tracing::debug!(
                     user = %user,
                     key = %key,
@@ -547,6 +569,15 @@ fn format_marks(key: &AccessKeyId, marks: &Marks) -> String {
 
 /// Reads [`format_marks`]'s output; `None` for a value keyrot did not write. Unknown fields
 /// are ignored, so a later version may add some.
+/// The version holding `AWSCURRENT` (the placeholder included).
+fn current_version(described: &DescribeSecretOutput) -> Option<String> {
+    described
+        .version_ids_to_stages()?
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == AWSCURRENT))
+        .map(|(id, _)| id.clone())
+}
+
 /// The labels keyrot reads among a version's staging labels.
 fn stages_of(labels: &[String]) -> Stages {
     Stages {

@@ -224,3 +224,31 @@ fn a_survey_that_fails_costs_calls_not_safety() {
         );
     }
 }
+
+#[test]
+fn a_rotation_the_survey_foresees_claims_the_user_before_it_looks() {
+    let (aws, rotator, users) = world(12);
+    run(&rotator);
+    // Hourly runs until the keys made by the first run are due, and one more.
+    let due = start() + policy().rotation_period();
+    let mut rotated = None;
+    while aws.clock.now() < due + 2 * HOUR {
+        aws.clock.advance(HOUR);
+        let before = aws.plan.call_counts();
+        let report = run(&rotator);
+        if report.rotations() > 0 {
+            rotated = Some((report, calls_since(&aws, &before)));
+            break;
+        }
+    }
+    let (report, calls) = rotated.expect("no rotation came due");
+    assert_eq!(report.rotations(), users.len(), "{report}");
+    let n = users.len() as u64;
+    // Claimed first, observed once: one list_keys and one load a user, no second look.
+    assert_eq!(calls.get(op::LEASE_ACQUIRE), Some(&n), "{calls:?}");
+    assert_eq!(calls.get(op::IAM_LIST_KEYS), Some(&n), "{calls:?}");
+    assert_eq!(calls.get(op::STORE_LOAD), Some(&n), "{calls:?}");
+    // The whole steady rotation: claim, look (2), intent, create, stage, verify, publish,
+    // mark the old key superseded, release.
+    assert_eq!(per_user(&calls), 10 * n, "{calls:?}");
+}
