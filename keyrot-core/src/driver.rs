@@ -307,10 +307,14 @@ impl Rotator {
         let empty = StoredUser::default();
         let mut survey = Survey::default();
         for user in users {
+            let listed = stored.get(&user.0).unwrap_or(&empty);
+            let likely = survey::rotation_likely(&user.0, &report, listed, &self.policy, now);
             if survey::full_look_due(&user.0, interval, now) {
+                if likely {
+                    survey.act.insert(user.0.clone());
+                }
                 continue;
             }
-            let listed = stored.get(&user.0).unwrap_or(&empty);
             match survey::triage(&user.0, &report, listed, &self.policy, now) {
                 // A warning is due before a forced deactivation: the step loop sends it.
                 Triage::Idle { wait, .. }
@@ -320,7 +324,8 @@ impl Rotator {
                 }
                 Triage::Look(why) => {
                     debug!(user = %user.0, "observing: {why}");
-                    if matches!(&why, LookReason::Planned(step) if !step.is_read_only()) {
+                    let planned = matches!(&why, LookReason::Planned(step) if !step.is_read_only());
+                    if planned || likely {
                         survey.act.insert(user.0.clone());
                     }
                 }

@@ -198,6 +198,29 @@ pub fn triage(
     }
 }
 
+/// Whether the report shows `user` whose newest active key is older than the rotation period
+/// (an old key in its grace period beside a young one is no rotation), counting a key keyrot
+/// made after the report by `stored`'s intent: a rotation is likely, whatever else the survey could not tell (a user keyrot never rotated
+/// has no intent to recognise its keys by). Only a hint, for claiming the user before looking
+/// at it; never a reason to act.
+pub fn rotation_likely(
+    user: &UserName,
+    report: &CredentialReport,
+    stored: &StoredUser,
+    policy: &Policy,
+    now: Timestamp,
+) -> bool {
+    // The report gives whole seconds: the key was made up to a second later.
+    let due = |created: Timestamp| created + policy.rotation_period() + Duration::from_secs(1);
+    let newest_active = report
+        .users
+        .get(user)
+        .and_then(|keys| keys.iter().filter(|k| k.active).map(|k| k.created).max());
+    // A key keyrot made after the report was taken is not in it.
+    let made = stored.intent.as_ref().map(|i| i.at);
+    newest_active.is_some_and(|created| due(created.max(made.unwrap_or(created))) <= now)
+}
+
 /// Whether `user` is due for its full look in the run at `now`: each user has a slot, spread
 /// by its name, of one schedule interval in every [`FULL_LOOK_EVERY`], so that a run observes
 /// about `interval / FULL_LOOK_EVERY` of the users in full whatever the survey says, and every

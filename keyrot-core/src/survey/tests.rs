@@ -418,3 +418,63 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_rotation_is_likely_only_once_the_key_is_surely_due() {
+    let made = t("2026-06-01T10:00:03Z");
+    let seen = report(made, vec![key(true, made), key(false, made - 90 * DAY)]);
+    let due = made + policy().rotation_period();
+    // The report's second may hide up to a second more: not likely until then.
+    assert!(!rotation_likely(
+        &user(),
+        &seen,
+        &StoredUser::default(),
+        &policy(),
+        due
+    ));
+    assert!(rotation_likely(
+        &user(),
+        &seen,
+        &StoredUser::default(),
+        &policy(),
+        due + Duration::from_secs(1)
+    ));
+    // Nor once keyrot made a key after the report was taken.
+    let rotated = StoredUser {
+        intent: Some(Intent::new(due - HOUR, &[])),
+        ..StoredUser::default()
+    };
+    assert!(!rotation_likely(
+        &user(),
+        &seen,
+        &rotated,
+        &policy(),
+        due + DAY
+    ));
+    // An old key in grace beside a young one is no rotation.
+    let grace = report(made, vec![key(true, made - 100 * DAY), key(true, made)]);
+    assert!(!rotation_likely(
+        &user(),
+        &grace,
+        &StoredUser::default(),
+        &policy(),
+        made + DAY
+    ));
+    // An inactive key, however old, is no rotation; nor is a user the report does not show.
+    let inactive = report(made, vec![key(false, made - 200 * DAY)]);
+    assert!(!rotation_likely(
+        &user(),
+        &inactive,
+        &StoredUser::default(),
+        &policy(),
+        due
+    ));
+    let other = UserName::new("someone-else").unwrap();
+    assert!(!rotation_likely(
+        &other,
+        &seen,
+        &StoredUser::default(),
+        &policy(),
+        due + DAY
+    ));
+}
