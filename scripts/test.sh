@@ -47,6 +47,17 @@ if cargo tree -p keyrot-core -e normal --prefix none --locked \
   exit 1
 fi
 
+step "no source file over 800 lines before its test module"
+# A file that grows past this is doing two things: split it by concern (ARCHITECTURE.md).
+long=$(git ls-files '*.rs' | while read -r f; do
+  awk -v f="$f" '/^#\[cfg\(test\)\]/ { n = NR - 1; exit } END { if (!n) n = NR; if (n > 800) print n, f }' "$f"
+done)
+if [ -n "$long" ]; then
+  echo "$long" >&2
+  echo "files above are over 800 lines before their #[cfg(test)] module" >&2
+  exit 1
+fi
+
 step "Lambda binaries built for provided.al2023 (cargo-lambda, zig), glibc 2.34 at most"
 ./scripts/build-lambda.sh >/dev/null
 
