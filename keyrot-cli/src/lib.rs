@@ -2,6 +2,10 @@
 //! against AWS or any AWS-compatible endpoint), operates and inspects it, and serves consumers
 //! as an AWS `credential_process`.
 //!
+//! It decides nothing about keys (every rule is keyrot-core's, every AWS call keyrot-aws'),
+//! parses no setting itself (keyrot-config does), and writes a secret key only to the stdout of
+//! a command whose caller asked for one (`credential-process`, `get-key`), never to a log.
+//!
 //! The binary is thin; this library holds its parts so that they can be tested:
 //! [`config`] (file, environment, flags), [`embedded`] (the demo backend), [`service`] (the
 //! rotator and the API on a backend), [`server`] (the HTTP server and the rotation schedule),
@@ -14,12 +18,17 @@ pub mod server;
 pub mod service;
 pub mod status;
 
+/// The operating system's random source failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed")]
+pub struct RandomError(#[source] rand::rngs::SysError);
+
 /// `N` bytes from the operating system's CSPRNG.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     use rand::TryRng;
     let mut bytes = [0u8; N];
     rand::rngs::SysRng
         .try_fill_bytes(&mut bytes)
-        .map_err(|e| format!("the operating system's random source failed: {e}"))?;
+        .map_err(RandomError)?;
     Ok(bytes)
 }

@@ -51,7 +51,7 @@ async fn handle(
     let jti = match random_bytes::<16>() {
         Ok(bytes) => hex::encode(bytes),
         Err(e) => {
-            tracing::error!(error = %e, "no randomness for a token id");
+            tracing::error!(error = %keyrot_core::driver::error_chain(&e), "no randomness for a token id");
             String::new()
         }
     };

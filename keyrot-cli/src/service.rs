@@ -36,9 +36,9 @@ pub enum ServiceError {
     /// The configuration is not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The operating system's random source failed (its message says how).
-    #[error("{0}")]
-    Random(String),
+    /// The operating system's random source failed (its source says how).
+    #[error(transparent)]
+    Random(#[from] crate::RandomError),
     /// A setting the API on AWS needs is not set.
     #[error(
         "the API on AWS needs {what}: set {variable} or {key} in the config file{}",
@@ -86,7 +86,7 @@ impl Backend {
         let policy = config.policy_for(config.backend)?;
         let (ports, embedded, clients) = match config.backend {
             BackendKind::Embedded => {
-                let seed = u64::from_le_bytes(random_bytes().map_err(ServiceError::Random)?);
+                let seed = u64::from_le_bytes(random_bytes()?);
                 let embedded = Embedded::start(SystemClock.now(), seed);
                 (embedded.ports(), Some(embedded), None)
             }
@@ -115,12 +115,9 @@ impl Backend {
     pub async fn api(&self, config: &Config) -> Result<(Api, Option<String>), ServiceError> {
         let (signing, retired, registry, demo_key) = match &self.clients {
             None => {
-                let signing = SigningKey::new(
-                    "demo",
-                    random_bytes::<32>().map_err(ServiceError::Random)?.to_vec(),
-                )
-                .map_err(api_error("demo signing key"))?;
-                let api_key = ApiKey::generate_from(random_bytes().map_err(ServiceError::Random)?);
+                let signing = SigningKey::new("demo", random_bytes::<32>()?.to_vec())
+                    .map_err(api_error("demo signing key"))?;
+                let api_key = ApiKey::generate_from(random_bytes()?);
                 let registry = serde_json::json!({"clients": [{
                     "id": "demo",
                     "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),

@@ -8,17 +8,25 @@ use std::time::{Duration, Instant};
 use benches::{scale_run, scale_run_on_sim_clock};
 use keyrot_core::fake::RateLimit;
 
-fn arg(n: usize, default: u64) -> Result<u64, String> {
+/// An argument that is not a whole number in range.
+#[derive(Debug, thiserror::Error)]
+#[error("argument {n} ({text:?}) is not a whole number in range")]
+struct BadArg {
+    n: usize,
+    text: String,
+}
+
+fn arg<T: std::str::FromStr>(n: usize, default: T) -> Result<T, BadArg> {
     match std::env::args().nth(n) {
         None => Ok(default),
-        Some(s) => s.parse().map_err(|e| format!("argument {n} ({s:?}): {e}")),
+        Some(text) => text.parse().map_err(|_| BadArg { n, text }),
     }
 }
 
-fn main() -> Result<(), String> {
-    let users = usize::try_from(arg(1, 5_000)?).map_err(|e| e.to_string())?;
+fn main() -> Result<(), BadArg> {
+    let users: usize = arg(1, 5_000)?;
     let latency = Duration::from_millis(arg(2, 50)?);
-    let rate = RateLimit::per_second(u32::try_from(arg(3, 20)?).map_err(|e| e.to_string())?);
+    let rate = RateLimit::per_second(arg(3, 20)?);
 
     #[allow(clippy::disallowed_methods)]
     // wall time of the simulation itself; the run never reads it
