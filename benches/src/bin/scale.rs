@@ -23,7 +23,20 @@ fn arg<T: std::str::FromStr>(n: usize, default: T) -> Result<T, BadArg> {
     }
 }
 
-fn main() -> Result<(), BadArg> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr)] // the binary's one error line
+            {
+                eprintln!("scale: {e}");
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), BadArg> {
     let users: usize = arg(1, 5_000)?;
     let latency = Duration::from_millis(arg(2, 50)?);
     let rate = RateLimit::per_second(arg(3, 20)?);
