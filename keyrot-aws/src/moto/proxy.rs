@@ -485,13 +485,17 @@ fn error_reply(status: u16, json: bool) -> Vec<u8> {
 }
 
 /// The request's head and its `content-length` body.
+/// One whole request: its head and as much body as it declares. A connection that closes
+/// before (a caller killed while it connected or wrote) is an error, and nothing is forwarded:
+/// a part of a request would keep moto waiting for the rest.
 fn read_request(conn: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let cut = || io::Error::new(io::ErrorKind::UnexpectedEof, "the request was cut short");
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         let n = conn.read(&mut chunk)?;
         if n == 0 {
-            return Ok(buf);
+            return Err(cut());
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = find_head_end(&buf) {
@@ -502,7 +506,7 @@ fn read_request(conn: &mut TcpStream) -> io::Result<Vec<u8>> {
             while buf.len() < end + 4 + length {
                 let n = conn.read(&mut chunk)?;
                 if n == 0 {
-                    break;
+                    return Err(cut());
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
