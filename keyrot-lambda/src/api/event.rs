@@ -15,6 +15,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 use keyrot_api::RequestContext;
 use keyrot_core::Timestamp;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -148,12 +149,12 @@ impl RestEvent {
         if !path.starts_with('/') {
             target.push('/');
         }
-        percent_encode(&mut target, path, |b| b == b'/');
+        target.extend(utf8_percent_encode(path, PATH));
         for (i, (name, value)) in self.query.iter().enumerate() {
             target.push(if i == 0 { '?' } else { '&' });
-            percent_encode(&mut target, name, |_| false);
+            target.extend(utf8_percent_encode(name, COMPONENT));
             target.push('=');
-            percent_encode(&mut target, value, |_| false);
+            target.extend(utf8_percent_encode(value, COMPONENT));
         }
         let mut request = http::Request::new(self.body);
         *request.method_mut() = self.method;
@@ -213,17 +214,12 @@ fn query(
     }
 }
 
-/// Appends `text` to `out`, percent-encoding every byte but RFC 3986's unreserved characters
-/// and those `keep` accepts.
-fn percent_encode(out: &mut String, text: &str, keep: impl Fn(u8) -> bool) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep(b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
-}
+/// Every byte but RFC 3986's unreserved characters is percent-encoded in a query name or value.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// In a path, `/` separates segments and stays as it is.
+const PATH: &AsciiSet = &COMPONENT.remove(b'/');
