@@ -324,7 +324,11 @@ impl Rotator {
                 }
                 Triage::Look(why) => {
                     debug!(user = %user.0, "observing: {why}");
-                    let planned = matches!(&why, LookReason::Planned(step) if !step.is_read_only());
+                    // A rotation is foreseen by `likely` alone: the report's times are whole
+                    // seconds, and the plan made from them may see a key due a second early.
+                    let planned = matches!(&why, LookReason::Planned(step)
+                        if !step.is_read_only()
+                            && !matches!(step, Step::CreateAndStage | Step::MakeRoom(_)));
                     if planned || likely {
                         survey.act.insert(user.0.clone());
                     }

@@ -100,7 +100,8 @@ pub enum LookReason {
     /// keyrot has not created a key for the user yet, or recorded its intent before it kept
     /// the keys' creation times.
     NoIntent,
-    /// A reported key is none of the keys keyrot knows for the user.
+    /// A reported key is none of the keys keyrot knows for the user, or could be more than one
+    /// of them (made in the same second).
     UnknownKey,
     /// The planner has something to do, or to ask, for the user as the survey sees it.
     Planned(Step),
@@ -114,7 +115,7 @@ impl fmt::Display for LookReason {
             Self::ReportTooOld => f.write_str("the credential report is too old"),
             Self::NotInReport => f.write_str("the user is not in the credential report"),
             Self::NoIntent => f.write_str("no recorded intent names the user's keys"),
-            Self::UnknownKey => f.write_str("a reported key is not one keyrot knows"),
+            Self::UnknownKey => f.write_str("a reported key is not exactly one keyrot knows"),
             Self::Planned(step) => write!(f, "next step: {step}"),
             Self::FullLookDue => f.write_str("due for its periodic full look"),
         }
@@ -161,13 +162,17 @@ pub fn triage(
         } else {
             KeyStatus::Inactive
         };
-        let known = intent
+        // Every key this one may be: made in the same second as a key the intent names, or in
+        // keyrot's window after it. Exactly one, not taken by another reported key, or the
+        // report cannot tell them apart.
+        let mut candidates = intent
             .created
             .iter()
-            .find(|(_, created)| **created == key.created)
+            .filter(|(_, created)| **created == key.created)
             .map(|(id, _)| id)
-            .or(made.filter(|_| made_from <= key.created && key.created <= made_until));
-        let Some(id) = known.filter(|id| keys.iter().all(|k| &k.id != *id)) else {
+            .chain(made.filter(|_| made_from <= key.created && key.created <= made_until))
+            .filter(|id| keys.iter().all(|k| &k.id != *id));
+        let (Some(id), None) = (candidates.next(), candidates.next()) else {
             return Triage::Look(LookReason::UnknownKey);
         };
         keys.push(AccessKey {
