@@ -49,9 +49,14 @@ pub const MAX_REPORT_AGE: Duration = Duration::from_secs(4 * 3600 + 10 * 60);
 /// How soon after its intent IAM's creation time of the key keyrot made must fall for the
 /// survey to take a reported key for that key: CreateAccessKey follows the intent at once and
 /// is never retried, so its effect lands within one call timeout (a minute by default), plus
-/// the clock skew between keyrot and IAM either side. Much tighter than the orphan rule's
+/// the clock skew between keyrot and IAM; [`CLOCK_SKEW`] bounds it the other way. Much tighter than the orphan rule's
 /// [`INTENT_WINDOW`](crate::model::INTENT_WINDOW), which errs the other way.
 pub const CREATED_WITHIN: Duration = Duration::from_secs(2 * 60);
+
+/// How far keyrot's clock may run ahead of IAM's for the survey to take a key IAM dates before
+/// the intent for the key made under it. A key made by someone else within this time before
+/// the intent cannot be told from it, and the user is observed instead.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// How often every user is observed in full whatever the survey says (see
 /// [`full_look_due`]).
@@ -152,7 +157,7 @@ pub fn triage(
     let made = stored
         .current()
         .filter(|current| !intent.existing.contains(*current));
-    let made_from = whole_seconds(intent.at) - CREATED_WITHIN;
+    let made_from = whole_seconds(intent.at) - CLOCK_SKEW;
     let made_until = intent.at + CREATED_WITHIN;
 
     let mut keys: Vec<AccessKey> = Vec::with_capacity(reported.len() + 1);
