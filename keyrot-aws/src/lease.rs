@@ -89,6 +89,9 @@ const TTL: &str = "ttl";
 pub struct DynamoLease {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Put before each user name in the item's key: `<account-id>/` for a member account's
+    /// users (so one table holds every account's claims), empty for the hub's own.
+    scope: String,
 }
 
 impl DynamoLease {
@@ -97,7 +100,20 @@ impl DynamoLease {
         Self {
             client,
             table: table.into(),
+            scope: String::new(),
         }
+    }
+
+    /// Claims the users of one member account: the item of user `u` is `<account>/<u>` (a
+    /// user name never holds `/`, so no two accounts' users share an item).
+    #[must_use]
+    pub fn for_account(mut self, account: &keyrot_core::accounts::AccountId) -> Self {
+        self.scope = format!("{account}/");
+        self
+    }
+
+    fn key(&self, user: &UserName) -> AttributeValue {
+        s(&format!("{}{user}", self.scope))
     }
 
     /// The table's name or ARN.
@@ -118,7 +134,7 @@ impl DynamoLease {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(USER, s(user.as_str()))
+            .item(USER, self.key(user))
             .item(TOKEN, s(token.as_str()))
             .item(UNTIL, millis(until))
             .item(TTL, ttl(until))
@@ -156,7 +172,7 @@ impl DynamoLease {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .consistent_read(true)
             .send()
             .await
@@ -289,7 +305,7 @@ impl Lease for DynamoLease {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .update_expression("SET #until = :until, #ttl = :ttl")
             .condition_expression("#token = :token")
             .expression_attribute_names("#until", UNTIL)
@@ -312,7 +328,7 @@ impl Lease for DynamoLease {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .condition_expression("#token = :token")
             .expression_attribute_names("#token", TOKEN)
             .expression_attribute_values(":token", s(token.as_str()))
