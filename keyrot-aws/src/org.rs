@@ -13,7 +13,7 @@ use aws_sdk_organizations::types::{AccountState, ChildType};
 use keyrot_core::accounts::{AccountId, AccountScope, OrgAccount, OuId};
 use keyrot_core::{BoxError, Policy, Ports, Rotator};
 
-use crate::{AwsClients, AwsIam, BackendSettings};
+use crate::{AwsClients, AwsIam, AwsSecretStore, BackendSettings};
 
 /// The member role's name (the member template's) unless configured otherwise.
 pub const DEFAULT_MEMBER_ROLE: &str = "keyrot-member";
@@ -264,22 +264,13 @@ impl MemberAccess {
         format!("arn:{partition}:iam::{account}:role/{}", self.member_role)
     }
 
-    /// The prefix of `account`'s secrets.
-    pub fn secret_prefix(&self, account: &AccountId) -> String {
-        format!("{}{account}/", self.backend.secret_prefix)
-    }
-
     /// `account`'s ports, once its member role is assumed.
     pub async fn ports(&self, account: &AccountId) -> Result<Ports, OrgError> {
         let member = assume(&self.hub.config, &self.role_arn(account)).await?;
         let hub = self.backend.ports(&self.hub);
-        let backend = BackendSettings {
-            secret_prefix: self.secret_prefix(account),
-            ..self.backend.clone()
-        };
         Ok(Ports {
             iam: Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&member))),
-            store: Arc::new(backend.store(&self.hub)),
+            store: Arc::new(self.backend.account_store(&self.hub, account)),
             lease: Arc::new(self.backend.lease(&self.hub).for_account(account)),
             ..hub
         })
@@ -291,6 +282,18 @@ impl MemberAccess {
         Ok(self
             .backend
             .with_alert_settings(Rotator::new(ports, policy)))
+    }
+}
+
+impl BackendSettings {
+    /// The hub's store of member account `account`'s users: secrets named
+    /// `<prefix><account>/<UserName>`.
+    pub fn account_store(&self, hub: &AwsClients, account: &AccountId) -> AwsSecretStore {
+        Self {
+            secret_prefix: format!("{}{account}/", self.secret_prefix),
+            ..self.clone()
+        }
+        .store(hub)
     }
 }
 
