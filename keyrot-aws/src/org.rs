@@ -297,8 +297,8 @@ impl BackendSettings {
     }
 }
 
-/// The accounts `settings` choose from the organization `org` lists, with the accounts named
-/// but not found.
+/// The accounts `scope` chooses from those the organization `org` lists, with the accounts it
+/// names that are not found.
 pub async fn accounts_in_scope(
     org: &Organization,
     scope: &AccountScope,

@@ -189,8 +189,8 @@ impl FanOut {
         })
     }
 
-    /// One run over `account`, starting no user after [`run_deadline`] of `lambda_deadline`;
-    /// `now` stamps the metrics.
+    /// One run over `account`, starting no user after [`run_deadline`] of `lambda_deadline`,
+    /// its metrics in `namespace`.
     pub async fn account(
         &self,
         account: &str,
