@@ -32,6 +32,7 @@ use keyrot_core::fake::{FakeAws, FaultRates, NullNotifier, RateLimit, op};
 use keyrot_core::{KeyStatus, Ports, Rotator, RunOptions, RunReport, Timestamp, UserName};
 
 mod network;
+pub mod org;
 pub mod synthetic;
 pub mod vclock;
 
