@@ -8,10 +8,10 @@ use keyrot_core::fake::{
     FakeIam, FakeLease, FakeSecretStore, FakeVerifier, FaultPlan, FaultRates, NullNotifier,
     RateLimit, SdkRetries, SimClock,
 };
-use keyrot_core::{KeyStatus, Ports, Rotator, RunOptions, Timestamp, UserName};
+use keyrot_core::{Ports, Rotator, RunOptions};
 
 use crate::network::{Network, RemoteIam, RemoteLease, RemoteStore, RemoteVerifier};
-use crate::{KEY_AGE, SEED, START, VirtualClock, concurrency_for, synthetic};
+use crate::{SEED, START, VirtualClock, concurrency_for, synthetic};
 
 /// What an [`org_scale_run`] measured.
 #[derive(Debug, Clone)]
@@ -89,11 +89,7 @@ impl std::fmt::Display for OrgScaleReport {
 }
 
 /// One account's fakes on the shared clock: `users` managed users, each with one stored,
-/// active key [`KEY_AGE`] old.
-#[expect(
-    clippy::expect_used,
-    reason = "generated names and a fresh IAM: setup cannot fail"
-)]
+/// active key [`crate::KEY_AGE`] old.
 fn account_fakes(
     clock: &SimClock,
     n: usize,
@@ -105,15 +101,7 @@ fn account_fakes(
     let store = FakeSecretStore::new(clock.clone(), plan.clone());
     let verifier = FakeVerifier::new(iam.clone(), plan.clone());
     let lease = FakeLease::new(clock.clone(), plan.clone());
-    let created = START.saturating_sub(KEY_AGE).unwrap_or(Timestamp::MIN);
-    for i in 0..users {
-        let user = UserName::new(format!("user-{i:05}")).expect("a valid user name");
-        iam.add_managed_user(user.clone());
-        let key = iam
-            .add_key(&user, KeyStatus::Active, created)
-            .expect("a new user has room for a key");
-        store.create_secret(&user, &key.credentials(), created);
-    }
+    crate::add_due_users(&iam, &store, users);
     (iam, store, verifier, lease, plan)
 }
 
