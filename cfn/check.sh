@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks keyrot's CloudFormation template, as scripts/test.sh does:
-#   1. cfn-lint (pinned in scripts/requirements.txt) on cfn/template.yaml;
-#   2. the cfn-guard rules in cfn/rules: the template passes every rule (none skipped), and every
+#   1. cfn-lint (pinned in scripts/requirements.txt) on cfn/template.yaml, cfn/member.yaml (the
+#      member role, deployed by the StackSet) and cfn/org.yaml (the management account's);
+#   2. the cfn-guard rules in cfn/rules: the template passes every rule (none skipped), the member
+#      and org templates pass the rules about their roles (MEMBER_RULES, ORG_RULES), and every
 #      deliberately bad template in cfn/bad fails the rule it is named after
 #      (cfn/bad/<rule>[--<variant>].yaml), with each message its "# expect:" lines name;
 #   3. the rehearsal (cfn/rehearse.py): the template deployed into moto on 127.0.0.1.
@@ -20,8 +22,10 @@ step() { printf '\n--> %s\n' "$*"; }
 venv="$(./scripts/venv.sh)" || fail "scripts/venv.sh could not provide cfn-lint and moto"
 
 step "cfn-lint $("$venv/bin/cfn-lint" --version | awk '{print $2}')"
-"$venv/bin/cfn-lint" cfn/template.yaml || fail "cfn-lint reports problems in cfn/template.yaml (above)"
-echo "cfn/template.yaml: clean"
+for template in cfn/template.yaml cfn/member.yaml cfn/org.yaml; do
+  "$venv/bin/cfn-lint" "$template" || fail "cfn-lint reports problems in $template (above)"
+  echo "$template: clean"
+done
 
 guard="$tools/bin/cfn-guard"
 if [ ! -x "$guard" ] || [ "$("$guard" --version 2>/dev/null)" != "cfn-guard $CFN_GUARD_VERSION" ]; then
@@ -46,6 +50,21 @@ for rule_file in cfn/rules/*.guard; do
   echo "PASS $rule"
 done
 [ "$status" -eq 0 ] || { printf '%s\n' "$summary" >&2; fail "cfn-guard exited with $status on cfn/template.yaml"; }
+
+# The member role's template and the management account's hold only roles (and the StackSet):
+# the rules about roles apply to them, and must PASS.
+MEMBER_RULES="access_key_actions_scoped no_wildcard_iam_secretsmanager_actions cross_account_roles"
+ORG_RULES="no_wildcard_iam_secretsmanager_actions cross_account_roles"
+for pair in "cfn/member.yaml:$MEMBER_RULES" "cfn/org.yaml:$ORG_RULES"; do
+  template="${pair%%:*}"
+  step "cfn-guard $CFN_GUARD_VERSION: $template passes ${pair#*:}"
+  for rule in ${pair#*:}; do
+    summary="$("$guard" validate --rules "cfn/rules/$rule.guard" --data "$template" --show-summary all 2>&1)" || true
+    grep -Eq "^$rule\.guard/$rule +PASS\$" <<<"$summary" \
+      || { printf '%s\n' "$summary" >&2; fail "$template does not pass the guard rule $rule"; }
+    echo "PASS $rule"
+  done
+done
 
 step "cfn-guard: each bad template fails the rule it targets"
 declare -A proven=()

@@ -208,7 +208,7 @@ if ! $register_only; then
   if ! aws_ cloudformation deploy \
     --stack-name "$stack" \
     --template-file cfn/template.yaml \
-    --capabilities CAPABILITY_IAM \
+    --capabilities CAPABILITY_NAMED_IAM \
     --no-fail-on-empty-changeset \
     ${template_args[@]+"${template_args[@]}"} \
     --parameter-overrides "${overrides[@]}" 2>"$deploy_log"; then

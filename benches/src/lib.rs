@@ -29,12 +29,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyrot_core::fake::{FakeAws, FaultRates, NullNotifier, RateLimit, op};
+use keyrot_core::fake::{
+    FakeAws, FakeIam, FakeSecretStore, FaultRates, NullNotifier, RateLimit, op,
+};
 use keyrot_core::{
     Concurrency, KeyStatus, Ports, Rotator, RunOptions, RunReport, Timestamp, UserName,
 };
 
 mod network;
+pub mod org;
 pub mod synthetic;
 pub mod vclock;
 
@@ -261,23 +264,27 @@ pub fn scale_run_on_sim_clock(users: usize, latency: Duration, rate: RateLimit) 
 }
 
 /// Fakes with `users` managed users, each with one stored, active key [`KEY_AGE`] old.
+fn populated(users: usize) -> FakeAws {
+    let aws = FakeAws::new(START, SEED, FaultRates::none());
+    add_due_users(&aws.iam, &aws.store, users);
+    aws
+}
+
+/// `users` managed users in `iam`, each with one active key [`KEY_AGE`] old, stored as current.
 #[expect(
     clippy::expect_used,
     reason = "generated names and a fresh IAM: setup cannot fail"
 )]
-fn populated(users: usize) -> FakeAws {
-    let aws = FakeAws::new(START, SEED, FaultRates::none());
+fn add_due_users(iam: &FakeIam, store: &FakeSecretStore, users: usize) {
     let created = START.saturating_sub(KEY_AGE).unwrap_or(Timestamp::MIN);
     for i in 0..users {
         let user = UserName::new(format!("user-{i:05}")).expect("a valid user name");
-        aws.iam.add_managed_user(user.clone());
-        let key = aws
-            .iam
+        iam.add_managed_user(user.clone());
+        let key = iam
             .add_key(&user, KeyStatus::Active, created)
             .expect("a new user has room for a key");
-        aws.store.create_secret(&user, &key.credentials(), created);
+        store.create_secret(&user, &key.credentials(), created);
     }
-    aws
 }
 
 fn report(

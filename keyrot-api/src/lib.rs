@@ -105,6 +105,7 @@ use std::sync::Arc;
 use http::header::{ALLOW, HeaderValue};
 use http::{Method, StatusCode};
 
+use keyrot_core::accounts::AccountId;
 use keyrot_core::model::{Credentials, Timestamp, UserName};
 use keyrot_core::ports::SecretStore;
 use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPolicy};
@@ -443,6 +444,7 @@ enum Success {
 struct Audit {
     route: Option<Route>,
     client: Option<ClientId>,
+    account: Option<AccountId>,
     user: Option<UserName>,
     jti: Option<String>,
 }
@@ -455,7 +457,12 @@ pub struct Api {
     clients: ClientRegistry,
     store: Arc<dyn SecretStore>,
     cache: Arc<KeyCache>,
+    accounts: Option<AccountStores>,
 }
+
+/// The secret store of each member account's users (with many accounts, the hub keeps them
+/// under a prefix per account).
+pub type AccountStores = Arc<dyn Fn(&AccountId) -> Arc<dyn SecretStore> + Send + Sync>;
 
 impl fmt::Debug for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -484,7 +491,17 @@ impl Api {
             clients,
             store,
             cache,
+            accounts: None,
         })
+    }
+
+    /// The API serving member accounts' users too (`GET /active-key?account=ID&username=X`),
+    /// their keys read from `stores(account)`. Without it such a request is `404`. (Member
+    /// accounts' keys are read from the store on each request, not cached.)
+    #[must_use]
+    pub fn with_account_stores(mut self, stores: AccountStores) -> Self {
+        self.accounts = Some(stores);
+        self
     }
 
     /// The same API with signing keys and a client registry read again, sharing this one's
@@ -496,6 +513,7 @@ impl Api {
             clients,
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
+            accounts: self.accounts.clone(),
         }
     }
 
@@ -584,8 +602,9 @@ impl Api {
             Route::ActiveKey => {
                 // Parsed now so the audit line can name a valid user, refused only once the
                 // caller has authenticated.
-                let user = request::username(parts.uri.query());
-                if let Ok(user) = &user {
+                let query = request::key_query(parts.uri.query());
+                if let Ok((account, user)) = &query {
+                    audit.account.clone_from(account);
                     audit.user = Some(user.clone());
                 }
                 let client = self.authenticate(parts, ctx, audit)?;
@@ -595,20 +614,27 @@ impl Api {
                     .verify_for_client(token, client.id(), ctx.now)
                     .map_err(|err| Rejection::from_token(&err))?;
                 audit.jti = Some(verified.jti().to_owned());
-                let user = user?;
-                if !verified.scope().allows(&user) {
+                let (account, user) = query?;
+                let allows = |scope: &keyrot_core::token::Scope| match &account {
+                    None => scope.allows(&user),
+                    Some(account) => scope.allows_in(account, &user),
+                };
+                if !allows(verified.scope()) {
                     return Err(Rejection::new(
                         ErrorCode::Forbidden,
                         "token_scope_denies_user",
                     ));
                 }
-                if !client.scope().allows(&user) {
+                if !allows(client.scope()) {
                     return Err(Rejection::new(
                         ErrorCode::Forbidden,
                         "client_scope_denies_user",
                     ));
                 }
-                self.current_key(user, ctx.now).await
+                match account {
+                    None => self.current_key(user, ctx.now).await,
+                    Some(account) => self.member_key(&account, user, ctx.now).await,
+                }
             }
         }
     }
@@ -640,21 +666,46 @@ impl Api {
                 retrieved_at,
             });
         }
-        match self.store.current(&user).await {
-            Ok(Some(credentials)) => {
-                self.cache.put(&user, &credentials, now);
-                Ok(Success::Key {
-                    user,
-                    credentials,
-                    retrieved_at: now,
-                })
-            }
-            Ok(None) => {
-                self.cache.remove(&user);
-                Err(Rejection::new(ErrorCode::KeyNotFound, "no_stored_key"))
-            }
-            Err(err) => Err(Rejection::new(ErrorCode::StoreUnavailable, "store_error")
-                .with_detail(err.to_string())),
+        let found = self.store.current(&user).await;
+        match &found {
+            Ok(Some(credentials)) => self.cache.put(&user, credentials, now),
+            Ok(None) => self.cache.remove(&user),
+            Err(_) => {}
+        }
+        key_found(found, user, now)
+    }
+
+    /// A member account's user's current key, from that account's store (not cached).
+    async fn member_key(
+        &self,
+        account: &AccountId,
+        user: UserName,
+        now: Timestamp,
+    ) -> Result<Success, Rejection> {
+        let stores = self.accounts.as_ref().ok_or(Rejection::new(
+            ErrorCode::KeyNotFound,
+            "accounts_not_served",
+        ))?;
+        key_found(stores(account).current(&user).await, user, now)
+    }
+}
+
+/// The answer to a key request, from the store's.
+fn key_found(
+    found: Result<Option<Credentials>, keyrot_core::StoreError>,
+    user: UserName,
+    now: Timestamp,
+) -> Result<Success, Rejection> {
+    match found {
+        Ok(Some(credentials)) => Ok(Success::Key {
+            user,
+            credentials,
+            retrieved_at: now,
+        }),
+        Ok(None) => Err(Rejection::new(ErrorCode::KeyNotFound, "no_stored_key")),
+        Err(err) => {
+            Err(Rejection::new(ErrorCode::StoreUnavailable, "store_error")
+                .with_detail(err.to_string()))
         }
     }
 }
@@ -692,6 +743,7 @@ fn emit_audit(
                 method,
                 route = audit.route.map_or("unknown", Route::name),
                 client = audit.client.as_ref().map(ClientId::as_str),
+                account = audit.account.as_ref().map(AccountId::as_str),
                 user = audit.user.as_ref().map(UserName::as_str),
                 jti = audit.jti.as_deref(),
                 outcome = outcome.as_str(),

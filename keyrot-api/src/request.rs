@@ -5,6 +5,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use http::request::Parts;
 
 use super::{ErrorCode, Limits};
+use keyrot_core::accounts::AccountId;
 use keyrot_core::model::UserName;
 use keyrot_core::token::{AuthError, TokenError, TokenRejection};
 
@@ -159,22 +160,24 @@ fn bearer_token(value: &str) -> Result<&str, Rejection> {
     Ok(token)
 }
 
-/// The user named by the query of `/active-key`: exactly one `username` parameter,
-/// percent-decoded (RFC 3986: `+` is a plus sign), that is a valid IAM user name. Empty
-/// `&`-separated segments are skipped.
-pub(super) fn username(query: Option<&str>) -> Result<UserName, Rejection> {
+/// The `username` (required) and `account` (a member account's id, optional) of `GET
+/// /active-key`: each once, nothing else in the query.
+pub(super) fn key_query(query: Option<&str>) -> Result<(Option<AccountId>, UserName), Rejection> {
     let bad_query = |reason| Rejection::new(ErrorCode::InvalidQuery, reason);
     let mut found: Option<Vec<u8>> = None;
+    let mut account: Option<Vec<u8>> = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_decode(name).ok_or_else(|| bad_query("query_bad_encoding"))?;
-        if name != b"username" {
-            return Err(bad_query("query_unknown_parameter"));
+        let (slot, repeated) = match name.as_slice() {
+            b"username" => (&mut found, "username_repeated"),
+            b"account" => (&mut account, "account_repeated"),
+            _ => return Err(bad_query("query_unknown_parameter")),
+        };
+        if slot.is_some() {
+            return Err(bad_query(repeated));
         }
-        if found.is_some() {
-            return Err(bad_query("username_repeated"));
-        }
-        found = Some(percent_decode(value).ok_or_else(|| bad_query("query_bad_encoding"))?);
+        *slot = Some(percent_decode(value).ok_or_else(|| bad_query("query_bad_encoding"))?);
     }
     let raw = found.ok_or(Rejection::new(
         ErrorCode::MissingUsername,
@@ -182,10 +185,17 @@ pub(super) fn username(query: Option<&str>) -> Result<UserName, Rejection> {
     ))?;
     let text = String::from_utf8(raw)
         .map_err(|_| Rejection::new(ErrorCode::InvalidUsername, "username_not_utf8"))?;
-    UserName::new(text).map_err(|err| {
+    let user = UserName::new(text).map_err(|err| {
         // The error quotes at most one offending character, escaped.
         Rejection::new(ErrorCode::InvalidUsername, "username_invalid").with_detail(err.to_string())
-    })
+    })?;
+    let account = account
+        .map(|raw| {
+            let text = String::from_utf8_lossy(&raw);
+            AccountId::new(&text).map_err(|_| bad_query("account_invalid"))
+        })
+        .transpose()?;
+    Ok((account, user))
 }
 
 /// Decodes `%XX` escapes; every other byte stands for itself. `None` for a `%` not followed by
@@ -230,6 +240,29 @@ mod tests {
         assert_eq!(percent_decode("\u{e9}").unwrap(), "\u{e9}".as_bytes());
         for bad in ["%%41", "%41%", "a%4", "%4g", "%\u{e9}1", "%41%2"] {
             assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
+    fn username(query: Option<&str>) -> Result<UserName, Rejection> {
+        key_query(query).map(|(_, user)| user)
+    }
+
+    #[test]
+    fn accounts_from_queries() {
+        let (account, user) = key_query(Some("account=111122223333&username=ci")).unwrap();
+        assert_eq!(account.unwrap().as_str(), "111122223333");
+        assert_eq!(user.as_str(), "ci");
+        assert_eq!(key_query(Some("username=ci")).unwrap().0, None);
+        for (query, expected) in [
+            ("account=1111&username=ci", "account_invalid"),
+            ("account=&username=ci", "account_invalid"),
+            (
+                "account=111122223333&account=111122223333&username=ci",
+                "account_repeated",
+            ),
+            ("account=111122223333", "username_missing"),
+        ] {
+            assert_eq!(reason(key_query(Some(query))), expected, "{query}");
         }
     }
 

@@ -111,6 +111,9 @@ const TTL: &str = "ttl";
 pub struct DynamoLease {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Put before each user name in the item's key: `<account-id>/` for a member account's
+    /// users (so one table holds every account's claims), empty for the hub's own.
+    scope: String,
 }
 
 impl DynamoLease {
@@ -119,7 +122,20 @@ impl DynamoLease {
         Self {
             client,
             table: table.into(),
+            scope: String::new(),
         }
+    }
+
+    /// Claims the users of one member account: the item of user `u` is `<account>/<u>` (a
+    /// user name never holds `/`, so no two accounts' users share an item).
+    #[must_use]
+    pub fn for_account(mut self, account: &keyrot_core::accounts::AccountId) -> Self {
+        self.scope = format!("{account}/");
+        self
+    }
+
+    fn key(&self, user: &UserName) -> AttributeValue {
+        s(&format!("{}{user}", self.scope))
     }
 
     /// The table's name or ARN.
@@ -159,7 +175,7 @@ impl DynamoLease {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<Result<(), Option<Holder>>, LeaseError> {
-        let claim = ClaimPut::new(user, token, now, until);
+        let claim = ClaimPut::new(self.key(user), token, now, until);
         let put = self
             .client
             .put_item()
@@ -194,7 +210,7 @@ impl DynamoLease {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .consistent_read(true)
             .send()
             .await
@@ -347,7 +363,7 @@ impl Lease for DynamoLease {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .update_expression("SET #until = :until, #ttl = :ttl")
             .condition_expression("#token = :token")
             .expression_attribute_names("#until", UNTIL)
@@ -370,7 +386,7 @@ impl Lease for DynamoLease {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .condition_expression("#token = :token")
             .expression_attribute_names("#token", TOKEN)
             .expression_attribute_values(":token", s(token.as_str()))
@@ -497,7 +513,7 @@ impl DynamoLease {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<TransactWriteItem, LeaseError> {
-        let claim = ClaimPut::new(user, token, now, until);
+        let claim = ClaimPut::new(self.key(user), token, now, until);
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(claim.item))
@@ -518,7 +534,7 @@ impl DynamoLease {
     ) -> Result<TransactWriteItem, LeaseError> {
         let delete = Delete::builder()
             .table_name(&self.table)
-            .key(USER, s(user.as_str()))
+            .key(USER, self.key(user))
             .condition_expression("#token = :token")
             .expression_attribute_names("#token", TOKEN)
             .expression_attribute_values(":token", s(token.as_str()))
@@ -537,7 +553,8 @@ struct ClaimPut {
 }
 
 impl ClaimPut {
-    fn new(user: &UserName, token: &LeaseToken, now: Timestamp, until: Timestamp) -> Self {
+    /// `key` is the item's partition key ([`DynamoLease`]'s key of the user).
+    fn new(key: AttributeValue, token: &LeaseToken, now: Timestamp, until: Timestamp) -> Self {
         let owned = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
@@ -546,7 +563,7 @@ impl ClaimPut {
         };
         Self {
             item: HashMap::from([
-                (USER.to_owned(), s(user.as_str())),
+                (USER.to_owned(), key),
                 (TOKEN.to_owned(), s(token.as_str())),
                 (UNTIL.to_owned(), millis(until)),
                 (TTL.to_owned(), ttl(until)),

@@ -35,6 +35,7 @@ mod iam;
 mod lease;
 pub mod moto;
 mod notifier;
+pub mod org;
 pub mod permissions;
 mod pressure;
 pub mod retries;

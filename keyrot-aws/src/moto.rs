@@ -19,8 +19,10 @@
 //! [`FaultProxy`] stands in front of the server to inject what moto never does: throttling,
 //! lost replies, and a crash of the caller at a chosen call.
 
+mod org;
 mod proxy;
 
+pub use org::{ACCOUNT_ACCESS_ROLE, MANAGEMENT_ACCOUNT};
 pub use proxy::{Answer, Call, Fault, FaultProxy, Rule};
 
 use std::ffi::OsStr;
@@ -53,7 +55,11 @@ const UNSIGNED_CALLS: u32 = 3;
 /// hours) can be tried on it. And its GetAccountAuthorizationDetails hands the serializer live
 /// views of its users, roles and policies, so that a user created or deleted meanwhile by
 /// another request fails it with a 500 ("dictionary changed size during iteration"); the
-/// server takes a copy first, as AWS answers from a consistent read.
+/// server takes a copy first, as AWS answers from a consistent read. And the role
+/// Organizations' CreateAccount makes in a new account (`OrganizationAccountAccessRole`) gets
+/// no policy in moto, where AWS gives it `AdministratorAccess`; with authentication enforced
+/// nothing could then be done in a member account, so the server gives it an allow-all policy,
+/// as AWS does.
 const PATCHED_SERVER: &str = "import sys, threading\n\
                                from moto.dynamodb.models import DynamoDBBackend\n\
                                lock = threading.RLock()\n\
@@ -77,6 +83,15 @@ const PATCHED_SERVER: &str = "import sys, threading\n\
                                def listed(self, policy_filter):\n\
                                \x20   return {k: list(v) for k, v in details(self, policy_filter).items()}\n\
                                IAMBackend.get_account_authorization_details = listed\n\
+                               from moto.organizations.models import FakeAccount\n\
+                               from moto.iam import iam_backends\n\
+                               created = FakeAccount.__init__\n\
+                               def administered(self, organization, **kwargs):\n\
+                               \x20   created(self, organization, **kwargs)\n\
+                               \x20   role = kwargs.get('RoleName', 'OrganizationAccountAccessRole')\n\
+                               \x20   admin = '{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}]}'\n\
+                               \x20   iam_backends[self.id]['global'].put_role_policy(role, 'AdministratorAccess', admin)\n\
+                               FakeAccount.__init__ = administered\n\
                                from moto.server import main\n\
                                main(sys.argv[1:])\n";
 
@@ -172,18 +187,7 @@ impl Moto {
         name: &str,
         tags: &[(&str, &str)],
     ) -> Result<(), keyrot_core::BoxError> {
-        let iam = aws_sdk_iam::Client::new(&self.admin_config().await);
-        let mut create = iam.create_user().user_name(name);
-        for (key, value) in tags {
-            create = create.tags(
-                aws_sdk_iam::types::Tag::builder()
-                    .key(*key)
-                    .value(*value)
-                    .build()?,
-            );
-        }
-        create.send().await.map_err(crate::error::boxed)?;
-        Ok(())
+        create_user_with(&self.admin_config().await, name, tags).await
     }
 
     /// Creates the lease table `name` as the template does (partition key `user`, on
@@ -288,6 +292,27 @@ impl Moto {
             _child: child,
         })
     }
+}
+
+/// Creates the IAM user `name` carrying `tags`, signed with `config` (an account's
+/// administrator).
+pub(crate) async fn create_user_with(
+    config: &SdkConfig,
+    name: &str,
+    tags: &[(&str, &str)],
+) -> Result<(), keyrot_core::BoxError> {
+    let iam = aws_sdk_iam::Client::new(config);
+    let mut create = iam.create_user().user_name(name);
+    for (key, value) in tags {
+        create = create.tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build()?,
+        );
+    }
+    create.send().await.map_err(crate::error::boxed)?;
+    Ok(())
 }
 
 fn server_path() -> Result<PathBuf, MotoError> {

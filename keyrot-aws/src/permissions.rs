@@ -31,6 +31,20 @@ pub const ROTATOR_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
 ];
 
+/// Every action keyrot calls in a member account, through the member role
+/// (`cfn/member.yaml`): the IAM part of [`ROTATOR_ACTIONS`], nothing else (secrets, the lease
+/// and alerts stay in the hub).
+pub const MEMBER_ACTIONS: &[&str] = ROTATOR_ACTIONS.split_at(8).0;
+
+/// Every action keyrot calls through the management account's list-only role: the
+/// organization's tree and accounts, read.
+pub const ORG_LIST_ACTIONS: &[&str] = &[
+    "organizations:ListAccounts",
+    "organizations:ListRoots",
+    "organizations:ListChildren",
+    "organizations:ListAccountsForParent",
+];
+
 /// Every action the API calls: it only reads secrets (each user's current key, its signing
 /// keys and its client registry).
 pub const API_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
@@ -59,6 +73,16 @@ pub fn authorized_by(action: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_member_role_gets_every_iam_action_of_the_rotator_and_nothing_else() {
+        let iam: Vec<&str> = ROTATOR_ACTIONS
+            .iter()
+            .copied()
+            .filter(|a| a.starts_with("iam:"))
+            .collect();
+        assert_eq!(MEMBER_ACTIONS, iam);
+    }
 
     #[test]
     fn sdk_names_map_to_iam_actions() {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use keyrot_aws::permissions::{API_ACTIONS, ROTATOR_ACTIONS};
+use keyrot_aws::permissions::{API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, ROTATOR_ACTIONS};
 
 /// The text of one top-level resource of the template: from `  <name>:` to the next resource.
 fn resource<'a>(template: &'a str, name: &str) -> &'a str {
@@ -27,20 +27,65 @@ fn resource<'a>(template: &'a str, name: &str) -> &'a str {
 
 /// Every `service:Action` named in `text` for the services keyrot's adapters call.
 fn actions(text: &str) -> BTreeSet<String> {
+    actions_of(text, &["iam:", "secretsmanager:", "ses:", "dynamodb:"])
+}
+
+/// As [`actions`], with Organizations and STS (the many accounts' roles).
+fn all_actions(text: &str) -> BTreeSet<String> {
+    actions_of(
+        text,
+        &[
+            "iam:",
+            "secretsmanager:",
+            "ses:",
+            "dynamodb:",
+            "organizations:",
+            "sts:",
+        ],
+    )
+}
+
+fn actions_of(text: &str, prefixes: &[&str]) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '*'))
-        .filter(|w| {
-            ["iam:", "secretsmanager:", "ses:", "dynamodb:"]
-                .iter()
-                .any(|p| w.starts_with(p))
-                && w.len() > 4
-        })
+        .filter(|w| prefixes.iter().any(|p| w.starts_with(p)) && w.len() > 4)
         .filter(|w| !w.contains("::") && !w.starts_with("ses:FromAddress"))
         .map(str::to_owned)
         .collect()
 }
 
 fn template() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../cfn/template.yaml")).unwrap()
+    template_named("template.yaml")
+}
+
+fn template_named(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../cfn/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// `role`'s actions in `template` but its trust policy's `sts:AssumeRole`, against `needed`.
+fn assert_exactly(template: &str, role: &str, needed: &[&str]) {
+    let text = resource(template, role);
+    let policies = &text[text.find("Policies:").unwrap()..];
+    let granted = all_actions(policies);
+    let needed: BTreeSet<String> = needed.iter().map(|a| (*a).to_owned()).collect();
+    assert_eq!(
+        granted, needed,
+        "{role} grants exactly what keyrot calls through it"
+    );
+}
+
+#[test]
+fn the_many_accounts_roles_allow_exactly_what_keyrot_calls_through_them() {
+    assert_exactly(&template_named("member.yaml"), "MemberRole", MEMBER_ACTIONS);
+    assert_exactly(&template_named("org.yaml"), "OrgListRole", ORG_LIST_ACTIONS);
+    // The hub's accounts role: the rotator's secrets and lease actions, no IAM action in the
+    // hub and no SES (it logs its notices), and sts:AssumeRole of the member and list roles.
+    let mut hub: Vec<&str> = ROTATOR_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("iam:") && !a.starts_with("ses:"))
+        .collect();
+    hub.push("sts:AssumeRole");
+    assert_exactly(&template(), "AccountsRole", &hub);
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub struct Config {
     pub backend_settings: BackendSettings,
     /// The API.
     pub api: ApiSettings,
+    /// The organization's accounts (`--account`, `--org`).
+    pub org: keyrot_aws::org::OrgSettings,
     /// The values and where each came from, to name a setting in an error.
     sources: Sources,
 }
@@ -120,6 +122,7 @@ impl Config {
             aws,
             backend_settings,
             api,
+            org: sources.org()?,
             sources,
         })
     }

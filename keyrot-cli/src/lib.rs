@@ -11,6 +11,7 @@
 //! rotator and the API on a backend), [`server`] (the HTTP server and the rotation schedule),
 //! [`client`] (the API's client side: tokens, keys, `credential_process`) and [`status`].
 
+pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod embedded;

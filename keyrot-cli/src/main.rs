@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use keyrot_aws::SystemClock;
+use keyrot_cli::accounts::{AccountsError, Fleet};
 use keyrot_cli::client::{ApiClient, process_credentials};
 use keyrot_cli::config::{BackendKind, Config, Flags};
 use keyrot_cli::embedded::DEMO_USERS;
 use keyrot_cli::service::Backend;
 use keyrot_cli::{server, status};
 use keyrot_config::{API_KEY_VAR, Setting, Sources};
+use keyrot_core::accounts::{AccountId, OrgSummary};
 use keyrot_core::duration::parse_duration;
 use keyrot_core::settings::Summary;
 use keyrot_core::{Clock, RunOptions, UserName};
@@ -73,6 +75,8 @@ enum Command {
         /// Only this user (repeatable); it must be managed.
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
+        #[command(flatten)]
+        accounts: AccountArgs,
     },
     /// Show each managed user's keys, their ages and stages, and the next action and when.
     Status {
@@ -82,12 +86,16 @@ enum Command {
         /// Only this user (repeatable).
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
+        #[command(flatten)]
+        accounts: AccountArgs,
     },
     /// Re-activate a user's previous key and make it current again.
     Rollback {
         /// The user.
         #[arg(long, value_name = "USER")]
         user: String,
+        #[command(flatten)]
+        accounts: AccountArgs,
     },
     /// Get a short-lived token from a keyrot API.
     Token(ApiArgs),
@@ -114,6 +122,26 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = duration_arg)]
         refresh: Duration,
     },
+}
+
+/// Which accounts a command works on: the credentials' own (neither flag), one member account,
+/// or every account in scope.
+#[derive(Debug, Args)]
+struct AccountArgs {
+    /// A member account of the organization: keyrot assumes its member role (`[org]
+    /// member_role`, default keyrot-member); the account's secrets are in this account, named
+    /// `<prefix><ID>/<user>`.
+    #[arg(long, value_name = "ID", value_parser = account_arg, conflicts_with = "org")]
+    account: Option<AccountId>,
+    /// Every account in scope (`[org] include`, `exclude`, `exempt`), one run per account, at
+    /// most `[org] max_parallel_accounts` at once; one account's failure never stops the
+    /// others, and each account's outcome is in the summary.
+    #[arg(long)]
+    org: bool,
+}
+
+fn account_arg(text: &str) -> Result<AccountId, String> {
+    AccountId::new(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +250,12 @@ enum CliError {
     /// The API client could not be made.
     #[error(transparent)]
     Client(#[from] keyrot_cli::client::ClientError),
+    /// The accounts could not be reached.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    /// A member account could not be reached, or the organization listed.
+    #[error(transparent)]
+    Org(#[from] keyrot_aws::org::OrgError),
     /// The output could not be written as JSON.
     #[error("could not write JSON")]
     Json(#[from] serde_json::Error),
@@ -246,15 +280,36 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             dry_run,
             force,
             users,
+            accounts,
         } => {
-            let backend = open(&flags).await?;
+            let (backend, config) = open(&flags).await?;
             let options = RunOptions {
                 users: user_names(&users)?,
                 force,
                 dry_run,
                 deadline: None,
             };
-            let report = backend.rotator.run(&options).await?;
+            if accounts.org {
+                let fleet = Fleet::open(&backend, &config)?;
+                let options = &options;
+                let reports = fleet
+                    .each(|rotator| async move { rotator.run(options).await })
+                    .await?;
+                for report in &reports {
+                    if let Ok(run) = &report.outcome {
+                        println!("account {}:\n{run}\n", report.account);
+                    }
+                }
+                let summary = OrgSummary::of(&reports);
+                println!("{summary}");
+                return Ok(if summary.failed > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            let rotator = rotator_for(&backend, &config, &accounts).await?;
+            let report = rotator.run(&options).await?;
             println!("{report}");
             Ok(if report.failures() > 0 {
                 ExitCode::FAILURE
@@ -262,12 +317,48 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Status { json, users } => {
-            let backend = open(&flags).await?;
-            let statuses =
-                status::collect(&backend.rotator, &user_names(&users)?, SystemClock.now())
-                    .await
-                    .map_err(CliError::Status)?;
+        Command::Status {
+            json,
+            users,
+            accounts,
+        } => {
+            let (backend, config) = open(&flags).await?;
+            let users = user_names(&users)?;
+            if accounts.org {
+                let fleet = Fleet::open(&backend, &config)?;
+                let users = &users;
+                let reports = fleet
+                    .each(|rotator| async move {
+                        status::collect(&rotator, users, SystemClock.now()).await
+                    })
+                    .await?;
+                if json {
+                    let accounts: Vec<_> = reports
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            Ok(users) => serde_json::json!({"account": r.account, "users": users}),
+                            Err(e) => serde_json::json!({"account": r.account, "error": e}),
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&accounts)?);
+                } else {
+                    for r in &reports {
+                        match &r.outcome {
+                            Ok(users) => print!("account {}:\n{}", r.account, status::table(users)),
+                            Err(e) => println!("account {}: unreachable: {e}", r.account),
+                        }
+                    }
+                }
+                return Ok(if reports.iter().any(|r| r.outcome.is_err()) {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            let rotator = rotator_for(&backend, &config, &accounts).await?;
+            let statuses = status::collect(&rotator, &users, SystemClock.now())
+                .await
+                .map_err(CliError::Status)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
@@ -275,13 +366,17 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollback { user } => {
-            let backend = open(&flags).await?;
+        Command::Rollback { user, accounts } => {
+            let (backend, config) = open(&flags).await?;
             let user = UserName::new(user.as_str()).map_err(|source| CliError::UserName {
                 name: user.clone(),
                 source,
             })?;
-            let key = match backend.rotator.rollback(&user).await {
+            if accounts.org {
+                return rollback_everywhere(&Fleet::open(&backend, &config)?, &user).await;
+            }
+            let rotator = rotator_for(&backend, &config, &accounts).await?;
+            let key = match rotator.rollback(&user).await {
                 Ok(key) => key,
                 Err(e) => return Ok(failed(&e)),
             };
@@ -324,7 +419,51 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-async fn open(flags: &Flags) -> Result<Backend, CliError> {
+/// The rotator of the credentials' own account, or of the member account `--account` names.
+async fn rotator_for(
+    backend: &Backend,
+    config: &Config,
+    accounts: &AccountArgs,
+) -> Result<Arc<keyrot_core::Rotator>, CliError> {
+    match &accounts.account {
+        None => Ok(backend.rotator.clone()),
+        Some(account) => Ok(Arc::new(
+            Fleet::open(backend, config)?.rotator(account).await?,
+        )),
+    }
+}
+
+/// `keyrot rollback --org`: the user rolled back in every account in scope that manages it.
+async fn rollback_everywhere(fleet: &Fleet, user: &UserName) -> Result<ExitCode, CliError> {
+    use keyrot_core::driver::RollbackError;
+    let reports = fleet
+        .each(|rotator| async move {
+            match rotator.rollback(user).await {
+                Ok(key) => Ok(Some(key)),
+                Err(RollbackError::NotManaged(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    let mut failed = false;
+    for r in &reports {
+        match &r.outcome {
+            Ok(Some(key)) => println!("account {}: {user}: {key} is current again", r.account),
+            Ok(None) => println!("account {}: {user} is not managed there", r.account),
+            Err(e) => {
+                failed = true;
+                println!("account {}: failed: {e}", r.account);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn open(flags: &Flags) -> Result<(Backend, Config), CliError> {
     let config = Config::load(flags, &|name| std::env::var(name).ok())?;
     if config.backend == BackendKind::Embedded {
         eprintln!(
@@ -332,7 +471,8 @@ async fn open(flags: &Flags) -> Result<Backend, CliError> {
              pass --endpoint-url or configure AWS credentials to work on real keys"
         );
     }
-    Ok(Backend::open(&config).await?)
+    let backend = Backend::open(&config).await?;
+    Ok((backend, config))
 }
 
 async fn serve(config: &Config) -> Result<ExitCode, CliError> {

@@ -162,8 +162,15 @@ impl Backend {
             // The default TTL is for production grace periods; a demo's may be shorter.
             api_config.cache_ttl = self.policy.grace() / 4;
         }
-        let api = Api::new(api_config, tokens, registry, self.ports.store.clone())
+        let mut api = Api::new(api_config, tokens, registry, self.ports.store.clone())
             .map_err(api_error("configuration"))?;
+        if let Some(clients) = &self.clients {
+            // A member account's users (`account=ID`): the hub's secrets under the account's id.
+            let (backend, hub) = (config.backend_settings.clone(), clients.clone());
+            api = api.with_account_stores(Arc::new(move |account| {
+                Arc::new(backend.account_store(&hub, account)) as Arc<dyn keyrot_core::SecretStore>
+            }));
+        }
         Ok((api, demo_key))
     }
 }

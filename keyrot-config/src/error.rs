@@ -139,6 +139,21 @@ pub enum Reason {
     /// A TOML value of a kind no setting takes (a table, a nested array).
     #[error("takes a string (or a list of strings), not {0}")]
     Kind(&'static str),
+    /// Not an account or OU id.
+    #[error(transparent)]
+    OrgId(#[from] keyrot_core::accounts::OrgIdError),
+    /// Not an IAM role name (with its path).
+    #[error(
+        "{0:?} is not a role name: write the name, with its path if it has one \
+         (keyrot-member, keyrot/keyrot-member), of A-Z a-z 0-9 + = , . @ _ - and /"
+    )]
+    RoleName(String),
+    /// Not an IAM role's ARN.
+    #[error("{0:?} is not a role ARN: write arn:aws:iam::<account id>:role/<name>")]
+    RoleArn(String),
+    /// Not a number of parallel accounts keyrot allows.
+    #[error("{0:?} is not a number of accounts: write a whole number from 1 to 1000")]
+    Parallel(String),
     /// The policy settings do not make a policy.
     #[error(transparent)]
     Policy(#[from] SettingsError),

@@ -62,6 +62,12 @@
 //! | `[policy] managed_tag`       | `KEYROT_MANAGED_TAG`           |                  | users carrying this `key=value` IAM tag are managed               | `keyrot:managed=true`       |
 //! | `[policy] users`             | `KEYROT_USERS`                 |                  | exactly these users are managed instead (a list)                  | select by tag               |
 //! | `[policy] exempt`            | `KEYROT_EXEMPT_USERS`          |                  | users never touched (a list)                                      | none                        |
+//! | `[org] include`              | `KEYROT_ORG_INCLUDE`           |                  | accounts and OUs in scope (a list of ids; nested OUs included)    | the whole organization      |
+//! | `[org] exclude`              | `KEYROT_ORG_EXCLUDE`           |                  | accounts and OUs out of scope, whatever `include` says (a list)   | none                        |
+//! | `[org] exempt`               | `KEYROT_ORG_EXEMPT`            |                  | accounts never touched, not even with `--account` (a list)        | none                        |
+//! | `[org] member_role`          | `KEYROT_MEMBER_ROLE`           |                  | the role assumed in each member account (a name, with its path)   | `keyrot-member`             |
+//! | `[org] list_role`            | `KEYROT_ORG_LIST_ROLE`         |                  | a management-account role that can only list the organization (an ARN) | keyrot's own credentials |
+//! | `[org] max_parallel_accounts` | `KEYROT_MAX_PARALLEL_ACCOUNTS` |                 | at most this many accounts run at once, 1 to 1000                 | `10`                        |
 //!
 //! Durations are whole numbers with units, largest first (`90d`, `1h30m`, `45s`; see
 //! [`keyrot_core::duration`]).
@@ -85,6 +91,7 @@
 //! ```
 
 mod error;
+mod org;
 mod resolve;
 mod setting;
 mod sources;

@@ -83,6 +83,18 @@ pub enum Setting {
     Users,
     /// Users never touched (a list).
     ExemptUsers,
+    /// Accounts and OUs in scope (a list; unset: the whole organization).
+    OrgInclude,
+    /// Accounts and OUs out of scope (a list).
+    OrgExclude,
+    /// Accounts never touched (a list).
+    OrgExempt,
+    /// The role keyrot assumes in each member account.
+    MemberRole,
+    /// A management-account role that can only list the organization (an ARN).
+    OrgListRole,
+    /// At most this many accounts run at once.
+    MaxParallelAccounts,
 }
 
 /// A setting's names. `section` is the file's table (`None`: the top level).
@@ -123,6 +135,9 @@ const fn api(key: &'static str) -> Option<(Option<&'static str>, &'static str)> 
 const fn policy(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
     Some((Some("policy"), key))
 }
+const fn org(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((Some("org"), key))
+}
 const fn list(spelling: Spelling) -> Spelling {
     Spelling {
         list: true,
@@ -132,7 +147,7 @@ const fn list(spelling: Spelling) -> Spelling {
 
 impl Setting {
     /// Every setting, in the order of the crate's table.
-    pub const ALL: [Self; 37] = [
+    pub const ALL: [Self; 43] = [
         Self::Config,
         Self::Backend,
         Self::Listen,
@@ -170,6 +185,12 @@ impl Setting {
         Self::ManagedTag,
         Self::Users,
         Self::ExemptUsers,
+        Self::OrgInclude,
+        Self::OrgExclude,
+        Self::OrgExempt,
+        Self::MemberRole,
+        Self::OrgListRole,
+        Self::MaxParallelAccounts,
     ];
 
     /// The setting's names in the file, the environment and the flags: the one place that
@@ -249,6 +270,16 @@ impl Setting {
             Self::ManagedTag => s(policy("managed_tag"), Some("KEYROT_MANAGED_TAG"), None),
             Self::Users => list(s(policy("users"), Some("KEYROT_USERS"), None)),
             Self::ExemptUsers => list(s(policy("exempt"), Some("KEYROT_EXEMPT_USERS"), None)),
+            Self::OrgInclude => list(s(org("include"), Some("KEYROT_ORG_INCLUDE"), None)),
+            Self::OrgExclude => list(s(org("exclude"), Some("KEYROT_ORG_EXCLUDE"), None)),
+            Self::OrgExempt => list(s(org("exempt"), Some("KEYROT_ORG_EXEMPT"), None)),
+            Self::MemberRole => s(org("member_role"), Some("KEYROT_MEMBER_ROLE"), None),
+            Self::OrgListRole => s(org("list_role"), Some("KEYROT_ORG_LIST_ROLE"), None),
+            Self::MaxParallelAccounts => s(
+                org("max_parallel_accounts"),
+                Some("KEYROT_MAX_PARALLEL_ACCOUNTS"),
+                None,
+            ),
         }
     }
 

@@ -33,6 +33,9 @@ pub struct RotateConfig {
     pub policy: Policy,
     /// The metrics' CloudWatch namespace.
     pub metrics_namespace: String,
+    /// The organization's accounts, for the fan-out's requests (`KEYROT_ORG_*`,
+    /// `KEYROT_MEMBER_ROLE`, `KEYROT_MAX_PARALLEL_ACCOUNTS`).
+    pub org: keyrot_aws::org::OrgSettings,
 }
 
 impl RotateConfig {
@@ -48,6 +51,7 @@ impl RotateConfig {
             backend,
             policy: env.policy(&PolicySettings::default())?,
             metrics_namespace: env.metrics_namespace()?,
+            org: env.org()?,
         })
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod config;
+pub mod fanout;
 pub mod metrics;
 pub mod rotate;
 pub mod runtime;

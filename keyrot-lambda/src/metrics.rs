@@ -79,6 +79,26 @@ impl RunMetrics {
 
 /// The EMF line of a rotation run.
 pub fn run_line(namespace: &str, metrics: &RunMetrics, at: Timestamp) -> String {
+    run_line_of(namespace, metrics, at, None)
+}
+
+/// The EMF line of one member account's run (the fan-out's worker): the run's metrics with the
+/// dimension `Account` beside `Service`, and by `Service` alone for the totals.
+pub fn account_run_line(
+    namespace: &str,
+    metrics: &RunMetrics,
+    at: Timestamp,
+    account: &str,
+) -> String {
+    run_line_of(namespace, metrics, at, Some(account))
+}
+
+fn run_line_of(
+    namespace: &str,
+    metrics: &RunMetrics,
+    at: Timestamp,
+    account: Option<&str>,
+) -> String {
     let counts = [
         ("ManagedUsers", metrics.users),
         ("RotationsSucceeded", metrics.rotated),
@@ -97,7 +117,14 @@ pub fn run_line(namespace: &str, metrics: &RunMetrics, at: Timestamp) -> String 
         definitions.push(json!({"Name": "OldestKeyAgeDays", "Unit": "None"}));
         values.insert("OldestKeyAgeDays".into(), days.into());
     }
-    line(namespace, &[&["Service"]], &definitions, values, at)
+    match account {
+        Some(account) => {
+            values.insert("Account".into(), account.into());
+            let dimensions: &[&[&str]] = &[&["Service", "Account"], &["Service"]];
+            line(namespace, dimensions, &definitions, values, at)
+        }
+        None => line(namespace, &[&["Service"]], &definitions, values, at),
+    }
 }
 
 /// The EMF line of one API request: `outcome` is the API's outcome name, `status` the HTTP

@@ -253,6 +253,7 @@ pub struct Handled {
 pub struct RotateFunction {
     rotator: Rotator,
     namespace: String,
+    fan_out: Option<crate::fanout::FanOut>,
 }
 
 impl RotateFunction {
@@ -261,7 +262,15 @@ impl RotateFunction {
         Self {
             rotator,
             namespace: namespace.into(),
+            fan_out: None,
         }
+    }
+
+    /// The function answering the fan-out's requests too (see [`crate::fanout`]).
+    #[must_use]
+    pub fn with_fan_out(mut self, fan_out: crate::fanout::FanOut) -> Self {
+        self.fan_out = Some(fan_out);
+        self
     }
 
     /// The function as deployed: configuration from `lookup` (see [`crate::config`]), AWS
@@ -270,6 +279,12 @@ impl RotateFunction {
     pub async fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let config = RotateConfig::from_env(lookup)?;
         let clients = AwsClients::from_settings(&config.aws).await;
+        let fan_out = crate::fanout::FanOut::new(
+            clients.clone(),
+            config.backend.clone(),
+            config.org,
+            config.policy.clone(),
+        );
         let rotator = config.backend.rotator(&clients, config.policy);
         info!(
             policy = %keyrot_core::settings::Summary(rotator.policy()),
@@ -277,7 +292,7 @@ impl RotateFunction {
             lease_table = %config.backend.lease_table,
             "rotator ready"
         );
-        Ok(Self::new(rotator, config.metrics_namespace))
+        Ok(Self::new(rotator, config.metrics_namespace).with_fan_out(fan_out))
     }
 
     /// The rotator.
@@ -343,23 +358,67 @@ impl RotateFunction {
     }
 }
 
-/// Serves scheduled events until Lambda ends the process, printing each run's EMF line.
+/// What the function answers: a scheduled run's report, or a fan-out request's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// A scheduled run's report.
+    Run(RunOutput),
+    /// The accounts in scope.
+    Inventory(crate::fanout::Inventory),
+    /// One account's run.
+    Account(crate::fanout::AccountOutput),
+}
+
+impl RotateFunction {
+    /// Answers a fan-out request, printing an account run's EMF line.
+    pub async fn fan_out(
+        &self,
+        request: crate::fanout::FanOutEvent,
+        lambda_deadline: Option<Timestamp>,
+    ) -> Result<Response, crate::fanout::FanOutError> {
+        use crate::fanout::{FanOutError, FanOutEvent};
+        let fan_out = self.fan_out.as_ref().ok_or(FanOutError::NotSetUp)?;
+        match request {
+            FanOutEvent::Inventory => Ok(Response::Inventory(fan_out.inventory().await?)),
+            FanOutEvent::Account { account } => {
+                let handled = fan_out
+                    .account(&account, lambda_deadline, &self.namespace)
+                    .await?;
+                metrics::emit(&handled.metrics);
+                Ok(Response::Account(handled.output))
+            }
+        }
+    }
+}
+
+/// Serves scheduled events and the fan-out's requests until Lambda ends the process, printing
+/// each run's EMF line.
 pub async fn serve(function: RotateFunction) -> Result<(), lambda_runtime::Error> {
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = crate::runtime::deadline_of(&event.context);
+        let failed = |error_type: &str, error: &dyn std::error::Error| {
+            tracing::error!(error_type, error = %error_chain(error), "run failed");
+        };
+        if let Some(request) = crate::fanout::FanOutEvent::of(&event.payload) {
+            return match request {
+                Ok(request) => function.fan_out(request, deadline).await,
+                Err(error) => Err(error),
+            }
+            .map_err(|error| {
+                failed(error.error_type(), &error);
+                Diagnostic::from(error)
+            });
+        }
         match function.handle(event.payload, deadline).await {
             Ok(handled) => {
                 metrics::emit(&handled.metrics);
-                Ok(handled.output)
+                Ok(Response::Run(handled.output))
             }
             Err(error) => {
-                tracing::error!(
-                    error_type = %error.error_type(),
-                    error = %error_chain(&error),
-                    "run failed"
-                );
-                Err(error)
+                failed(&error.error_type(), &error);
+                Err(Diagnostic::from(error))
             }
         }
     }))

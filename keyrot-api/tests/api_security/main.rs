@@ -10,6 +10,7 @@
 
 mod world;
 
+mod accounts;
 mod arbitrary;
 mod assorted;
 mod cache;

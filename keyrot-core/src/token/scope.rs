@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::MAX_SCOPE_LEN;
+use crate::accounts::AccountId;
 use crate::model::{NameError, UserName};
 
 /// An input that is not a valid client id.
@@ -108,7 +109,9 @@ pub enum ScopeError {
 }
 
 /// The IAM users a client may fetch the current key of: a set of user names, or every managed
-/// user (`*`).
+/// user (`*`). With many accounts, an entry may also name a member account's user
+/// (`111122223333/deployer`) or every managed user of a member account (`111122223333/*`); a
+/// plain user name is a user of the hub's own account, and `*` is every user of every account.
 ///
 /// Written as a space-separated string in tokens (`"deployer ci-bot"`, `"*"`) and as a list of
 /// strings in the client registry (`["deployer", "ci-bot"]`, `["*"]`). Never empty.
@@ -118,7 +121,42 @@ pub struct Scope(ScopeInner);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ScopeInner {
     All,
-    Users(BTreeSet<UserName>),
+    Listed(Listed),
+}
+
+/// A scope's entries, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Listed {
+    /// Users of the hub's own account.
+    users: BTreeSet<UserName>,
+    /// Users of member accounts.
+    members: BTreeSet<(AccountId, UserName)>,
+    /// Member accounts, every managed user.
+    accounts: BTreeSet<AccountId>,
+}
+
+impl Listed {
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.members.is_empty() && self.accounts.is_empty()
+    }
+
+    fn entries(&self) -> Vec<String> {
+        let users = self.users.iter().map(|u| u.as_str().to_owned());
+        let members = self.members.iter().map(|(a, u)| format!("{a}/{u}"));
+        let accounts = self.accounts.iter().map(|a| format!("{a}/*"));
+        users.chain(members).chain(accounts).collect()
+    }
+
+    fn checked(self) -> Result<Scope, ScopeError> {
+        if self.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        let len = self.entries().iter().map(|e| e.len() + 1).sum::<usize>() - 1;
+        if len > MAX_SCOPE_LEN {
+            return Err(ScopeError::TooLong(len));
+        }
+        Ok(Scope(ScopeInner::Listed(self)))
+    }
 }
 
 impl Scope {
@@ -130,15 +168,11 @@ impl Scope {
     /// Exactly these users (duplicates are merged). Fails if there are none or the scope would
     /// be too long.
     pub fn users(users: impl IntoIterator<Item = UserName>) -> Result<Self, ScopeError> {
-        let users: BTreeSet<UserName> = users.into_iter().collect();
-        if users.is_empty() {
-            return Err(ScopeError::Empty);
+        Listed {
+            users: users.into_iter().collect(),
+            ..Listed::default()
         }
-        let len = users.iter().map(|u| u.as_str().len() + 1).sum::<usize>() - 1;
-        if len > MAX_SCOPE_LEN {
-            return Err(ScopeError::TooLong(len));
-        }
-        Ok(Self(ScopeInner::Users(users)))
+        .checked()
     }
 
     /// Parses a list of entries: either the single entry `*` or IAM user names.
@@ -146,7 +180,13 @@ impl Scope {
         entries: impl IntoIterator<Item = S>,
     ) -> Result<Self, ScopeError> {
         let mut wildcard = false;
-        let mut users = Vec::new();
+        let mut listed = Listed::default();
+        let user = |name: &str| {
+            UserName::new(name).map_err(|source| ScopeError::UserName {
+                name: name.chars().take(64).collect(),
+                source,
+            })
+        };
         for entry in entries {
             let entry = entry.as_ref();
             if entry.is_empty() {
@@ -154,26 +194,43 @@ impl Scope {
             }
             if entry == "*" {
                 wildcard = true;
+            } else if let Some((account, name)) = entry
+                .split_once('/')
+                .and_then(|(a, name)| Some((AccountId::new(a).ok()?, name)))
+            {
+                // Anything else with a `/` is refused below as a user name, which it is not.
+                if name == "*" {
+                    listed.accounts.insert(account);
+                } else {
+                    listed.members.insert((account, user(name)?));
+                }
             } else {
-                let user = UserName::new(entry).map_err(|source| ScopeError::UserName {
-                    name: entry.chars().take(64).collect(),
-                    source,
-                })?;
-                users.push(user);
+                listed.users.insert(user(entry)?);
             }
         }
-        match (wildcard, users.is_empty()) {
+        match (wildcard, listed.is_empty()) {
             (true, true) => Ok(Self::all()),
             (true, false) => Err(ScopeError::WildcardWithNames),
-            (false, _) => Self::users(users),
+            (false, _) => listed.checked(),
         }
     }
 
-    /// Whether the scope allows fetching `user`'s key.
+    /// Whether the scope allows fetching `user`'s key (a user of the hub's own account).
     pub fn allows(&self, user: &UserName) -> bool {
         match &self.0 {
             ScopeInner::All => true,
-            ScopeInner::Users(users) => users.contains(user),
+            ScopeInner::Listed(listed) => listed.users.contains(user),
+        }
+    }
+
+    /// Whether the scope allows fetching the key of `user` of the member account `account`.
+    pub fn allows_in(&self, account: &AccountId, user: &UserName) -> bool {
+        match &self.0 {
+            ScopeInner::All => true,
+            ScopeInner::Listed(listed) => {
+                listed.accounts.contains(account)
+                    || listed.members.contains(&(account.clone(), user.clone()))
+            }
         }
     }
 
@@ -182,18 +239,18 @@ impl Scope {
         matches!(self.0, ScopeInner::All)
     }
 
-    /// The users listed, or `None` for `*`.
+    /// The users of the hub's own account listed, or `None` for `*`.
     pub fn user_names(&self) -> Option<&BTreeSet<UserName>> {
         match &self.0 {
             ScopeInner::All => None,
-            ScopeInner::Users(users) => Some(users),
+            ScopeInner::Listed(listed) => Some(&listed.users),
         }
     }
 
     fn entries(&self) -> Vec<String> {
         match &self.0 {
             ScopeInner::All => vec!["*".to_owned()],
-            ScopeInner::Users(users) => users.iter().map(|u| u.as_str().to_owned()).collect(),
+            ScopeInner::Listed(listed) => listed.entries(),
         }
     }
 }
@@ -213,20 +270,10 @@ impl FromStr for Scope {
 }
 
 impl fmt::Display for Scope {
-    /// Writes the space-separated form, users in sorted order.
+    /// Writes the space-separated form: the hub's users, then member accounts' users, then
+    /// member accounts, each sorted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            ScopeInner::All => f.write_str("*"),
-            ScopeInner::Users(users) => {
-                for (i, user) in users.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(" ")?;
-                    }
-                    f.write_str(user.as_str())?;
-                }
-                Ok(())
-            }
-        }
+        f.write_str(&self.entries().join(" "))
     }
 }
 
@@ -281,5 +328,40 @@ mod tests {
             serde_json::from_str::<Scope>(r#"["*"]"#).unwrap(),
             Scope::all()
         );
+    }
+
+    #[test]
+    fn a_scope_can_name_member_accounts_and_their_users() {
+        let user = |s: &str| UserName::new(s).unwrap();
+        let account = |s: &str| AccountId::new(s).unwrap();
+        let scope: Scope = "222222222222/* deployer 111111111111/ci".parse().unwrap();
+        assert_eq!(scope.to_string(), "deployer 111111111111/ci 222222222222/*");
+        assert_eq!(scope.to_string().parse::<Scope>().unwrap(), scope);
+        assert!(scope.allows(&user("deployer")));
+        // A plain name is the hub's user only; an account's user is that account's only.
+        assert!(!scope.allows(&user("ci")));
+        assert!(!scope.allows_in(&account("111111111111"), &user("deployer")));
+        assert!(scope.allows_in(&account("111111111111"), &user("ci")));
+        assert!(!scope.allows_in(&account("333333333333"), &user("ci")));
+        assert!(scope.allows_in(&account("222222222222"), &user("anyone")));
+        assert!(Scope::all().allows_in(&account("333333333333"), &user("ci")));
+        assert_eq!(
+            serde_json::to_string(&scope).unwrap(),
+            r#"["deployer","111111111111/ci","222222222222/*"]"#
+        );
+        assert!(matches!(
+            "12345/ci".parse::<Scope>(),
+            Err(ScopeError::UserName { .. })
+        ));
+        assert!(matches!(
+            "111111111111/../x".parse::<Scope>(),
+            Err(ScopeError::UserName { .. })
+        ));
+        assert_eq!(
+            "* 111111111111/*".parse::<Scope>(),
+            Err(ScopeError::WildcardWithNames)
+        );
+        let only_accounts: Scope = "111111111111/*".parse().unwrap();
+        assert_eq!(only_accounts.user_names().map(BTreeSet::len), Some(0));
     }
 }

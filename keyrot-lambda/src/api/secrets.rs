@@ -153,12 +153,19 @@ impl Reading {
         let (tokens, clients) = self.secrets().await?;
         let mut api_config = ApiConfig::new(&self.config.rotation);
         api_config.cache_ttl = self.config.key_cache_ttl;
-        let api = Arc::new(Api::new(
-            api_config,
-            tokens,
-            clients,
-            Arc::clone(&self.store),
-        )?);
+        let backend = keyrot_aws::BackendSettings {
+            secret_prefix: self.config.secret_prefix.clone(),
+            ..keyrot_aws::BackendSettings::default()
+        };
+        let hub = self.aws.clone();
+        // A member account's users (`account=ID`): the hub's secrets under the account's id.
+        let accounts: keyrot_api::AccountStores = Arc::new(move |account| {
+            Arc::new(backend.account_store(&hub, account)) as Arc<dyn SecretStore>
+        });
+        let api = Arc::new(
+            Api::new(api_config, tokens, clients, Arc::clone(&self.store))?
+                .with_account_stores(accounts),
+        );
         let mut current = self.lock();
         // Another request may have read them meanwhile: the first to finish is kept.
         let current = current.get_or_insert_with(|| Current { api, read_at: now });
