@@ -12,9 +12,10 @@ use keyrot_cli::client::{ApiClient, process_credentials};
 use keyrot_cli::config::{BackendKind, Config, Flags};
 use keyrot_cli::embedded::DEMO_USERS;
 use keyrot_cli::service::Backend;
-use keyrot_cli::{server, status};
+use keyrot_cli::{report, server, status};
 use keyrot_config::{API_KEY_VAR, Setting, Sources};
 use keyrot_core::duration::parse_duration;
+use keyrot_core::report::{GatherOptions, gather};
 use keyrot_core::settings::Summary;
 use keyrot_core::{Clock, RunOptions, UserName};
 use tracing_subscriber::EnvFilter;
@@ -79,6 +80,24 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only this user (repeatable).
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Evidence for auditors: per user (managed or exempt) each key's id, status, stage, age
+    /// and last use, the last rotation, the next action, and whether the user passes "no
+    /// active key older than N days" (Security Hub IAM.3) and since when. Read-only.
+    Report {
+        /// The format.
+        #[arg(long, value_parser = ["csv", "json", "markdown"], default_value = "csv")]
+        format: String,
+        /// The rule's N: no active key older than this many days.
+        #[arg(long, default_value_t = 90, value_name = "DAYS")]
+        max_age_days: u64,
+        /// Judge ages and the rule at this time (RFC 3339) instead of now: which users will
+        /// fail by then unless keys are rotated. Next actions are always planned from now.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<keyrot_core::Timestamp>,
         /// Only this user (repeatable).
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
@@ -225,6 +244,9 @@ enum CliError {
     /// The output could not be written as JSON.
     #[error("could not write JSON")]
     Json(#[from] serde_json::Error),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] keyrot_cli::report::ReportError),
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -273,6 +295,29 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             } else {
                 print!("{}", status::table(&statuses));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            format,
+            max_age_days,
+            as_of,
+            users,
+        } => {
+            let backend = open(&flags).await?;
+            let now = as_of.unwrap_or_else(|| SystemClock.now());
+            let options = GatherOptions {
+                last_used: true,
+                exempt: true,
+            };
+            let states = gather(&backend.rotator, &user_names(&users)?, options, now)
+                .await
+                .map_err(CliError::Status)?;
+            let format = match format.as_str() {
+                "json" => report::Format::Json,
+                "markdown" => report::Format::Markdown,
+                _ => report::Format::Csv,
+            };
+            print!("{}", report::render(&states, max_age_days, now, format)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { user } => {
