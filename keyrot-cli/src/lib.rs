@@ -14,6 +14,7 @@
 pub mod client;
 pub mod config;
 pub mod embedded;
+pub mod progress;
 pub mod report;
 pub mod server;
 pub mod service;

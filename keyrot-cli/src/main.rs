@@ -11,9 +11,11 @@ use keyrot_aws::SystemClock;
 use keyrot_cli::client::{ApiClient, process_credentials};
 use keyrot_cli::config::{BackendKind, Config, Flags};
 use keyrot_cli::embedded::DEMO_USERS;
+use keyrot_cli::progress::Progress;
 use keyrot_cli::service::Backend;
 use keyrot_cli::{report, server, status};
 use keyrot_config::{API_KEY_VAR, Setting, Sources};
+use keyrot_core::driver::Unobserved;
 use keyrot_core::duration::parse_duration;
 use keyrot_core::report::{GatherOptions, gather};
 use keyrot_core::settings::Summary;
@@ -174,13 +176,18 @@ fn init_logs(global: &Global) {
     let filter = EnvFilter::try_new(&log).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .with_writer(std::io::stderr);
     if global.log_json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Whether `NO_COLOR` asks for no colours (<https://no-color.org>: set and not empty).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// Why a command could not do its work: exit status 2. (The work's own failures, a user that
@@ -276,7 +283,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 dry_run,
                 deadline: None,
             };
-            let report = backend.rotator.run(&options).await?;
+            let progress = Progress::on_terminal(true);
+            let report = backend.rotator.run_observed(&options, &progress).await?;
+            progress.finish();
             println!("{report}");
             Ok(if report.failures() > 0 {
                 ExitCode::FAILURE
@@ -286,10 +295,16 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Status { json, users } => {
             let backend = open(&flags).await?;
-            let statuses =
-                status::collect(&backend.rotator, &user_names(&users)?, SystemClock.now())
-                    .await
-                    .map_err(CliError::Status)?;
+            let progress = Progress::on_terminal(!json);
+            let statuses = status::collect(
+                &backend.rotator,
+                &user_names(&users)?,
+                SystemClock.now(),
+                &progress,
+            )
+            .await
+            .map_err(CliError::Status)?;
+            progress.finish();
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
@@ -309,9 +324,15 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 last_used: true,
                 exempt: true,
             };
-            let states = gather(&backend.rotator, &user_names(&users)?, options, now)
-                .await
-                .map_err(CliError::Status)?;
+            let states = gather(
+                &backend.rotator,
+                &user_names(&users)?,
+                options,
+                now,
+                &Unobserved,
+            )
+            .await
+            .map_err(CliError::Status)?;
             let format = match format.as_str() {
                 "json" => report::Format::Json,
                 "markdown" => report::Format::Markdown,

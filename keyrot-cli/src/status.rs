@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use keyrot_core::duration::format_duration;
-use keyrot_core::report::{GatherOptions, UserState, gather};
+use keyrot_core::report::{GatherObserver, GatherOptions, UserState, gather};
 use keyrot_core::{Rotator, Timestamp, UserName};
 use serde::{Deserialize, Serialize};
 
@@ -41,13 +41,15 @@ pub struct KeyStatus {
     pub lifecycle: String,
 }
 
-/// The status of every managed user (or of `only`, if not empty), at `now`.
+/// The status of every managed user (or of `only`, if not empty), at `now`, telling
+/// `observer` of each user as it is read.
 pub async fn collect(
     rotator: &Rotator,
     only: &[UserName],
     now: Timestamp,
+    observer: &dyn GatherObserver,
 ) -> Result<Vec<UserStatus>, keyrot_core::IamError> {
-    let states = gather(rotator, only, GatherOptions::default(), now).await?;
+    let states = gather(rotator, only, GatherOptions::default(), now, observer).await?;
     Ok(states.iter().map(|s| from_state(s, now)).collect())
 }
 

@@ -31,11 +31,13 @@ struct Survey {
 
 mod errors;
 mod notices;
+mod observer;
 mod perform;
 mod report;
 
 pub use errors::{RollbackError, RunError, StepError};
 pub use notices::held_back;
+pub use observer::{RunObserver, Unobserved};
 use perform::{Progress, verify_wait};
 pub use report::{Outcome, RunReport, UserReport, error_chain};
 
@@ -195,6 +197,15 @@ impl Rotator {
 
     /// One reconcile pass over the managed users (or the ones named in `options`).
     pub async fn run(&self, options: &RunOptions) -> Result<RunReport, RunError> {
+        self.run_observed(options, &Unobserved).await
+    }
+
+    /// [`Rotator::run`], telling `observer` of each user as it is done.
+    pub async fn run_observed(
+        &self,
+        options: &RunOptions,
+        observer: &dyn RunObserver,
+    ) -> Result<RunReport, RunError> {
         let started = self.ports.clock.now();
         let managed = self.managed_users().await.map_err(RunError::ListUsers)?;
         let (users, mut reports) = if options.users.is_empty() {
@@ -233,6 +244,7 @@ impl Rotator {
             self.survey(&users, started).await
         };
         let act = &act;
+        observer.started(reports.len() + users.len());
         let (skipped, users): (Vec<ManagedUser>, Vec<ManagedUser>) =
             users.into_iter().partition(|u| idle.contains_key(&u.0));
         reports.extend(skipped.into_iter().filter_map(|user| {
@@ -244,6 +256,7 @@ impl Rotator {
                 keys,
             })
         }));
+        reports.iter().for_each(|r| observer.user_done(r));
         let done: Vec<UserReport> = futures::stream::iter(users)
             .map(|user| async move {
                 if let Some(deadline) = options.deadline
@@ -265,6 +278,7 @@ impl Rotator {
                     .await
             })
             .buffer_unordered(self.concurrency)
+            .inspect(|report| observer.user_done(report))
             .collect()
             .await;
         reports.extend(done);

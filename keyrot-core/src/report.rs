@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{Outcome, Rotator};
+use crate::driver::{Outcome, Rotator, Unobserved};
 use crate::model::{AccessKey, AccessKeyId, KeyStatus, LastUsed, StoredUser, Timestamp, UserName};
 use crate::policy::Policy;
 use crate::ports::IamError;
@@ -141,14 +141,31 @@ pub struct GatherOptions {
     pub exempt: bool,
 }
 
+/// Told of [`gather`]'s progress, for a progress bar: how many users, then each as it is done.
+/// Every method does nothing by default.
+pub trait GatherObserver: Send + Sync {
+    /// `users` users will be gathered.
+    fn started(&self, users: usize) {
+        let _ = users;
+    }
+
+    /// One user's state is gathered.
+    fn user_done(&self, state: &UserState) {
+        let _ = state;
+    }
+}
+
+impl GatherObserver for Unobserved {}
+
 /// The state of every managed user (and, with [`GatherOptions::exempt`], every exempt one),
-/// or of `only` if it is not empty, at `now`, sorted by user. Read-only: each managed user is
-/// planned as a dry run.
+/// or of `only` if it is not empty, at `now`, sorted by user, telling `observer` of each.
+/// Read-only: each managed user is planned as a dry run.
 pub async fn gather(
     rotator: &Rotator,
     only: &[UserName],
     options: GatherOptions,
     now: Timestamp,
+    observer: &dyn GatherObserver,
 ) -> Result<Vec<UserState>, IamError> {
     let policy = rotator.policy();
     let mut selected = rotator
@@ -167,6 +184,7 @@ pub async fn gather(
     } else {
         only.to_vec()
     };
+    observer.started(users.len());
     let mut states = Vec::with_capacity(users.len());
     for user in users {
         let managed = managed.iter().find(|m| m.name() == &user);
@@ -210,6 +228,7 @@ pub async fn gather(
                 state.attention = true;
             }
         }
+        observer.user_done(&state);
         states.push(state);
     }
     states.sort_by(|a, b| a.user.cmp(&b.user));
