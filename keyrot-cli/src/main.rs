@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use keyrot_aws::SystemClock;
 use keyrot_cli::client::{ApiClient, process_credentials};
 use keyrot_cli::config::{BackendKind, Config, Flags};
@@ -22,10 +22,16 @@ use keyrot_core::settings::Summary;
 use keyrot_core::{Clock, RunOptions, UserName};
 use tracing_subscriber::EnvFilter;
 
+/// The exit statuses, as `--help`, the man page and the README say them.
+const EXIT_STATUS: &str = "Exit status:\n  \
+    0  success (users another run holds count as success)\n  \
+    1  the work failed: a user failed or is blocked, or the API refused or failed a request\n  \
+    2  the command could not do its work: usage, configuration, backend or output";
+
 /// Zero-downtime rotation of IAM access keys, kept in Secrets Manager and handed to
 /// authorised callers through a hardened API.
 #[derive(Debug, Parser)]
-#[command(name = "keyrot", version, about, long_about = None)]
+#[command(name = "keyrot", version, about, long_about = None, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -104,6 +110,13 @@ enum Command {
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
     },
+    /// Print a shell completion script (e.g. `keyrot completions bash > /etc/bash_completion.d/keyrot`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, keyrot(1), as roff (`keyrot man | man -l -`).
+    Man,
     /// Re-activate a user's previous key and make it current again.
     Rollback {
         /// The user.
@@ -251,6 +264,9 @@ enum CliError {
     /// The output could not be written as JSON.
     #[error("could not write JSON")]
     Json(#[from] serde_json::Error),
+    /// The output could not be written.
+    #[error("could not write the output")]
+    Output(#[source] std::io::Error),
     /// The report could not be written.
     #[error(transparent)]
     Report(#[from] keyrot_cli::report::ReportError),
@@ -339,6 +355,20 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 _ => report::Format::Csv,
             };
             print!("{}", report::render(&states, max_age_days, now, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyrot", &mut script);
+            write_stdout(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(CliError::Output)?;
+            write_stdout(&page)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { user } => {
@@ -486,6 +516,15 @@ fn client(api: &ApiArgs) -> Result<ApiClient, CliError> {
         })?,
     };
     Ok(ApiClient::new(&endpoint, key.trim().to_owned())?)
+}
+
+/// Writes `bytes` to stdout: a closed pipe is an error, not a panic.
+fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
 }
 
 fn user_names(names: &[String]) -> Result<Vec<UserName>, CliError> {

@@ -63,10 +63,13 @@ impl Progress {
         }
     }
 
-    /// Draws the final count and leaves it on the terminal.
+    /// Draws the final count (whatever the draw rate) and ends its line, so that what the
+    /// command prints next starts on a clean line.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
+            // A terminal that went away is no reason to fail the command.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\n");
         }
     }
 }
