@@ -20,7 +20,11 @@
 //!   takes the API key in `x-api-key` *and* a token in `Authorization: Bearer <jwt>`, always;
 //!   the token must have been issued to the API key's client, and it answers
 //!   `{"UserName", "AccessKeyId", "SecretAccessKey", "RetrievedAt"}`. `GET /health` needs no
-//!   credentials and answers `{"status": "ok"}`. Paths match exactly (no trailing slash, case
+//!   credentials and answers `{"status": "ok"}`. `GET /admin/status` (when the API has a
+//!   [`StatusSource`], see [`Api::with_status_source`]) takes the API key and a token like
+//!   `/active-key`, and needs the admin right (`keyrot:admin`, never implied by `*`) in both
+//!   the token's and the client's scope, else `403`; it answers `{"generated_at", "users"}`,
+//!   every managed user's keys, stages and next action, and never a secret. Paths match exactly (no trailing slash, case
 //!   sensitive); another path is `404 not_found`, another method `405 method_not_allowed`.
 //! - **Order of checks.** Size limits first (`414`, `431`, `413`), then the route and method,
 //!   then authentication, then the request's own input (`400`), then the scope (`403`), then
@@ -109,11 +113,13 @@ use keyrot_core::model::{Credentials, Timestamp, UserName};
 use keyrot_core::ports::SecretStore;
 use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPolicy};
 
+mod admin;
 mod cache;
 mod config;
 mod request;
 mod response;
 
+pub use admin::StatusSource;
 use cache::KeyCache;
 pub use config::{ApiConfig, ApiConfigError, DEFAULT_CACHE_TTL, Limits};
 use request::{Credential, Rejection};
@@ -281,6 +287,8 @@ pub enum ApiOutcome {
     KeyServed,
     /// `GET /health` answered.
     Healthy,
+    /// `GET /admin/status` answered an admin client.
+    StatusServed,
     /// The request was refused or failed, with this code.
     Failed(ErrorCode),
 }
@@ -293,6 +301,7 @@ impl ApiOutcome {
             Self::TokenIssued => "token_issued",
             Self::KeyServed => "key_served",
             Self::Healthy => "healthy",
+            Self::StatusServed => "status_served",
             Self::Failed(code) => code.as_str(),
         }
     }
@@ -300,7 +309,9 @@ impl ApiOutcome {
     /// The HTTP status of the response.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::TokenIssued | Self::KeyServed | Self::Healthy => StatusCode::OK,
+            Self::TokenIssued | Self::KeyServed | Self::Healthy | Self::StatusServed => {
+                StatusCode::OK
+            }
             Self::Failed(code) => code.status(),
         }
     }
@@ -367,7 +378,9 @@ impl ApiResponse {
 impl fmt::Debug for ApiResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body: &dyn fmt::Debug = match self.outcome {
-            ApiOutcome::Failed(_) | ApiOutcome::Healthy => self.response.body(),
+            ApiOutcome::Failed(_) | ApiOutcome::Healthy | ApiOutcome::StatusServed => {
+                self.response.body()
+            }
             ApiOutcome::TokenIssued | ApiOutcome::KeyServed => &"[redacted]",
         };
         f.debug_struct("ApiResponse")
@@ -390,6 +403,7 @@ enum Route {
     GenerateToken,
     ActiveKey,
     Health,
+    AdminStatus,
 }
 
 impl Route {
@@ -398,6 +412,7 @@ impl Route {
             "/generate-token" => Some(Self::GenerateToken),
             "/active-key" => Some(Self::ActiveKey),
             "/health" => Some(Self::Health),
+            "/admin/status" => Some(Self::AdminStatus),
             _ => None,
         }
     }
@@ -405,7 +420,7 @@ impl Route {
     fn method(self) -> Method {
         match self {
             Self::GenerateToken => Method::POST,
-            Self::ActiveKey | Self::Health => Method::GET,
+            Self::ActiveKey | Self::Health | Self::AdminStatus => Method::GET,
         }
     }
 
@@ -413,7 +428,7 @@ impl Route {
     fn allow(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Self::GenerateToken => "POST",
-            Self::ActiveKey | Self::Health => "GET",
+            Self::ActiveKey | Self::Health | Self::AdminStatus => "GET",
         })
     }
 
@@ -422,6 +437,7 @@ impl Route {
             Self::GenerateToken => "generate_token",
             Self::ActiveKey => "active_key",
             Self::Health => "health",
+            Self::AdminStatus => "admin_status",
         }
     }
 }
@@ -435,6 +451,8 @@ enum Success {
         retrieved_at: Timestamp,
     },
     Health,
+    /// The admin status, as its JSON body (no secret in it).
+    Status(String),
 }
 
 /// What the audit line says about a request beyond its context and outcome. Only validated
@@ -455,6 +473,7 @@ pub struct Api {
     clients: ClientRegistry,
     store: Arc<dyn SecretStore>,
     cache: Arc<KeyCache>,
+    status: Option<Arc<dyn StatusSource>>,
 }
 
 impl fmt::Debug for Api {
@@ -484,7 +503,15 @@ impl Api {
             clients,
             store,
             cache,
+            status: None,
         })
+    }
+
+    /// The same API with the admin route `GET /admin/status` answered from `source` (without
+    /// one, that route is `404`).
+    pub fn with_status_source(mut self, source: Arc<dyn StatusSource>) -> Self {
+        self.status = Some(source);
+        self
     }
 
     /// The same API with signing keys and a client registry read again, sharing this one's
@@ -496,6 +523,7 @@ impl Api {
             clients,
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
+            status: self.status.clone(),
         }
     }
 
@@ -571,6 +599,7 @@ impl Api {
         }
         match route {
             Route::Health => Ok(Success::Health),
+            Route::AdminStatus => self.admin_status(parts, ctx, audit).await,
             Route::GenerateToken => {
                 let client = self.authenticate(parts, ctx, audit)?;
                 self.tokens
@@ -588,13 +617,7 @@ impl Api {
                 if let Ok(user) = &user {
                     audit.user = Some(user.clone());
                 }
-                let client = self.authenticate(parts, ctx, audit)?;
-                let token = request::credential(&parts.headers, Credential::Bearer)?;
-                let verified = self
-                    .tokens
-                    .verify_for_client(token, client.id(), ctx.now)
-                    .map_err(|err| Rejection::from_token(&err))?;
-                audit.jti = Some(verified.jti().to_owned());
+                let (client, verified) = self.authenticate_bearer(parts, ctx, audit)?;
                 let user = user?;
                 if !verified.scope().allows(&user) {
                     return Err(Rejection::new(

@@ -14,7 +14,7 @@ use keyrot_cli::embedded::DEMO_USERS;
 use keyrot_cli::progress::Progress;
 use keyrot_cli::service::Backend;
 use keyrot_cli::{report, server, status};
-use keyrot_config::{API_KEY_VAR, Setting, Sources};
+use keyrot_config::{ADMIN_API_KEY_VAR, API_KEY_VAR, Setting, Sources};
 use keyrot_core::driver::Unobserved;
 use keyrot_core::duration::parse_duration;
 use keyrot_core::report::{GatherOptions, gather};
@@ -84,10 +84,21 @@ enum Command {
         users: Vec<String>,
     },
     /// Show each managed user's keys, their ages and stages, and the next action and when.
+    /// With --endpoint, those of a running `keyrot serve` or the deployed API (through its
+    /// admin route: the client's scope needs the keyrot:admin right).
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Read the status of the keyrot API at this base URL instead of the backend.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// With --endpoint: the environment variable holding the API key.
+        #[arg(long, default_value = API_KEY_VAR, value_name = "VAR")]
+        api_key_env: String,
+        /// With --endpoint: read the API key from this file instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+        api_key_file: Option<PathBuf>,
         /// Only this user (repeatable).
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
@@ -309,7 +320,37 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Status { json, users } => {
+        Command::Status {
+            json,
+            users,
+            endpoint: Some(endpoint),
+            api_key_env,
+            api_key_file,
+        } => {
+            let api = ApiArgs {
+                endpoint: Some(endpoint),
+                api_key_env,
+                api_key_file,
+            };
+            let status = match client(&api)?.admin_status().await {
+                Ok(status) => status,
+                Err(e) => return Ok(failed(&e)),
+            };
+            let only = user_names(&users)?;
+            let statuses: Vec<status::UserStatus> = status
+                .users
+                .iter()
+                .filter(|u| only.is_empty() || only.contains(&u.user))
+                .map(|u| status::from_state(u, status.generated_at))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", status::table(&statuses));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, users, .. } => {
             let backend = open(&flags).await?;
             let progress = Progress::on_terminal(!json);
             let statuses = status::collect(
@@ -433,7 +474,7 @@ async fn open(flags: &Flags) -> Result<Backend, CliError> {
 
 async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     let backend = Backend::open(config).await?;
-    let (api, demo_key) = backend.api(config).await?;
+    let (api, demo_keys) = backend.api(config).await?;
     let listen = |source| CliError::Listen {
         address: config.listen,
         source,
@@ -466,12 +507,19 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
             config.backend_settings.lease_table
         );
     }
-    if let Some(api_key) = &demo_key {
+    if let Some(keys) = &demo_keys {
+        let api_key = &keys.client;
         let user = DEMO_USERS[0];
         println!("  demo users: {}", DEMO_USERS.join(", "));
         println!();
         println!("API key of client \"demo\" (every user, loopback only; shown once):");
         println!("  export {API_KEY_VAR}={api_key}");
+        println!();
+        println!(
+            "API key of client \"demo-admin\" (the admin right: every user's status, no key):"
+        );
+        println!("  export {ADMIN_API_KEY_VAR}={}", keys.admin);
+        println!("  keyrot status --endpoint {base} --api-key-env {ADMIN_API_KEY_VAR}");
         println!();
         println!("Try it (in bash; the headers come from a file, so no secret shows in `ps`):");
         println!(

@@ -50,6 +50,7 @@ struct Server {
     _child: Child,
     base: String,
     api_key: String,
+    admin_key: String,
     try_it: String,
 }
 
@@ -63,6 +64,7 @@ async fn serve() -> Server {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut base, mut api_key, mut try_it) = (None, None, String::new());
+    let mut admin_key = None;
     let mut in_try_it = false;
     let banner = async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -71,6 +73,9 @@ async fn serve() -> Server {
             }
             if let Some(key) = line.trim().strip_prefix("export KEYROT_API_KEY=") {
                 api_key = Some(key.to_owned());
+            }
+            if let Some(key) = line.trim().strip_prefix("export KEYROT_ADMIN_API_KEY=") {
+                admin_key = Some(key.to_owned());
             }
             if line.starts_with("Try it") {
                 in_try_it = true;
@@ -91,6 +96,7 @@ async fn serve() -> Server {
         _child: child,
         base: base.expect("the banner names the address"),
         api_key: api_key.expect("the banner prints the API key"),
+        admin_key: admin_key.expect("the banner prints the admin client's API key"),
         try_it,
     }
 }
@@ -316,4 +322,116 @@ async fn one_shot_commands_report_and_exit_as_documented() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
+
+/// `keyrot status --endpoint` against a running `serve`, as the admin client: every demo user,
+/// and the key each has as `current` is the one the server hands out for it. The admin route's
+/// answer holds no secret; a client without the admin right (`*` is not it) gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_with_an_endpoint_shows_what_the_server_serves_to_admins_only() {
+    let server = serve().await;
+    let users = ["backup-agent", "ci-deployer", "etl-nightly"];
+    let status = || {
+        keyrot()
+            .args(["status", "--json", "--endpoint", &server.base])
+            .args(["--api-key-env", "KEYROT_ADMIN_API_KEY"])
+            .env("KEYROT_ADMIN_API_KEY", &server.admin_key)
+            .output()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let secrets = loop {
+        let out = status().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let current = |user: &str| {
+            shown
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["user"] == user)
+                .and_then(|u| {
+                    u["keys"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|k| k["stage"] == "current")
+                        .map(|k| {
+                            assert_eq!(k["lifecycle"], "current", "{shown}");
+                            k["id"].as_str().unwrap().to_owned()
+                        })
+                })
+        };
+        let mut same = true;
+        let mut secrets = Vec::new();
+        for user in users {
+            let served = credential_process(&server, user).await;
+            match (current(user), served) {
+                (Some(id), Ok(key)) if id == key.access_key_id => {
+                    secrets.push(key.secret_access_key);
+                }
+                _ => same = false,
+            }
+        }
+        if same {
+            break secrets;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status and the API never agreed: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+
+    // The route's raw answer: no secret, and no field that could carry one.
+    let http = reqwest::Client::new();
+    let token = http
+        .post(format!("{}/generate-token", server.base))
+        .header("x-api-key", &server.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_str(&token).unwrap();
+    let response = http
+        .get(format!("{}/admin/status", server.base))
+        .header("x-api-key", &server.admin_key)
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    for user in users {
+        assert!(body.contains(user), "{body}");
+    }
+    assert!(
+        !body.contains("SecretAccessKey") && !body.contains("secret"),
+        "{body}"
+    );
+    for secret in &secrets {
+        assert!(
+            !body.contains(secret.as_str()),
+            "a secret in the admin status"
+        );
+    }
+
+    // The demo client reads every user's key, but `*` is not the admin right.
+    let out = keyrot()
+        .args(["status", "--endpoint", &server.base])
+        .env("KEYROT_API_KEY", &server.api_key)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("403") && stderr.contains("forbidden"),
+        "{stderr}"
+    );
 }
