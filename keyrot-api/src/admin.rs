@@ -59,13 +59,15 @@ impl Api {
         Ok((client, verified))
     }
 
-    /// `GET /admin/status`: authenticated like `/active-key`, then both the token's and the
-    /// client's scope must hold the admin right (`403 forbidden` otherwise).
+    /// `GET /admin/status` (JSON) or, with `page`, `GET /admin/page` (HTML): authenticated
+    /// like `/active-key`, then both the token's and the client's scope must hold the admin
+    /// right (`403 forbidden` otherwise).
     pub(crate) async fn admin_status(
         &self,
         parts: &http::request::Parts,
         ctx: &RequestContext,
         audit: &mut Audit,
+        page: bool,
     ) -> Result<Success, Rejection> {
         let source = self
             .status
@@ -88,6 +90,9 @@ impl Api {
             Rejection::new(ErrorCode::StoreUnavailable, "status_error")
                 .with_detail(keyrot_core::driver::error_chain(err.as_ref()))
         })?;
+        if page {
+            return Ok(Success::Page(crate::page::render(&users, ctx.now)));
+        }
         let body = StatusBody {
             generated_at: ctx.now,
             users: &users,

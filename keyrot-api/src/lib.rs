@@ -116,6 +116,7 @@ use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPol
 mod admin;
 mod cache;
 mod config;
+mod page;
 mod request;
 mod response;
 
@@ -289,6 +290,8 @@ pub enum ApiOutcome {
     Healthy,
     /// `GET /admin/status` answered an admin client.
     StatusServed,
+    /// `GET /admin/page` answered an admin client.
+    PageServed,
     /// The request was refused or failed, with this code.
     Failed(ErrorCode),
 }
@@ -302,6 +305,7 @@ impl ApiOutcome {
             Self::KeyServed => "key_served",
             Self::Healthy => "healthy",
             Self::StatusServed => "status_served",
+            Self::PageServed => "page_served",
             Self::Failed(code) => code.as_str(),
         }
     }
@@ -309,9 +313,11 @@ impl ApiOutcome {
     /// The HTTP status of the response.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::TokenIssued | Self::KeyServed | Self::Healthy | Self::StatusServed => {
-                StatusCode::OK
-            }
+            Self::TokenIssued
+            | Self::KeyServed
+            | Self::Healthy
+            | Self::StatusServed
+            | Self::PageServed => StatusCode::OK,
             Self::Failed(code) => code.status(),
         }
     }
@@ -378,9 +384,10 @@ impl ApiResponse {
 impl fmt::Debug for ApiResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body: &dyn fmt::Debug = match self.outcome {
-            ApiOutcome::Failed(_) | ApiOutcome::Healthy | ApiOutcome::StatusServed => {
-                self.response.body()
-            }
+            ApiOutcome::Failed(_)
+            | ApiOutcome::Healthy
+            | ApiOutcome::StatusServed
+            | ApiOutcome::PageServed => self.response.body(),
             ApiOutcome::TokenIssued | ApiOutcome::KeyServed => &"[redacted]",
         };
         f.debug_struct("ApiResponse")
@@ -404,6 +411,7 @@ enum Route {
     ActiveKey,
     Health,
     AdminStatus,
+    AdminPage,
 }
 
 impl Route {
@@ -413,6 +421,7 @@ impl Route {
             "/active-key" => Some(Self::ActiveKey),
             "/health" => Some(Self::Health),
             "/admin/status" => Some(Self::AdminStatus),
+            "/admin/page" => Some(Self::AdminPage),
             _ => None,
         }
     }
@@ -420,7 +429,7 @@ impl Route {
     fn method(self) -> Method {
         match self {
             Self::GenerateToken => Method::POST,
-            Self::ActiveKey | Self::Health | Self::AdminStatus => Method::GET,
+            Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => Method::GET,
         }
     }
 
@@ -428,7 +437,7 @@ impl Route {
     fn allow(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Self::GenerateToken => "POST",
-            Self::ActiveKey | Self::Health | Self::AdminStatus => "GET",
+            Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => "GET",
         })
     }
 
@@ -438,6 +447,7 @@ impl Route {
             Self::ActiveKey => "active_key",
             Self::Health => "health",
             Self::AdminStatus => "admin_status",
+            Self::AdminPage => "admin_page",
         }
     }
 }
@@ -453,6 +463,8 @@ enum Success {
     Health,
     /// The admin status, as its JSON body (no secret in it).
     Status(String),
+    /// The status page, as HTML (no secret in it).
+    Page(String),
 }
 
 /// What the audit line says about a request beyond its context and outcome. Only validated
@@ -599,7 +611,8 @@ impl Api {
         }
         match route {
             Route::Health => Ok(Success::Health),
-            Route::AdminStatus => self.admin_status(parts, ctx, audit).await,
+            Route::AdminStatus => self.admin_status(parts, ctx, audit, false).await,
+            Route::AdminPage => self.admin_status(parts, ctx, audit, true).await,
             Route::GenerateToken => {
                 let client = self.authenticate(parts, ctx, audit)?;
                 self.tokens
