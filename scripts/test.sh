@@ -23,6 +23,11 @@ step "Python tools (moto, cfn-lint, cargo-lambda; pinned in scripts/requirements
 # The contract suite starts moto's server from this venv on 127.0.0.1 (keyrot_aws::moto).
 ./scripts/venv.sh >/dev/null
 
+step "Chromium for the status page's browser test (keyrot-cli/tests/e2e.rs)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 step "format"
 cargo fmt --all -- --check
 

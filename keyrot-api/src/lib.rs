@@ -20,7 +20,11 @@
 //!   takes the API key in `x-api-key` *and* a token in `Authorization: Bearer <jwt>`, always;
 //!   the token must have been issued to the API key's client, and it answers
 //!   `{"UserName", "AccessKeyId", "SecretAccessKey", "RetrievedAt"}`. `GET /health` needs no
-//!   credentials and answers `{"status": "ok"}`. Paths match exactly (no trailing slash, case
+//!   credentials and answers `{"status": "ok"}`. `GET /admin/status` (when the API has a
+//!   [`StatusSource`], see [`Api::with_status_source`]) takes the API key and a token like
+//!   `/active-key`, and needs the admin right (`keyrot:admin`, never implied by `*`) in both
+//!   the token's and the client's scope, else `403`; it answers `{"generated_at", "users"}`,
+//!   every managed user's keys, stages and next action, and never a secret. Paths match exactly (no trailing slash, case
 //!   sensitive); another path is `404 not_found`, another method `405 method_not_allowed`.
 //! - **Order of checks.** Size limits first (`414`, `431`, `413`), then the route and method,
 //!   then authentication, then the request's own input (`400`), then the scope (`403`), then
@@ -110,11 +114,14 @@ use keyrot_core::model::{Credentials, Timestamp, UserName};
 use keyrot_core::ports::SecretStore;
 use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPolicy};
 
+mod admin;
 mod cache;
 mod config;
+mod page;
 mod request;
 mod response;
 
+pub use admin::StatusSource;
 use cache::KeyCache;
 pub use config::{ApiConfig, ApiConfigError, DEFAULT_CACHE_TTL, Limits};
 use request::{Credential, Rejection};
@@ -282,6 +289,10 @@ pub enum ApiOutcome {
     KeyServed,
     /// `GET /health` answered.
     Healthy,
+    /// `GET /admin/status` answered an admin client.
+    StatusServed,
+    /// `GET /admin/page` answered an admin client.
+    PageServed,
     /// The request was refused or failed, with this code.
     Failed(ErrorCode),
 }
@@ -294,6 +305,8 @@ impl ApiOutcome {
             Self::TokenIssued => "token_issued",
             Self::KeyServed => "key_served",
             Self::Healthy => "healthy",
+            Self::StatusServed => "status_served",
+            Self::PageServed => "page_served",
             Self::Failed(code) => code.as_str(),
         }
     }
@@ -301,7 +314,11 @@ impl ApiOutcome {
     /// The HTTP status of the response.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::TokenIssued | Self::KeyServed | Self::Healthy => StatusCode::OK,
+            Self::TokenIssued
+            | Self::KeyServed
+            | Self::Healthy
+            | Self::StatusServed
+            | Self::PageServed => StatusCode::OK,
             Self::Failed(code) => code.status(),
         }
     }
@@ -368,7 +385,10 @@ impl ApiResponse {
 impl fmt::Debug for ApiResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body: &dyn fmt::Debug = match self.outcome {
-            ApiOutcome::Failed(_) | ApiOutcome::Healthy => self.response.body(),
+            ApiOutcome::Failed(_)
+            | ApiOutcome::Healthy
+            | ApiOutcome::StatusServed
+            | ApiOutcome::PageServed => self.response.body(),
             ApiOutcome::TokenIssued | ApiOutcome::KeyServed => &"[redacted]",
         };
         f.debug_struct("ApiResponse")
@@ -391,6 +411,8 @@ enum Route {
     GenerateToken,
     ActiveKey,
     Health,
+    AdminStatus,
+    AdminPage,
 }
 
 impl Route {
@@ -399,6 +421,8 @@ impl Route {
             "/generate-token" => Some(Self::GenerateToken),
             "/active-key" => Some(Self::ActiveKey),
             "/health" => Some(Self::Health),
+            "/admin/status" => Some(Self::AdminStatus),
+            "/admin/page" => Some(Self::AdminPage),
             _ => None,
         }
     }
@@ -406,7 +430,7 @@ impl Route {
     fn method(self) -> Method {
         match self {
             Self::GenerateToken => Method::POST,
-            Self::ActiveKey | Self::Health => Method::GET,
+            Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => Method::GET,
         }
     }
 
@@ -414,7 +438,7 @@ impl Route {
     fn allow(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Self::GenerateToken => "POST",
-            Self::ActiveKey | Self::Health => "GET",
+            Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => "GET",
         })
     }
 
@@ -423,6 +447,8 @@ impl Route {
             Self::GenerateToken => "generate_token",
             Self::ActiveKey => "active_key",
             Self::Health => "health",
+            Self::AdminStatus => "admin_status",
+            Self::AdminPage => "admin_page",
         }
     }
 }
@@ -436,6 +462,10 @@ enum Success {
         retrieved_at: Timestamp,
     },
     Health,
+    /// The admin status, as its JSON body (no secret in it).
+    Status(String),
+    /// The status page, as HTML (no secret in it).
+    Page(String),
 }
 
 /// What the audit line says about a request beyond its context and outcome. Only validated
@@ -458,6 +488,7 @@ pub struct Api {
     store: Arc<dyn SecretStore>,
     cache: Arc<KeyCache>,
     accounts: Option<AccountStores>,
+    status: Option<Arc<dyn StatusSource>>,
 }
 
 /// The secret store of each member account's users (with many accounts, the hub keeps them
@@ -492,6 +523,7 @@ impl Api {
             store,
             cache,
             accounts: None,
+            status: None,
         })
     }
 
@@ -501,6 +533,14 @@ impl Api {
     #[must_use]
     pub fn with_account_stores(mut self, stores: AccountStores) -> Self {
         self.accounts = Some(stores);
+        self
+    }
+
+    /// The same API with the admin route `GET /admin/status` answered from `source` (without
+    /// one, that route is `404`).
+    #[must_use]
+    pub fn with_status_source(mut self, source: Arc<dyn StatusSource>) -> Self {
+        self.status = Some(source);
         self
     }
 
@@ -514,6 +554,7 @@ impl Api {
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
             accounts: self.accounts.clone(),
+            status: self.status.clone(),
         }
     }
 
@@ -589,6 +630,8 @@ impl Api {
         }
         match route {
             Route::Health => Ok(Success::Health),
+            Route::AdminStatus => self.admin_status(parts, ctx, audit, false).await,
+            Route::AdminPage => self.admin_status(parts, ctx, audit, true).await,
             Route::GenerateToken => {
                 let client = self.authenticate(parts, ctx, audit)?;
                 self.tokens
@@ -607,13 +650,7 @@ impl Api {
                     audit.account.clone_from(account);
                     audit.user = Some(user.clone());
                 }
-                let client = self.authenticate(parts, ctx, audit)?;
-                let token = request::credential(&parts.headers, Credential::Bearer)?;
-                let verified = self
-                    .tokens
-                    .verify_for_client(token, client.id(), ctx.now)
-                    .map_err(|err| Rejection::from_token(&err))?;
-                audit.jti = Some(verified.jti().to_owned());
+                let (client, verified) = self.authenticate_bearer(parts, ctx, audit)?;
                 let (account, user) = query?;
                 let allows = |scope: &keyrot_core::token::Scope| match &account {
                     None => scope.allows(&user),

@@ -1,6 +1,9 @@
 //! Writing responses: JSON bodies and the headers every response carries.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -53,6 +56,24 @@ fn json(status: StatusCode, body: String) -> Response<String> {
     response
 }
 
+/// An HTML page with the headers every response carries, the page's strict
+/// Content-Security-Policy, and no framing or referrer.
+fn html(body: String) -> Response<String> {
+    let mut response = json(StatusCode::OK, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::page::CSP),
+    );
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
 /// The error response for `code`: `{"error": {"code", "message"}}`.
 pub(super) fn error(code: ErrorCode) -> Response<String> {
     let body = ErrorBody {
@@ -102,6 +123,8 @@ pub(super) fn success(success: &Success, now: Timestamp) -> (Response<String>, A
             serde_json::to_string(&HealthBody { status: "ok" }),
             ApiOutcome::Healthy,
         ),
+        Success::Status(body) => (Ok(body.clone()), ApiOutcome::StatusServed),
+        Success::Page(page) => return (html(page.clone()), ApiOutcome::PageServed),
     };
     match text {
         Ok(text) => (json(StatusCode::OK, text), outcome),

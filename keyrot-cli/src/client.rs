@@ -180,6 +180,18 @@ impl ApiClient {
         self.call(request).await
     }
 
+    /// Every managed user's status, from the admin route (the client needs the admin right),
+    /// with a fresh token.
+    pub async fn admin_status(&self) -> Result<AdminStatus, ClientError> {
+        let token = self.token().await?;
+        let request = self
+            .http
+            .get(format!("{}/admin/status", self.endpoint))
+            .header("x-api-key", &self.api_key)
+            .bearer_auth(&token.token);
+        self.call(request).await
+    }
+
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,
         request: reqwest::RequestBuilder,
@@ -216,6 +228,15 @@ impl ApiClient {
             source,
         })
     }
+}
+
+/// The answer of `GET /admin/status`: no secret in it.
+#[derive(Debug, Deserialize)]
+pub struct AdminStatus {
+    /// When the server gathered it.
+    pub generated_at: keyrot_core::Timestamp,
+    /// Every managed user.
+    pub users: Vec<keyrot_core::report::UserState>,
 }
 
 /// Whether `endpoint` is `https://…`, or `http://` to a loopback host.

@@ -15,6 +15,8 @@ pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod embedded;
+pub mod progress;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod status;

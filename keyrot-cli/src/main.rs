@@ -6,25 +6,34 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use keyrot_aws::SystemClock;
 use keyrot_cli::accounts::{AccountsError, Fleet};
 use keyrot_cli::client::{ApiClient, process_credentials};
 use keyrot_cli::config::{BackendKind, Config, Flags};
 use keyrot_cli::embedded::DEMO_USERS;
+use keyrot_cli::progress::Progress;
 use keyrot_cli::service::Backend;
-use keyrot_cli::{server, status};
-use keyrot_config::{API_KEY_VAR, Setting, Sources};
+use keyrot_cli::{report, server, status};
+use keyrot_config::{ADMIN_API_KEY_VAR, API_KEY_VAR, Setting, Sources};
 use keyrot_core::accounts::{AccountId, OrgSummary};
+use keyrot_core::driver::Unobserved;
 use keyrot_core::duration::parse_duration;
+use keyrot_core::report::{GatherOptions, gather};
 use keyrot_core::settings::Summary;
 use keyrot_core::{Clock, RunOptions, UserName};
 use tracing_subscriber::EnvFilter;
 
+/// The exit statuses, as `--help`, the man page and the README say them.
+const EXIT_STATUS: &str = "Exit status:\n  \
+    0  success (users another run holds count as success)\n  \
+    1  the work failed: a user failed or is blocked, or the API refused or failed a request\n  \
+    2  the command could not do its work: usage, configuration, backend or output";
+
 /// Zero-downtime rotation of IAM access keys, kept in Secrets Manager and handed to
 /// authorised callers through a hardened API.
 #[derive(Debug, Parser)]
-#[command(name = "keyrot", version, about, long_about = None)]
+#[command(name = "keyrot", version, about, long_about = None, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -79,16 +88,52 @@ enum Command {
         accounts: AccountArgs,
     },
     /// Show each managed user's keys, their ages and stages, and the next action and when.
+    /// With --endpoint, those of a running `keyrot serve` or the deployed API (through its
+    /// admin route: the client's scope needs the keyrot:admin right).
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Read the status of the keyrot API at this base URL instead of the backend.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["account", "org"])]
+        endpoint: Option<String>,
+        /// With --endpoint: the environment variable holding the API key.
+        #[arg(long, default_value = API_KEY_VAR, value_name = "VAR")]
+        api_key_env: String,
+        /// With --endpoint: read the API key from this file instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+        api_key_file: Option<PathBuf>,
         /// Only this user (repeatable).
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
         #[command(flatten)]
         accounts: AccountArgs,
     },
+    /// Evidence for auditors: per user (managed or exempt) each key's id, status, stage, age
+    /// and last use, the last rotation, the next action, and whether the user passes "no
+    /// active key older than N days" (Security Hub IAM.3) and since when. Read-only.
+    Report {
+        /// The format.
+        #[arg(long, value_parser = ["csv", "json", "markdown"], default_value = "csv")]
+        format: String,
+        /// The rule's N: no active key older than this many days.
+        #[arg(long, default_value_t = 90, value_name = "DAYS")]
+        max_age_days: u64,
+        /// Judge ages and the rule at this time (RFC 3339) instead of now: which users will
+        /// fail by then unless keys are rotated. Next actions are always planned from now.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<keyrot_core::Timestamp>,
+        /// Only this user (repeatable).
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Print a shell completion script (e.g. `keyrot completions bash > /etc/bash_completion.d/keyrot`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, keyrot(1), as roff (`keyrot man | man -l -`).
+    Man,
     /// Re-activate a user's previous key and make it current again.
     Rollback {
         /// The user.
@@ -183,13 +228,18 @@ fn init_logs(global: &Global) {
     let filter = EnvFilter::try_new(&log).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .with_writer(std::io::stderr);
     if global.log_json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Whether `NO_COLOR` asks for no colours (<https://no-color.org>: set and not empty).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// Why a command could not do its work: exit status 2. (The work's own failures, a user that
@@ -259,6 +309,12 @@ enum CliError {
     /// The output could not be written as JSON.
     #[error("could not write JSON")]
     Json(#[from] serde_json::Error),
+    /// The output could not be written.
+    #[error("could not write the output")]
+    Output(#[source] std::io::Error),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] keyrot_cli::report::ReportError),
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -309,7 +365,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 });
             }
             let rotator = rotator_for(&backend, &config, &accounts).await?;
-            let report = rotator.run(&options).await?;
+            let progress = Progress::on_terminal(true);
+            let report = rotator.run_observed(&options, &progress).await?;
+            progress.finish();
             println!("{report}");
             Ok(if report.failures() > 0 {
                 ExitCode::FAILURE
@@ -320,7 +378,39 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status {
             json,
             users,
+            endpoint: Some(endpoint),
+            api_key_env,
+            api_key_file,
+            ..
+        } => {
+            let api = ApiArgs {
+                endpoint: Some(endpoint),
+                api_key_env,
+                api_key_file,
+            };
+            let status = match client(&api)?.admin_status().await {
+                Ok(status) => status,
+                Err(e) => return Ok(failed(&e)),
+            };
+            let only = user_names(&users)?;
+            let statuses: Vec<status::UserStatus> = status
+                .users
+                .iter()
+                .filter(|u| only.is_empty() || only.contains(&u.user))
+                .map(|u| status::from_state(u, status.generated_at))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", status::table(&statuses));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            json,
+            users,
             accounts,
+            ..
         } => {
             let (backend, config) = open(&flags).await?;
             let users = user_names(&users)?;
@@ -329,7 +419,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 let users = &users;
                 let reports = fleet
                     .each(|rotator| async move {
-                        status::collect(&rotator, users, SystemClock.now()).await
+                        status::collect(&rotator, users, SystemClock.now(), &Unobserved).await
                     })
                     .await?;
                 if json {
@@ -356,14 +446,59 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 });
             }
             let rotator = rotator_for(&backend, &config, &accounts).await?;
-            let statuses = status::collect(&rotator, &users, SystemClock.now())
+            let progress = Progress::on_terminal(!json);
+            let statuses = status::collect(&rotator, &users, SystemClock.now(), &progress)
                 .await
                 .map_err(CliError::Status)?;
+            progress.finish();
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
                 print!("{}", status::table(&statuses));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            format,
+            max_age_days,
+            as_of,
+            users,
+        } => {
+            let (backend, _) = open(&flags).await?;
+            let now = as_of.unwrap_or_else(|| SystemClock.now());
+            let options = GatherOptions {
+                last_used: true,
+                exempt: true,
+            };
+            let states = gather(
+                &backend.rotator,
+                &user_names(&users)?,
+                options,
+                now,
+                &Unobserved,
+            )
+            .await
+            .map_err(CliError::Status)?;
+            let format = match format.as_str() {
+                "json" => report::Format::Json,
+                "markdown" => report::Format::Markdown,
+                _ => report::Format::Csv,
+            };
+            print!("{}", report::render(&states, max_age_days, now, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyrot", &mut script);
+            write_stdout(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(CliError::Output)?;
+            write_stdout(&page)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { user, accounts } => {
@@ -477,7 +612,7 @@ async fn open(flags: &Flags) -> Result<(Backend, Config), CliError> {
 
 async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     let backend = Backend::open(config).await?;
-    let (api, demo_key) = backend.api(config).await?;
+    let (api, demo_keys) = backend.api(config).await?;
     let listen = |source| CliError::Listen {
         address: config.listen,
         source,
@@ -510,12 +645,19 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
             config.backend_settings.lease_table
         );
     }
-    if let Some(api_key) = &demo_key {
+    if let Some(keys) = &demo_keys {
+        let api_key = &keys.client;
         let user = DEMO_USERS[0];
         println!("  demo users: {}", DEMO_USERS.join(", "));
         println!();
         println!("API key of client \"demo\" (every user, loopback only; shown once):");
         println!("  export {API_KEY_VAR}={api_key}");
+        println!();
+        println!(
+            "API key of client \"demo-admin\" (the admin right: every user's status, no key):"
+        );
+        println!("  export {ADMIN_API_KEY_VAR}={}", keys.admin);
+        println!("  keyrot status --endpoint {base} --api-key-env {ADMIN_API_KEY_VAR}");
         println!();
         println!("Try it (in bash; the headers come from a file, so no secret shows in `ps`):");
         println!(
@@ -560,6 +702,15 @@ fn client(api: &ApiArgs) -> Result<ApiClient, CliError> {
         })?,
     };
     Ok(ApiClient::new(&endpoint, key.trim().to_owned())?)
+}
+
+/// Writes `bytes` to stdout: a closed pipe is an error, not a panic.
+fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
 }
 
 fn user_names(names: &[String]) -> Result<Vec<UserName>, CliError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use keyrot_api::{Api, ApiConfig};
 use keyrot_aws::{AwsClients, SystemClock, load_api_secrets};
-use keyrot_core::token::{ApiKey, ApiKeyDigest, ClientRegistry, SigningKey};
+use keyrot_core::token::{ADMIN, ApiKey, ApiKeyDigest, ClientRegistry, SigningKey};
 use keyrot_core::{BoxError, Clock, Policy, Ports, Rotator};
 
 use keyrot_config::Setting;
@@ -28,6 +28,15 @@ pub struct Backend {
     pub embedded: Option<Embedded>,
     /// The SDK clients, for the AWS backend.
     pub clients: Option<AwsClients>,
+}
+
+/// The API keys of the embedded backend's demo clients.
+#[derive(Debug)]
+pub struct DemoKeys {
+    /// Client `demo`: every user's current key.
+    pub client: String,
+    /// Client `demo-admin`: the admin right (`keyrot status --endpoint`), no user's key.
+    pub admin: String,
 }
 
 /// Why the service could not be started.
@@ -109,24 +118,35 @@ impl Backend {
         })
     }
 
-    /// The API on this backend. For the embedded backend it makes a signing key and one client
-    /// (`demo`, every user, loopback only) whose API key is returned: show it once. For AWS it
-    /// loads the signing keys and the client registry from Secrets Manager.
-    pub async fn api(&self, config: &Config) -> Result<(Api, Option<String>), ServiceError> {
+    /// The API on this backend, its admin route answered by this backend's rotator. For the
+    /// embedded backend it makes a signing key and two clients, loopback only, whose API keys
+    /// are returned: show them once (`demo`: every user's key; `demo-admin`: the admin right
+    /// alone). For AWS it loads the signing keys and the client registry from Secrets Manager.
+    pub async fn api(&self, config: &Config) -> Result<(Api, Option<DemoKeys>), ServiceError> {
         let (signing, retired, registry, demo_key) = match &self.clients {
             None => {
                 let signing = SigningKey::new("demo", random_bytes::<32>()?.to_vec())
                     .map_err(api_error("demo signing key"))?;
                 let api_key = ApiKey::generate_from(random_bytes()?);
+                let admin_key = ApiKey::generate_from(random_bytes()?);
                 let registry = serde_json::json!({"clients": [{
                     "id": "demo",
                     "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),
                     "scope": ["*"],
                     "allowed_cidrs": ["127.0.0.0/8", "::1/128"],
+                }, {
+                    "id": "demo-admin",
+                    "api_key_sha256": ApiKeyDigest::of(&admin_key).to_hex(),
+                    "scope": [ADMIN],
+                    "allowed_cidrs": ["127.0.0.0/8", "::1/128"],
                 }]});
                 let registry = ClientRegistry::from_json(&registry.to_string())
                     .map_err(api_error("demo client registry"))?;
-                (signing, Vec::new(), registry, Some(api_key))
+                let keys = DemoKeys {
+                    client: api_key,
+                    admin: admin_key,
+                };
+                (signing, Vec::new(), registry, Some(keys))
             }
             Some(clients) => {
                 let missing = |what, setting: Setting| ServiceError::Missing {
@@ -163,7 +183,8 @@ impl Backend {
             api_config.cache_ttl = self.policy.grace() / 4;
         }
         let mut api = Api::new(api_config, tokens, registry, self.ports.store.clone())
-            .map_err(api_error("configuration"))?;
+            .map_err(api_error("configuration"))?
+            .with_status_source(self.rotator.clone());
         if let Some(clients) = &self.clients {
             // A member account's users (`account=ID`): the hub's secrets under the account's id.
             let (backend, hub) = (config.backend_settings.clone(), clients.clone());

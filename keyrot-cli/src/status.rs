@@ -1,16 +1,16 @@
 //! `keyrot status`: per managed user, the keys with their ages and stages, and what keyrot
-//! will do next and when. Read-only.
+//! will do next and when. Read-only; the data is [`keyrot_core::report::gather`]'s.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use keyrot_core::driver::ManagedUser;
 use keyrot_core::duration::format_duration;
-use keyrot_core::{Outcome, Rotator, Timestamp, UserName};
-use serde::Serialize;
+use keyrot_core::report::{GatherObserver, GatherOptions, UserState, gather};
+use keyrot_core::{Rotator, Timestamp, UserName};
+use serde::{Deserialize, Serialize};
 
 /// One user's status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserStatus {
     /// The user.
     pub user: String,
@@ -25,7 +25,7 @@ pub struct UserStatus {
 }
 
 /// One key's status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyStatus {
     /// The access key id.
     pub id: String,
@@ -33,93 +33,50 @@ pub struct KeyStatus {
     pub status: String,
     /// Its age in whole seconds.
     pub age_seconds: u64,
-    /// `current`, `pending`, `previous`, `adopted`, or `unknown` (keyrot does not know it).
+    /// The store's label: `current`, `pending`, `previous`, `stored`, `adopted`, or `unknown`
+    /// (keyrot does not know it).
     pub stage: String,
+    /// Where it is in the lifecycle: `pending`, `current`, `grace`, `awaiting disuse`,
+    /// `recovery window`, or `unknown`.
+    pub lifecycle: String,
 }
 
-/// The status of every managed user (or of `only`, if not empty), at `now`.
+/// The status of every managed user (or of `only`, if not empty), at `now`, telling
+/// `observer` of each user as it is read.
 pub async fn collect(
     rotator: &Rotator,
     only: &[UserName],
     now: Timestamp,
+    observer: &dyn GatherObserver,
 ) -> Result<Vec<UserStatus>, keyrot_core::IamError> {
-    let managed = rotator.managed_users().await?;
-    let users: Vec<(UserName, Option<&ManagedUser>)> = if only.is_empty() {
-        managed
-            .iter()
-            .map(|m| (m.name().clone(), Some(m)))
-            .collect()
-    } else {
-        only.iter()
-            .map(|u| (u.clone(), managed.iter().find(|m| m.name() == u)))
-            .collect()
-    };
-    let mut statuses = Vec::with_capacity(users.len());
-    for (user, managed) in users {
-        let Some(managed) = managed else {
-            // keyrot never plans, let alone touches, a user it does not manage.
-            statuses.push(UserStatus {
-                user: user.to_string(),
-                keys: Vec::new(),
-                next: Outcome::NotManaged.to_string(),
-                at: None,
-                attention: true,
-            });
-            continue;
-        };
-        let report = rotator.plan_user(managed).await;
-        let mut keys = Vec::new();
-        if let Ok(obs) = rotator.observe(&user).await {
-            for key in &obs.keys {
-                // Secrets Manager leaves AWSPENDING on a version it promotes: the most
-                // telling label wins.
-                let labelled = obs
-                    .stored
-                    .versions
-                    .iter()
-                    .filter(|v| v.key_id == key.id)
-                    .find_map(|v| {
-                        [
-                            (v.stages.current, "current"),
-                            (v.stages.pending, "pending"),
-                            (v.stages.previous, "previous"),
-                        ]
-                        .into_iter()
-                        .find_map(|(set, name)| set.then_some(name))
-                    });
-                let stage = match labelled {
-                    Some(label) => label,
-                    None if obs.stored.has_version(&key.id) => "stored",
-                    None if obs.stored.knows(&key.id) => "adopted",
-                    None => "unknown",
-                }
-                .to_owned();
-                let age = Duration::try_from(now.duration_since(key.created)).unwrap_or_default();
-                keys.push(KeyStatus {
-                    id: key.id.to_string(),
-                    status: format!("{:?}", key.status),
-                    age_seconds: age.as_secs(),
-                    stage,
-                });
-            }
-        }
-        let at = match &report.outcome {
-            Outcome::Waiting(wait) => Some(wait.until().to_string()),
-            _ => None,
-        };
-        statuses.push(UserStatus {
-            user: user.to_string(),
-            keys,
-            next: match &report.outcome {
-                // A dry run's outcome says "next: <step>" itself.
-                Outcome::Planned(step) => step.to_string(),
-                other => other.to_string(),
-            },
-            at,
-            attention: report.outcome.is_failure(),
-        });
+    let states = gather(rotator, only, GatherOptions::default(), now, observer).await?;
+    Ok(states.iter().map(|s| from_state(s, now)).collect())
+}
+
+/// The status shown of one user's state at `now` (keys IAM no longer has are left out).
+pub fn from_state(state: &UserState, now: Timestamp) -> UserStatus {
+    let keys = state
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let (status, created) = (k.status?, k.created?);
+            let age = Duration::try_from(now.duration_since(created)).unwrap_or_default();
+            Some(KeyStatus {
+                id: k.id.to_string(),
+                status: format!("{status:?}"),
+                age_seconds: age.as_secs(),
+                stage: k.label.clone(),
+                lifecycle: k.stage.as_str().to_owned(),
+            })
+        })
+        .collect();
+    UserStatus {
+        user: state.user.to_string(),
+        keys,
+        next: state.next.clone(),
+        at: state.at.map(|at| at.to_string()),
+        attention: state.attention,
     }
-    Ok(statuses)
 }
 
 /// The statuses as a table for people.
@@ -142,11 +99,12 @@ pub fn table(statuses: &[UserStatus]) -> String {
         for k in &s.keys {
             let _ = writeln!(
                 out,
-                "  {:<24} {:<8} {:>10} old  {}",
+                "  {:<24} {:<8} {:>10} old  {:<8} {}",
                 k.id,
                 k.status,
                 format_duration(Duration::from_secs(k.age_seconds)),
-                k.stage
+                k.stage,
+                k.lifecycle,
             );
         }
         let _ = writeln!(out, "  next: {}", s.next);

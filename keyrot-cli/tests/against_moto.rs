@@ -378,3 +378,111 @@ async fn two_rotate_processes_at_once_never_act_on_one_user_together() {
         "each user rotates at least twice over the lifecycle: {rotations} rotations"
     );
 }
+
+/// How the report writes a last-use answer.
+fn last_use_cell(answer: keyrot_core::LastUsed) -> String {
+    match answer {
+        keyrot_core::LastUsed::Never => "never".to_owned(),
+        keyrot_core::LastUsed::At(at) => at.to_string(),
+        keyrot_core::LastUsed::Unknown => "unknown".to_owned(),
+    }
+}
+
+/// `keyrot report --format csv`: a user whose only key is older than 90 days fails the rule
+/// from the day it turned 90 days old; a user keyrot just rotated (its old key then removed)
+/// passes since that rotation; an exempt user is listed, untouched. moto dates keys by the
+/// wall clock, so "90 days later" is the report's `--as-of`: the freshly rotated key is then
+/// exactly 90 days old (not older), the old one a second more. The rotated user's next step is
+/// to forget the marks of the key removed outside keyrot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_csv_fails_an_old_key_and_passes_a_freshly_rotated_user() {
+    let moto = moto_with_table().await;
+    let (tag, prefix) = ("keyrot:cli-report", "keyrot-cli-report/");
+    let config = moto.admin_config().await;
+    let iam = AwsIam::new(aws_sdk_iam::Client::new(&config));
+    let store = keyrot_aws::AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&config))
+        .with_prefix(prefix);
+    let name = |n: &str| UserName::new(n).unwrap();
+    tagged_user(moto, "cli-report-old", tag).await;
+    tagged_user(moto, "cli-report-exempt", tag).await;
+    // The rotated user's keys are a second younger at least than the old user's.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let legacy = tagged_user(moto, "cli-report-fresh", tag).await;
+    let run = |args: &[&str]| {
+        let mut cmd = keyrot(moto, tag, prefix);
+        cmd.env("KEYROT_EXEMPT_USERS", "cli-report-exempt")
+            .args(args);
+        cmd.output()
+    };
+    let out = run(&["rotate", "--force", "--user", "cli-report-fresh"])
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // An operator removes the superseded key at once.
+    iam.delete_key(
+        &name("cli-report-fresh"),
+        &keyrot_core::AccessKeyId::new(legacy.as_str()).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let old = iam
+        .list_keys(&name("cli-report-old"))
+        .await
+        .unwrap()
+        .remove(0);
+    let exempt = iam
+        .list_keys(&name("cli-report-exempt"))
+        .await
+        .unwrap()
+        .remove(0);
+    let fresh = iam
+        .list_keys(&name("cli-report-fresh"))
+        .await
+        .unwrap()
+        .remove(0);
+    let stored = keyrot_core::SecretStore::load(&store, &name("cli-report-fresh"))
+        .await
+        .unwrap();
+    let rotated = stored.marks.values().find_map(|m| m.superseded).unwrap();
+    let as_of = fresh.created + Duration::from_secs(90 * 86_400);
+    let out = run(&["report", "--format", "csv", "--as-of", &as_of.to_string()])
+        .await
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{csv} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let iam = &iam;
+    let used = |id| async move { last_use_cell(iam.last_used(id).await) };
+    let expected = [
+        "user,managed,key_id,status,stage,created,age_days,last_used,last_rotation,next_action,next_at,max_age_days,compliant,compliant_since".to_owned(),
+        format!(
+            "cli-report-exempt,false,{id},active,unknown,{c},90,{u},,exempt: untouched,,90,fail,{due}",
+            id = exempt.id,
+            c = exempt.created,
+            u = used(&exempt.id).await,
+            due = exempt.created + Duration::from_secs(90 * 86_400),
+        ),
+        format!(
+            "cli-report-fresh,true,{id},active,current,{c},90,{u},{rotated},forget marks of {legacy},,90,pass,{rotated}",
+            id = fresh.id,
+            c = fresh.created,
+            u = used(&fresh.id).await,
+        ),
+        format!(
+            "cli-report-old,true,{id},active,unknown,{c},90,{u},,adopt {id},,90,fail,{due}",
+            id = old.id,
+            c = old.created,
+            u = used(&old.id).await,
+            due = old.created + Duration::from_secs(90 * 86_400),
+        ),
+    ];
+    assert_eq!(csv.lines().collect::<Vec<_>>(), expected, "{csv}");
+}

@@ -98,8 +98,9 @@ mod sources;
 
 pub use error::{ConfigError, Reason};
 pub use resolve::{
-    API_KEY_VAR, ApiSettings, BackendKind, DEFAULT_API_SECRETS_TTL, DEFAULT_AUDIENCE,
-    DEFAULT_ISSUER, DEFAULT_KEY_CACHE_TTL, DEFAULT_LISTEN, DEFAULT_LOG, DEFAULT_NAMESPACE,
+    ADMIN_API_KEY_VAR, API_KEY_VAR, ApiSettings, BackendKind, DEFAULT_API_SECRETS_TTL,
+    DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_CACHE_TTL, DEFAULT_LISTEN, DEFAULT_LOG,
+    DEFAULT_NAMESPACE,
 };
 pub use setting::{Name, Setting, Source, Spelling};
 pub use sources::{Sources, Value, lookup_in};

@@ -33,6 +33,10 @@ pub const DEFAULT_LOG: &str = "info";
 /// unless `--api-key-env` names another.
 pub const API_KEY_VAR: &str = "KEYROT_API_KEY";
 
+/// The variable `keyrot serve` suggests for its demo admin client's API key, to pass to
+/// `keyrot status --endpoint URL --api-key-env`.
+pub const ADMIN_API_KEY_VAR: &str = "KEYROT_ADMIN_API_KEY";
+
 /// Which backend the command runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {

@@ -16,8 +16,7 @@ use crate::model::{
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
-    Claim, Clock, Iam, IamError, Lease, LeaseToken, Notice, Notifier, Pressure, SecretStore,
-    Verifier,
+    Clock, Iam, IamError, Lease, Notice, Notifier, Pressure, SecretStore, Verifier,
 };
 use crate::survey::{self, LookReason, Triage};
 
@@ -34,14 +33,16 @@ mod claims;
 mod concurrency;
 mod errors;
 mod notices;
+mod observer;
 mod perform;
 mod report;
 
-use claims::RunClaims;
+use claims::{Held, Hold, RunClaims};
 pub use concurrency::Concurrency;
 use concurrency::Gate;
 pub use errors::{RollbackError, RunError, StepError};
 pub use notices::held_back;
+pub use observer::{RunObserver, Unobserved};
 use perform::{Progress, verify_wait};
 pub use report::{Outcome, RunReport, UserReport, error_chain};
 
@@ -219,6 +220,15 @@ impl Rotator {
 
     /// One reconcile pass over the managed users (or the ones named in `options`).
     pub async fn run(&self, options: &RunOptions) -> Result<RunReport, RunError> {
+        self.run_observed(options, &Unobserved).await
+    }
+
+    /// [`Rotator::run`], telling `observer` of each user as it is done.
+    pub async fn run_observed(
+        &self,
+        options: &RunOptions,
+        observer: &dyn RunObserver,
+    ) -> Result<RunReport, RunError> {
         let started = self.ports.clock.now();
         let managed = self.managed_users().await.map_err(RunError::ListUsers)?;
         let (users, mut reports) = if options.users.is_empty() {
@@ -256,6 +266,7 @@ impl Rotator {
         } else {
             self.survey(&users, started).await
         };
+        observer.started(reports.len() + users.len());
         let (skipped, users): (Vec<ManagedUser>, Vec<ManagedUser>) =
             users.into_iter().partition(|u| idle.contains_key(&u.0));
         // A user about to change is claimed before it is observed (observing it first would
@@ -283,6 +294,7 @@ impl Rotator {
                 keys,
             })
         }));
+        reports.iter().for_each(|r| observer.user_done(r));
         let done: Vec<UserReport> = futures::stream::iter(users)
             .map(|user| async move {
                 // Waiting for a place counts against the deadline.
@@ -309,6 +321,7 @@ impl Rotator {
                 report
             })
             .buffer_unordered(self.concurrency.max())
+            .inspect(|report| observer.user_done(report))
             .collect()
             .await;
         claims.finish().await;
@@ -603,74 +616,6 @@ impl Rotator {
         }
     }
 
-    /// Makes sure this run holds `run.user`'s lease for long enough to take a step.
-    async fn hold(&self, run: &mut UserRun<'_>, now: Timestamp) -> Result<Hold, StepError> {
-        let until = now + self.lease_duration;
-        let lease = &self.ports.lease;
-        match &mut run.lease {
-            Some(held) => {
-                let left = Duration::try_from(held.until.duration_since(now)).unwrap_or_default();
-                if left >= self.lease_duration / 2 {
-                    return Ok(Hold::Kept);
-                }
-                if lease.renew(&run.user, &held.token, until).await? {
-                    held.until = until;
-                    Ok(Hold::Kept)
-                } else {
-                    run.lease = None;
-                    Err(StepError::LeaseLost)
-                }
-            }
-            None => {
-                if let Some(hold) = self.hold_claimed_ahead(run, now).await? {
-                    return Ok(hold);
-                }
-                self.acquire(run, now).await
-            }
-        }
-    }
-
-    /// The claim on `run.user` its run made ahead, renewed if less than half of it is left;
-    /// `None` if there is none to be had (the caller claims the user alone).
-    async fn hold_claimed_ahead(
-        &self,
-        run: &mut UserRun<'_>,
-        now: Timestamp,
-    ) -> Result<Option<Hold>, StepError> {
-        let Some((claim, mut until)) = (match run.claims {
-            Some(claims) => claims.take(&run.user).await,
-            None => None,
-        }) else {
-            return Ok(None);
-        };
-        let token = match claim {
-            Claim::Granted(token) => token,
-            Claim::Taken { until, .. } => return Ok(Some(Hold::Taken { until })),
-        };
-        let left = Duration::try_from(until.duration_since(now)).unwrap_or_default();
-        if left < self.lease_duration / 2 {
-            until = now + self.lease_duration;
-            if !self.ports.lease.renew(&run.user, &token, until).await? {
-                // It ran out before the user's turn, and another run took it.
-                return Ok(None);
-            }
-        }
-        run.lease = Some(Held { token, until });
-        Ok(Some(Hold::Acquired))
-    }
-
-    /// Claims `run.user` alone.
-    async fn acquire(&self, run: &mut UserRun<'_>, now: Timestamp) -> Result<Hold, StepError> {
-        let until = now + self.lease_duration;
-        match self.ports.lease.acquire(&run.user, now, until).await? {
-            Claim::Granted(token) => {
-                run.lease = Some(Held { token, until });
-                Ok(Hold::Acquired)
-            }
-            Claim::Taken { until, .. } => Ok(Hold::Taken { until }),
-        }
-    }
-
     /// Ends `run` with a failure: logs it and alerts (`last` is the last notice sent about
     /// the user, as far as known).
     async fn failed(
@@ -785,19 +730,4 @@ struct UserRun<'c> {
     claims: Option<&'c RunClaims>,
     /// A dry run writes nothing, not even the record of a notice sent.
     dry_run: bool,
-}
-
-/// A lease this run holds.
-struct Held {
-    token: LeaseToken,
-    until: Timestamp,
-}
-
-enum Hold {
-    /// Held already, for long enough.
-    Kept,
-    /// Just claimed.
-    Acquired,
-    /// Another run holds the user.
-    Taken { until: Timestamp },
 }

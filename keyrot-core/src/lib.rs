@@ -13,6 +13,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod ports;
+pub mod report;
 pub mod settings;
 pub mod survey;
 pub mod token;

@@ -11,6 +11,7 @@ use futures::lock::Mutex;
 use tracing::warn;
 
 use super::report::error_chain;
+use super::{Rotator, StepError, UserRun};
 use crate::model::{Timestamp, UserName};
 use crate::ports::{Claim, Clock, LEASE_BATCH, Lease, LeaseToken};
 
@@ -142,4 +143,93 @@ impl RunClaims {
             warn!(error = %error_chain(&error), users = held.len(), "could not give claims back");
         }
     }
+}
+
+impl Rotator {
+    /// Makes sure this run holds `run.user`'s lease for long enough to take a step.
+    pub(super) async fn hold(
+        &self,
+        run: &mut UserRun<'_>,
+        now: Timestamp,
+    ) -> Result<Hold, StepError> {
+        let until = now + self.lease_duration;
+        let lease = &self.ports.lease;
+        match &mut run.lease {
+            Some(held) => {
+                let left = Duration::try_from(held.until.duration_since(now)).unwrap_or_default();
+                if left >= self.lease_duration / 2 {
+                    return Ok(Hold::Kept);
+                }
+                if lease.renew(&run.user, &held.token, until).await? {
+                    held.until = until;
+                    Ok(Hold::Kept)
+                } else {
+                    run.lease = None;
+                    Err(StepError::LeaseLost)
+                }
+            }
+            None => {
+                if let Some(hold) = self.hold_claimed_ahead(run, now).await? {
+                    return Ok(hold);
+                }
+                self.acquire(run, now).await
+            }
+        }
+    }
+
+    /// The claim on `run.user` its run made ahead, renewed if less than half of it is left;
+    /// `None` if there is none to be had (the caller claims the user alone).
+    async fn hold_claimed_ahead(
+        &self,
+        run: &mut UserRun<'_>,
+        now: Timestamp,
+    ) -> Result<Option<Hold>, StepError> {
+        let Some((claim, mut until)) = (match run.claims {
+            Some(claims) => claims.take(&run.user).await,
+            None => None,
+        }) else {
+            return Ok(None);
+        };
+        let token = match claim {
+            Claim::Granted(token) => token,
+            Claim::Taken { until, .. } => return Ok(Some(Hold::Taken { until })),
+        };
+        let left = Duration::try_from(until.duration_since(now)).unwrap_or_default();
+        if left < self.lease_duration / 2 {
+            until = now + self.lease_duration;
+            if !self.ports.lease.renew(&run.user, &token, until).await? {
+                // It ran out before the user's turn, and another run took it.
+                return Ok(None);
+            }
+        }
+        run.lease = Some(Held { token, until });
+        Ok(Some(Hold::Acquired))
+    }
+
+    /// Claims `run.user` alone.
+    async fn acquire(&self, run: &mut UserRun<'_>, now: Timestamp) -> Result<Hold, StepError> {
+        let until = now + self.lease_duration;
+        match self.ports.lease.acquire(&run.user, now, until).await? {
+            Claim::Granted(token) => {
+                run.lease = Some(Held { token, until });
+                Ok(Hold::Acquired)
+            }
+            Claim::Taken { until, .. } => Ok(Hold::Taken { until }),
+        }
+    }
+}
+
+/// A lease this run holds.
+pub(super) struct Held {
+    pub(super) token: LeaseToken,
+    pub(super) until: Timestamp,
+}
+
+pub(super) enum Hold {
+    /// Held already, for long enough.
+    Kept,
+    /// Just claimed.
+    Acquired,
+    /// Another run holds the user.
+    Taken { until: Timestamp },
 }

@@ -56,7 +56,7 @@ pub use jwt::{
     TokenRejection, VerifiedToken,
 };
 pub use registry::{AuthError, Client, ClientRegistry, RegistryError};
-pub use scope::{ClientId, ClientIdError, Scope, ScopeError};
+pub use scope::{ADMIN, ClientId, ClientIdError, Scope, ScopeError};
 
 /// The longest token [`TokenPolicy::verify`] will look at, in bytes. Longer input is refused
 /// before any parsing.

@@ -112,11 +112,19 @@ pub enum ScopeError {
 /// user (`*`). With many accounts, an entry may also name a member account's user
 /// (`111122223333/deployer`) or every managed user of a member account (`111122223333/*`); a
 /// plain user name is a user of the hub's own account, and `*` is every user of every account.
+/// And whether it holds the [`ADMIN`] right (the status of every user, no secret).
 ///
-/// Written as a space-separated string in tokens (`"deployer ci-bot"`, `"*"`) and as a list of
-/// strings in the client registry (`["deployer", "ci-bot"]`, `["*"]`). Never empty.
+/// Written as a space-separated string in tokens (`"deployer ci-bot"`, `"*"`,
+/// `"* keyrot:admin"`) and as a list of strings in the client registry (`["deployer",
+/// "ci-bot"]`, `["*"]`, `["keyrot:admin"]`). Never empty. `*` never implies the admin right:
+/// only the entry `keyrot:admin` grants it (a `:` is in no IAM user name, so it cannot be
+/// mistaken for a user called `admin`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scope(ScopeInner);
+pub struct Scope(ScopeInner, bool);
+
+/// The scope entry of the admin right: reading every user's status (never a secret) through
+/// the API's admin routes.
+pub const ADMIN: &str = "keyrot:admin";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ScopeInner {
@@ -155,14 +163,19 @@ impl Listed {
         if len > MAX_SCOPE_LEN {
             return Err(ScopeError::TooLong(len));
         }
-        Ok(Scope(ScopeInner::Listed(self)))
+        Ok(Scope(ScopeInner::Listed(self), false))
     }
 }
 
 impl Scope {
     /// Every managed user. Whether a user is managed is for the caller to check.
     pub fn all() -> Self {
-        Self(ScopeInner::All)
+        Self(ScopeInner::All, false)
+    }
+
+    /// The same scope with the admin right.
+    pub fn with_admin(self) -> Self {
+        Self(self.0, true)
     }
 
     /// Exactly these users (duplicates are merged). Fails if there are none or the scope would
@@ -175,11 +188,13 @@ impl Scope {
         .checked()
     }
 
-    /// Parses a list of entries: either the single entry `*` or IAM user names.
+    /// Parses a list of entries: either `*` or user entries, and [`ADMIN`] for the admin
+    /// right. The admin right alone is a scope that allows no user's key.
     pub fn from_entries<S: AsRef<str>>(
         entries: impl IntoIterator<Item = S>,
     ) -> Result<Self, ScopeError> {
         let mut wildcard = false;
+        let mut admin = false;
         let mut listed = Listed::default();
         let user = |name: &str| {
             UserName::new(name).map_err(|source| ScopeError::UserName {
@@ -192,7 +207,9 @@ impl Scope {
             if entry.is_empty() {
                 return Err(ScopeError::EmptyEntry);
             }
-            if entry == "*" {
+            if entry == ADMIN {
+                admin = true;
+            } else if entry == "*" {
                 wildcard = true;
             } else if let Some((account, name)) = entry
                 .split_once('/')
@@ -209,10 +226,16 @@ impl Scope {
             }
         }
         match (wildcard, listed.is_empty()) {
-            (true, true) => Ok(Self::all()),
+            (true, true) => Ok(Self(ScopeInner::All, admin)),
             (true, false) => Err(ScopeError::WildcardWithNames),
-            (false, _) => listed.checked(),
+            (false, true) if admin => Ok(Self(ScopeInner::Listed(listed), true)),
+            (false, _) => listed.checked().map(|scope| Self(scope.0, admin)),
         }
+    }
+
+    /// Whether the scope holds the admin right ([`ADMIN`]; never implied by `*`).
+    pub fn is_admin(&self) -> bool {
+        self.1
     }
 
     /// Whether the scope allows fetching `user`'s key (a user of the hub's own account).
@@ -248,10 +271,14 @@ impl Scope {
     }
 
     fn entries(&self) -> Vec<String> {
-        match &self.0 {
+        let mut entries = match &self.0 {
             ScopeInner::All => vec!["*".to_owned()],
             ScopeInner::Listed(listed) => listed.entries(),
+        };
+        if self.1 {
+            entries.push(ADMIN.to_owned());
         }
+        entries
     }
 }
 
@@ -363,5 +390,37 @@ mod tests {
         );
         let only_accounts: Scope = "111111111111/*".parse().unwrap();
         assert_eq!(only_accounts.user_names().map(BTreeSet::len), Some(0));
+    }
+
+    #[test]
+    fn the_admin_right_is_explicit_and_never_implied_by_the_wildcard() {
+        let user = |s: &str| UserName::new(s).unwrap();
+        let all: Scope = "*".parse().unwrap();
+        assert!(!all.is_admin());
+        // "admin" is an IAM user name, not the right.
+        let named: Scope = "admin".parse().unwrap();
+        assert!(!named.is_admin() && named.allows(&user("admin")));
+        let both: Scope = "* keyrot:admin".parse().unwrap();
+        assert!(both.is_admin() && both.is_all());
+        assert_eq!(both, Scope::all().with_admin());
+        assert_eq!(both.to_string(), "* keyrot:admin");
+        assert_eq!(both.to_string().parse::<Scope>().unwrap(), both);
+        let only: Scope = "keyrot:admin".parse().unwrap();
+        assert!(only.is_admin() && !only.allows(&user("anyone")) && !only.is_all());
+        assert_eq!(only.to_string(), "keyrot:admin");
+        let mixed: Scope = "ci keyrot:admin".parse().unwrap();
+        assert!(mixed.is_admin() && mixed.allows(&user("ci")));
+        assert_eq!(
+            serde_json::to_string(&mixed).unwrap(),
+            r#"["ci","keyrot:admin"]"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Scope>(r#"["keyrot:admin"]"#).unwrap(),
+            only
+        );
+        assert!(matches!(
+            "keyrot:admins".parse::<Scope>(),
+            Err(ScopeError::UserName { .. })
+        ));
     }
 }
