@@ -22,10 +22,21 @@
 //!   `{"UserName", "AccessKeyId", "SecretAccessKey", "RetrievedAt"}`. `GET /health` needs no
 //!   credentials and answers `{"status": "ok"}`. Paths match exactly (no trailing slash, case
 //!   sensitive); another path is `404 not_found`, another method `405 method_not_allowed`.
-//! - **Order of checks.** Size limits first (`414`, `431`, `413`), then the route and method,
-//!   then authentication, then the request's own input (`400`), then the scope (`403`), then
-//!   the store. So a caller without valid credentials learns nothing beyond `401`, whatever
-//!   else is wrong with the request.
+//! - **Order of checks.** Size limits first (`414`, `431`, `413`), then the source address's
+//!   rate limit (`429`), then the route and method, then authentication, then the client's rate
+//!   limit (`429`), then the request's own input (`400`), then the scope (`403`), then the
+//!   store. So a caller without valid credentials learns nothing beyond `401`, whatever else
+//!   is wrong with the request.
+//! - **Rate limits** ([`RateLimits`], on governor's GCRA): per source address (an IPv6 address
+//!   by its /64) and per authenticated client, each a burst refilled evenly (`60/1m`: 60 at
+//!   once, then one a second). Over a limit is `429 rate_limited` with `Retry-After` in whole
+//!   seconds. The limiters' clock is [`RequestContext::now`], so tests drive them with the
+//!   times they pass in. API Gateway's usage plan stays the outer limit of the deployed API.
+//! - **`WWW-Authenticate`** on every `401` (RFC 9110 §11.6.1): `Bearer realm="keyrot"`, with
+//!   RFC 6750's `error="invalid_request"` when `/active-key`'s `Authorization` header is not a
+//!   well-formed bearer credential and `error="invalid_token"` when it is. Both are read from
+//!   the request's own header, never from which check failed, so the header says nothing the
+//!   caller did not send (a valid API key with a bad token looks like a bad API key).
 //! - **Authentication** is one answer, `401 unauthorized`, whichever check failed: the API key
 //!   missing, repeated, not visible ASCII, too long or unknown; the source address outside the
 //!   client's allowlist (so a stolen key is not even confirmed from elsewhere); the
@@ -58,7 +69,9 @@
 //! - **Cache.** Current keys are cached per user for [`ApiConfig::cache_ttl`], which must be
 //!   shorter than the rotation policy's grace period: a superseded key stays active for at
 //!   least the grace period, so a cached key is never one the rotator has deactivated. Only
-//!   found keys are cached; a store failure is never papered over with a stale entry.
+//!   found keys are cached, and for as long the fact that the store has no key for a user
+//!   (negative caching: unknown names asked for again and again do not reach the store); a
+//!   store failure is never papered over with a stale entry.
 //! - **No `5xx` from input.** Nothing a caller sends leads to a `5xx` or a panic; only a
 //!   failing store (`503 store_unavailable`) or an unusable token configuration
 //!   (`500 internal_error`) does.
@@ -102,7 +115,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{ALLOW, HeaderValue};
+use http::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 
 use keyrot_core::model::{Credentials, Timestamp, UserName};
@@ -111,11 +124,14 @@ use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPol
 
 mod cache;
 mod config;
+mod limit;
 mod request;
 mod response;
 
 use cache::KeyCache;
 pub use config::{ApiConfig, ApiConfigError, DEFAULT_CACHE_TTL, Limits};
+use limit::Limiter;
+pub use limit::{Rate, RateError, RateLimits};
 use request::{Credential, Rejection};
 
 // ---------------------------------------------------------------------------------------------
@@ -191,6 +207,11 @@ pub enum ErrorCode {
     UriTooLong,
     /// `431`: too many headers, or a header or all of them too large.
     HeadersTooLarge,
+    /// `408`: the request (its head or its body) did not arrive in time; written by the
+    /// transport.
+    RequestTimeout,
+    /// `429`: over a rate limit ([`RateLimits`]); `Retry-After` says when to try again.
+    RateLimited,
     /// `503`: the secret store failed; retrying later may work.
     StoreUnavailable,
     /// `500`: the API could not sign a token (its configuration cannot work).
@@ -213,6 +234,8 @@ impl ErrorCode {
             Self::BodyTooLarge => "body_too_large",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::RateLimited => "rate_limited",
             Self::StoreUnavailable => "store_unavailable",
             Self::InternalError => "internal_error",
         }
@@ -232,6 +255,8 @@ impl ErrorCode {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -260,6 +285,8 @@ impl ErrorCode {
             Self::BodyTooLarge => "the request body is too large",
             Self::UriTooLong => "the path and query are too long",
             Self::HeadersTooLarge => "the request headers are too large or too many",
+            Self::RequestTimeout => "the request did not arrive in time",
+            Self::RateLimited => "too many requests; try again after Retry-After seconds",
             Self::StoreUnavailable => "the secret store is unavailable; try again later",
             Self::InternalError => "internal error",
         }
@@ -281,6 +308,8 @@ pub enum ApiOutcome {
     KeyServed,
     /// `GET /health` answered.
     Healthy,
+    /// A route the adapter added ([`AdapterRoute`]) answered.
+    AdapterAnswered,
     /// The request was refused or failed, with this code.
     Failed(ErrorCode),
 }
@@ -293,6 +322,7 @@ impl ApiOutcome {
             Self::TokenIssued => "token_issued",
             Self::KeyServed => "key_served",
             Self::Healthy => "healthy",
+            Self::AdapterAnswered => "adapter_answered",
             Self::Failed(code) => code.as_str(),
         }
     }
@@ -300,7 +330,9 @@ impl ApiOutcome {
     /// The HTTP status of the response.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::TokenIssued | Self::KeyServed | Self::Healthy => StatusCode::OK,
+            Self::TokenIssued | Self::KeyServed | Self::Healthy | Self::AdapterAnswered => {
+                StatusCode::OK
+            }
             Self::Failed(code) => code.status(),
         }
     }
@@ -368,7 +400,9 @@ impl fmt::Debug for ApiResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let body: &dyn fmt::Debug = match self.outcome {
             ApiOutcome::Failed(_) | ApiOutcome::Healthy => self.response.body(),
-            ApiOutcome::TokenIssued | ApiOutcome::KeyServed => &"[redacted]",
+            ApiOutcome::TokenIssued | ApiOutcome::KeyServed | ApiOutcome::AdapterAnswered => {
+                &"[redacted]"
+            }
         };
         f.debug_struct("ApiResponse")
             .field("status", &self.response.status())
@@ -384,12 +418,38 @@ impl fmt::Debug for ApiResponse {
 // The API
 // ---------------------------------------------------------------------------------------------
 
+/// A route the adapter adds to the API, answered under the API's rules: size and rate limits,
+/// `POST` only, the API key and the allowlist (no token), uniform errors, one audit line. The
+/// local demo's `POST /demo/authenticate` is one.
+pub struct AdapterRoute<'a> {
+    /// The path, matched exactly.
+    pub path: &'static str,
+    /// The route's name in the audit log.
+    pub name: &'static str,
+    /// The answer to an authenticated client's request with this body: a JSON value (`200`),
+    /// or an error code (a `4xx` whose reason in the audit log is `adapter_refused`).
+    pub answer: &'a AdapterAnswer,
+}
+
+/// How an [`AdapterRoute`] answers an authenticated client's request body.
+pub type AdapterAnswer = dyn Fn(&ClientId, &[u8]) -> Result<serde_json::Value, ErrorCode> + Sync;
+
+impl fmt::Debug for AdapterRoute<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdapterRoute")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     GenerateToken,
     ActiveKey,
     Health,
+    Adapter(&'static str),
 }
 
 impl Route {
@@ -404,7 +464,7 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Self::GenerateToken => Method::POST,
+            Self::GenerateToken | Self::Adapter(_) => Method::POST,
             Self::ActiveKey | Self::Health => Method::GET,
         }
     }
@@ -412,7 +472,7 @@ impl Route {
     /// The `Allow` header of a `405` on this route.
     fn allow(self) -> HeaderValue {
         HeaderValue::from_static(match self {
-            Self::GenerateToken => "POST",
+            Self::GenerateToken | Self::Adapter(_) => "POST",
             Self::ActiveKey | Self::Health => "GET",
         })
     }
@@ -422,6 +482,7 @@ impl Route {
             Self::GenerateToken => "generate_token",
             Self::ActiveKey => "active_key",
             Self::Health => "health",
+            Self::Adapter(name) => name,
         }
     }
 }
@@ -435,6 +496,7 @@ enum Success {
         retrieved_at: Timestamp,
     },
     Health,
+    Adapter(serde_json::Value),
 }
 
 /// What the audit line says about a request beyond its context and outcome. Only validated
@@ -455,6 +517,7 @@ pub struct Api {
     clients: ClientRegistry,
     store: Arc<dyn SecretStore>,
     cache: Arc<KeyCache>,
+    limiter: Arc<Limiter>,
 }
 
 impl fmt::Debug for Api {
@@ -464,6 +527,7 @@ impl fmt::Debug for Api {
             .field("tokens", &self.tokens)
             .field("clients", &self.clients.clients().len())
             .field("cache", &self.cache)
+            .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
 }
@@ -478,17 +542,20 @@ impl Api {
     ) -> Result<Self, ApiConfigError> {
         config.validate()?;
         let cache = Arc::new(KeyCache::new(config.cache_ttl));
+        let limiter = Arc::new(Limiter::new(config.rate_limits));
         Ok(Self {
             config,
             tokens,
             clients,
             store,
             cache,
+            limiter,
         })
     }
 
     /// The same API with signing keys and a client registry read again, sharing this one's
-    /// configuration, store and key cache (so reloading them costs no extra store reads).
+    /// configuration, store, key cache and rate limiters (so reloading them costs no extra
+    /// store reads and forgives no caller).
     pub fn with_secrets(&self, tokens: TokenPolicy, clients: ClientRegistry) -> Self {
         Self {
             config: self.config.clone(),
@@ -496,11 +563,13 @@ impl Api {
             clients,
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
+            limiter: Arc::clone(&self.limiter),
         }
     }
 
-    /// The configuration the API was built with. Adapters that buffer the body themselves (the
-    /// axum server) should stop reading at [`Limits::max_body_len`] + 1 bytes.
+    /// The configuration the API was built with. Adapters that read the body themselves (the
+    /// local server) should refuse a declared length over [`Limits::max_body_len`] before
+    /// reading, and stop reading at [`Limits::max_body_len`] + 1 bytes.
     pub fn config(&self) -> &ApiConfig {
         &self.config
     }
@@ -513,9 +582,21 @@ impl Api {
         request: http::Request<B>,
         ctx: RequestContext,
     ) -> ApiResponse {
+        self.handle_with(request, ctx, None).await
+    }
+
+    /// [`Api::handle`], with one more route the adapter adds (see [`AdapterRoute`]).
+    pub async fn handle_with<B: AsRef<[u8]>>(
+        &self,
+        request: http::Request<B>,
+        ctx: RequestContext,
+        adapter: Option<&AdapterRoute<'_>>,
+    ) -> ApiResponse {
         let (parts, body) = request.into_parts();
         let mut audit = Audit::default();
-        let result = self.dispatch(&parts, body.as_ref(), &ctx, &mut audit).await;
+        let result = self
+            .dispatch(&parts, body.as_ref(), &ctx, &mut audit, adapter)
+            .await;
         let (mut response, outcome, reason) = match &result {
             Ok(success) => {
                 let (response, outcome) = response::success(success, ctx.now);
@@ -531,10 +612,27 @@ impl Api {
                 rejection.reason,
             ),
         };
-        if let (ApiOutcome::Failed(ErrorCode::MethodNotAllowed), Some(route)) =
-            (outcome, audit.route)
+        match (outcome, audit.route) {
+            (ApiOutcome::Failed(ErrorCode::MethodNotAllowed), Some(route)) => {
+                response.headers_mut().insert(ALLOW, route.allow());
+            }
+            (ApiOutcome::Failed(ErrorCode::Unauthorized), route) => {
+                let reads_token = route == Some(Route::ActiveKey);
+                response.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    request::www_authenticate(&parts.headers, reads_token),
+                );
+            }
+            _ => {}
+        }
+        if let Err(Rejection {
+            retry_after: Some(wait),
+            ..
+        }) = &result
         {
-            response.headers_mut().insert(ALLOW, route.allow());
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, request::retry_after(*wait));
         }
         emit_audit(
             &ctx,
@@ -558,10 +656,18 @@ impl Api {
         body: &[u8],
         ctx: &RequestContext,
         audit: &mut Audit,
+        adapter: Option<&AdapterRoute<'_>>,
     ) -> Result<Success, Rejection> {
         request::check_limits(parts, body, &self.config.limits)?;
-        let route =
-            Route::find(parts.uri.path()).ok_or(Rejection::new(ErrorCode::NotFound, "no_route"))?;
+        self.limiter
+            .source(ctx.source_ip, ctx.now)
+            .map_err(|over| Rejection::rate_limited("source_rate_limited", over.0))?;
+        let adapter = adapter.filter(|a| a.path == parts.uri.path());
+        let route = match adapter {
+            Some(adapter) => Route::Adapter(adapter.name),
+            None => Route::find(parts.uri.path())
+                .ok_or(Rejection::new(ErrorCode::NotFound, "no_route"))?,
+        };
         audit.route = Some(route);
         if parts.method != route.method() {
             return Err(Rejection::new(
@@ -571,6 +677,16 @@ impl Api {
         }
         match route {
             Route::Health => Ok(Success::Health),
+            Route::Adapter(_) => {
+                let client = self.authenticate(parts, ctx, audit)?;
+                let answer = adapter.map(|a| a.answer).ok_or(Rejection::new(
+                    ErrorCode::InternalError,
+                    "adapter_route_lost",
+                ))?;
+                answer(client.id(), body)
+                    .map(Success::Adapter)
+                    .map_err(|code| Rejection::new(code, "adapter_refused"))
+            }
             Route::GenerateToken => {
                 let client = self.authenticate(parts, ctx, audit)?;
                 self.tokens
@@ -629,20 +745,32 @@ impl Api {
         if !client.allows_ip(ctx.source_ip) {
             return Err(Rejection::new(ErrorCode::Unauthorized, "ip_not_allowed"));
         }
+        self.limiter
+            .client(client.id(), ctx.now)
+            .map_err(|over| Rejection::rate_limited("client_rate_limited", over.0))?;
         Ok(client)
     }
 
     async fn current_key(&self, user: UserName, now: Timestamp) -> Result<Success, Rejection> {
-        if let Some((credentials, retrieved_at)) = self.cache.get(&user, now) {
-            return Ok(Success::Key {
-                user,
-                credentials,
-                retrieved_at,
-            });
+        match self.cache.get(&user, now) {
+            Some((Some(credentials), retrieved_at)) => {
+                return Ok(Success::Key {
+                    user,
+                    credentials,
+                    retrieved_at,
+                });
+            }
+            Some((None, _)) => {
+                return Err(Rejection::new(
+                    ErrorCode::KeyNotFound,
+                    "no_stored_key_cached",
+                ));
+            }
+            None => {}
         }
         match self.store.current(&user).await {
             Ok(Some(credentials)) => {
-                self.cache.put(&user, &credentials, now);
+                self.cache.put(&user, Some(&credentials), now);
                 Ok(Success::Key {
                     user,
                     credentials,
@@ -650,7 +778,7 @@ impl Api {
                 })
             }
             Ok(None) => {
-                self.cache.remove(&user);
+                self.cache.put(&user, None, now);
                 Err(Rejection::new(ErrorCode::KeyNotFound, "no_stored_key"))
             }
             Err(err) => Err(Rejection::new(ErrorCode::StoreUnavailable, "store_error")

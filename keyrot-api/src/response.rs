@@ -102,6 +102,7 @@ pub(super) fn success(success: &Success, now: Timestamp) -> (Response<String>, A
             serde_json::to_string(&HealthBody { status: "ok" }),
             ApiOutcome::Healthy,
         ),
+        Success::Adapter(value) => (serde_json::to_string(value), ApiOutcome::AdapterAnswered),
     };
     match text {
         Ok(text) => (json(StatusCode::OK, text), outcome),
