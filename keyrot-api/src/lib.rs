@@ -428,11 +428,12 @@ pub struct AdapterRoute<'a> {
     pub name: &'static str,
     /// The answer to an authenticated client's request with this body: a JSON value (`200`),
     /// or an error code (a `4xx` whose reason in the audit log is `adapter_refused`).
-    pub answer: &'a AdapterAnswer,
+    pub answer: &'a AdapterAnswer<'a>,
 }
 
 /// How an [`AdapterRoute`] answers an authenticated client's request body.
-pub type AdapterAnswer = dyn Fn(&ClientId, &[u8]) -> Result<serde_json::Value, ErrorCode> + Sync;
+pub type AdapterAnswer<'a> =
+    dyn Fn(&ClientId, &[u8]) -> Result<serde_json::Value, ErrorCode> + Sync + 'a;
 
 impl fmt::Debug for AdapterRoute<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

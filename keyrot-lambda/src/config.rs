@@ -78,6 +78,9 @@ pub struct ApiFunctionConfig {
     pub rotation: Policy,
     /// The metrics' CloudWatch namespace.
     pub metrics_namespace: String,
+    /// The API's own rate limits (inside API Gateway's usage plan): per client and per source
+    /// address, per warm function instance.
+    pub rate_limits: keyrot_api::RateLimits,
 }
 
 impl ApiFunctionConfig {
@@ -101,6 +104,7 @@ impl ApiFunctionConfig {
             api_secrets_ttl: api.api_secrets_ttl,
             rotation,
             metrics_namespace: env.metrics_namespace()?,
+            rate_limits: api.rate_limits,
         })
     }
 
@@ -118,6 +122,7 @@ impl ApiFunctionConfig {
             api_secrets_ttl: self.api_secrets_ttl,
             signing_key_secret: Some(self.signing_key_secret.clone()),
             clients_secret: Some(self.clients_secret.clone()),
+            rate_limits: self.rate_limits,
         }
         .token_policy(signing_key, retired_keys)
     }

@@ -153,6 +153,7 @@ impl Reading {
         let (tokens, clients) = self.secrets().await?;
         let mut api_config = ApiConfig::new(&self.config.rotation);
         api_config.cache_ttl = self.config.key_cache_ttl;
+        api_config.rate_limits = self.config.rate_limits;
         let api = Arc::new(Api::new(
             api_config,
             tokens,
