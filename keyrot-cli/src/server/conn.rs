@@ -106,6 +106,24 @@ impl<T> Guarded<T> {
     }
 }
 
+impl<T> Guarded<T> {
+    /// Whether a request is being answered; if the last one has just been, the idle timeout
+    /// starts.
+    fn start_idle(&mut self) -> bool {
+        let in_request = self.state.in_request.load(Ordering::Acquire);
+        let served = self.state.served.load(Ordering::Acquire);
+        if !in_request && served != self.seen_served {
+            // The last request was answered: the connection is idle until a head begins.
+            self.seen_served = served;
+            self.head_started = false;
+            self.read_deadline
+                .as_mut()
+                .reset(Instant::now() + self.timeouts.idle);
+        }
+        in_request
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -113,16 +131,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let in_request = this.state.in_request.load(Ordering::Acquire);
-        let served = this.state.served.load(Ordering::Acquire);
-        if !in_request && served != this.seen_served {
-            // The last request was answered: the connection is idle until a head begins.
-            this.seen_served = served;
-            this.head_started = false;
-            this.read_deadline
-                .as_mut()
-                .reset(Instant::now() + this.timeouts.idle);
-        }
+        let in_request = this.start_idle();
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -204,7 +213,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        // hyper flushes an answer and then waits for the socket without reading it: the idle
+        // timeout's timer must wake the connection, so it is started (and registered) here.
+        if !this.start_idle() && !this.head_started {
+            let _ = this.read_deadline.as_mut().poll(cx);
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
