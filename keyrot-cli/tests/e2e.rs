@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const KEYROT: &str = env!("CARGO_BIN_EXE_keyrot");
+mod common;
 
 /// A whole rotation cycle in seconds: rotate every 12 s, 4 s of grace (5 at most), idle after
 /// 1 s, 3 s of recovery, a pass every second; and a consumer that asks twice a second (time
@@ -30,21 +30,7 @@ const FAST: [(&str, &str); 9] = [
 ];
 
 fn keyrot() -> Command {
-    let mut cmd = Command::new(KEYROT);
-    // Nothing from the developer's environment may point the command at AWS.
-    for var in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "KEYROT_CONFIG",
-        "KEYROT_BACKEND",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("KEYROT_BACKEND", "embedded")
-        .env("KEYROT_LOG", "warn")
-        .kill_on_drop(true);
-    cmd
+    common::keyrot("warn")
 }
 
 /// A running `keyrot serve` and what its banner said.

@@ -16,25 +16,13 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 
-const KEYROT: &str = env!("CARGO_BIN_EXE_keyrot");
+mod common;
 
 /// The longest any answer may take in these tests.
 const BOUND: Duration = Duration::from_secs(5);
 
 fn keyrot() -> Command {
-    let mut cmd = Command::new(KEYROT);
-    for var in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "KEYROT_CONFIG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("KEYROT_BACKEND", "embedded")
-        .env("KEYROT_LOG", "info")
-        .kill_on_drop(true);
-    cmd
+    common::keyrot("info")
 }
 
 /// A running `keyrot serve`, its port, its demo API key and its log.
