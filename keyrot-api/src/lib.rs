@@ -4,7 +4,7 @@
 //! It never listens on a socket, reads the clock or draws random numbers, and performs no IO of
 //! its own beyond the [`SecretStore`] it is given; the token rules themselves are
 //! [`keyrot_core::token`]'s. The adapter (the
-//! Lambda function behind API Gateway, the local axum server) passes the true source address,
+//! Lambda function behind API Gateway, the local hyper server) passes the true source address,
 //! the request id, `now` and a fresh token id in a [`RequestContext`], strips any API Gateway
 //! stage prefix from the path, and turns the [`ApiResponse`] back into its own response type
 //! and its [`ApiOutcome`] into metrics.
@@ -27,16 +27,10 @@
 //!   limit (`429`), then the request's own input (`400`), then the scope (`403`), then the
 //!   store. So a caller without valid credentials learns nothing beyond `401`, whatever else
 //!   is wrong with the request.
-//! - **Rate limits** ([`RateLimits`], on governor's GCRA): per source address (an IPv6 address
-//!   by its /64) and per authenticated client, each a burst refilled evenly (`60/1m`: 60 at
-//!   once, then one a second). Over a limit is `429 rate_limited` with `Retry-After` in whole
-//!   seconds. The limiters' clock is [`RequestContext::now`], so tests drive them with the
-//!   times they pass in. API Gateway's usage plan stays the outer limit of the deployed API.
-//! - **`WWW-Authenticate`** on every `401` (RFC 9110 §11.6.1): `Bearer realm="keyrot"`, with
-//!   RFC 6750's `error="invalid_request"` when `/active-key`'s `Authorization` header is not a
-//!   well-formed bearer credential and `error="invalid_token"` when it is. Both are read from
-//!   the request's own header, never from which check failed, so the header says nothing the
-//!   caller did not send (a valid API key with a bad token looks like a bad API key).
+//! - **Rate limits** ([`RateLimits`]) per source address and per authenticated client: over
+//!   one is `429 rate_limited` with `Retry-After`; their clock is [`RequestContext::now`].
+//! - **`WWW-Authenticate: Bearer realm="keyrot"`** on every `401`, with RFC 6750's `error`
+//!   read from the request's own `Authorization` header, never from which check failed.
 //! - **Authentication** is one answer, `401 unauthorized`, whichever check failed: the API key
 //!   missing, repeated, not visible ASCII, too long or unknown; the source address outside the
 //!   client's allowlist (so a stolen key is not even confirmed from elsewhere); the
@@ -122,16 +116,20 @@ use keyrot_core::model::{Credentials, Timestamp, UserName};
 use keyrot_core::ports::SecretStore;
 use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPolicy};
 
+mod adapter;
 mod cache;
 mod config;
 mod limit;
+mod outcome;
 mod request;
 mod response;
 
+pub use adapter::{AdapterAnswer, AdapterRoute};
 use cache::KeyCache;
 pub use config::{ApiConfig, ApiConfigError, DEFAULT_CACHE_TTL, Limits};
 use limit::Limiter;
 pub use limit::{Rate, RateError, RateLimits};
+pub use outcome::ApiOutcome;
 use request::{Credential, Rejection};
 
 // ---------------------------------------------------------------------------------------------
@@ -299,59 +297,6 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// What became of a request, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiOutcome {
-    /// `POST /generate-token` issued a token.
-    TokenIssued,
-    /// `GET /active-key` served a key.
-    KeyServed,
-    /// `GET /health` answered.
-    Healthy,
-    /// A route the adapter added ([`AdapterRoute`]) answered.
-    AdapterAnswered,
-    /// The request was refused or failed, with this code.
-    Failed(ErrorCode),
-}
-
-impl ApiOutcome {
-    /// A stable name for a metric dimension: `token_issued`, `key_served`, `healthy`, or the
-    /// error code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TokenIssued => "token_issued",
-            Self::KeyServed => "key_served",
-            Self::Healthy => "healthy",
-            Self::AdapterAnswered => "adapter_answered",
-            Self::Failed(code) => code.as_str(),
-        }
-    }
-
-    /// The HTTP status of the response.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::TokenIssued | Self::KeyServed | Self::Healthy | Self::AdapterAnswered => {
-                StatusCode::OK
-            }
-            Self::Failed(code) => code.status(),
-        }
-    }
-
-    /// The error code, if the request failed.
-    pub fn error(self) -> Option<ErrorCode> {
-        match self {
-            Self::Failed(code) => Some(code),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ApiOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The answer to one request: the HTTP response, and what the adapter needs for metrics.
 ///
 /// The body of a successful `/generate-token` or `/active-key` response is a credential;
@@ -417,32 +362,6 @@ impl fmt::Debug for ApiResponse {
 // ---------------------------------------------------------------------------------------------
 // The API
 // ---------------------------------------------------------------------------------------------
-
-/// A route the adapter adds to the API, answered under the API's rules: size and rate limits,
-/// `POST` only, the API key and the allowlist (no token), uniform errors, one audit line. The
-/// local demo's `POST /demo/authenticate` is one.
-pub struct AdapterRoute<'a> {
-    /// The path, matched exactly.
-    pub path: &'static str,
-    /// The route's name in the audit log.
-    pub name: &'static str,
-    /// The answer to an authenticated client's request with this body: a JSON value (`200`),
-    /// or an error code (a `4xx` whose reason in the audit log is `adapter_refused`).
-    pub answer: &'a AdapterAnswer<'a>,
-}
-
-/// How an [`AdapterRoute`] answers an authenticated client's request body.
-pub type AdapterAnswer<'a> =
-    dyn Fn(&ClientId, &[u8]) -> Result<serde_json::Value, ErrorCode> + Sync + 'a;
-
-impl fmt::Debug for AdapterRoute<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdapterRoute")
-            .field("path", &self.path)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -613,27 +532,27 @@ impl Api {
                 rejection.reason,
             ),
         };
-        match (outcome, audit.route) {
-            (ApiOutcome::Failed(ErrorCode::MethodNotAllowed), Some(route)) => {
-                response.headers_mut().insert(ALLOW, route.allow());
+        let headers = response.headers_mut();
+        match (outcome, audit.route, &result) {
+            (ApiOutcome::Failed(ErrorCode::MethodNotAllowed), Some(route), _) => {
+                headers.insert(ALLOW, route.allow());
             }
-            (ApiOutcome::Failed(ErrorCode::Unauthorized), route) => {
+            (ApiOutcome::Failed(ErrorCode::Unauthorized), route, _) => {
                 let reads_token = route == Some(Route::ActiveKey);
-                response.headers_mut().insert(
-                    WWW_AUTHENTICATE,
-                    request::www_authenticate(&parts.headers, reads_token),
-                );
+                let challenge = request::www_authenticate(&parts.headers, reads_token);
+                headers.insert(WWW_AUTHENTICATE, challenge);
+            }
+            (
+                _,
+                _,
+                Err(Rejection {
+                    retry_after: Some(wait),
+                    ..
+                }),
+            ) => {
+                headers.insert(RETRY_AFTER, request::retry_after(*wait));
             }
             _ => {}
-        }
-        if let Err(Rejection {
-            retry_after: Some(wait),
-            ..
-        }) = &result
-        {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, request::retry_after(*wait));
         }
         emit_audit(
             &ctx,

@@ -1,6 +1,8 @@
-//! The rate limits: per authenticated client and per source address, on governor's GCRA, with
-//! the requests' own `now` as the limiter's clock (so a test drives it with the timestamps it
-//! passes in, and the API still reads no clock).
+//! The rate limits: per authenticated client and per source address (an IPv6 address by its
+//! /64), on governor's GCRA, each a burst refilled evenly (`60/1m`: 60 at once, then one a
+//! second), with the requests' own `now` as the limiter's clock (so a test drives it with the
+//! timestamps it passes in, and the API still reads no clock). API Gateway's usage plan stays
+//! the outer limit of the deployed API.
 
 use std::fmt;
 use std::net::IpAddr;

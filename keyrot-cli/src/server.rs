@@ -3,7 +3,7 @@
 //!
 //! The edge around the API: TLS from files reloaded when they change ([`tls`]); a header
 //! timeout, an idle keep-alive timeout and a write timeout on each connection, hyper's own
-//! answers rewritten into the uniform error ([`conn`]); a request timeout; a body refused from
+//! answers rewritten into the uniform error (`server/conn.rs`); a request timeout; a body refused from
 //! its declared length before a byte of it is read (so no `100 Continue` is sent for it), a
 //! malformed chunked body `400`, an oversized one `413`; a limit on open connections; and a
 //! graceful shutdown with a deadline, after which open connections are dropped, half-sent
