@@ -110,7 +110,7 @@ impl Rotator {
             }
             Step::Publish(key) => {
                 let old = obs.stored.current().cloned();
-                store.promote(&user, key).await?;
+                store.promote(&user, key, old.clone()).await?;
                 // As Secrets Manager moves the labels.
                 for v in &mut obs.stored.versions {
                     let is_new = &v.key_id == key;
