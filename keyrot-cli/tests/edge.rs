@@ -396,6 +396,65 @@ async fn a_401_says_how_to_authenticate() {
 }
 
 #[tokio::test]
+async fn the_demo_route_takes_the_api_key_and_answers_uniformly() {
+    let server = serve(&["--listen", "127.0.0.1:0"], &FAST_EDGE).await;
+    let quiet = Duration::from_millis(400);
+    let body = r#"{"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"x"}"#;
+    let post = |key: &str| {
+        format!(
+            "POST /demo/authenticate HTTP/1.1\r\nHost: x\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let answer = exchange(&mut server.connect().await, post("").as_bytes(), quiet).await;
+    let headers = assert_uniform(&answer, 401, "unauthorized");
+    assert!(header(&headers, "www-authenticate").is_some());
+    let with_key = post(&format!("x-api-key: {}\r\n", server.api_key));
+    let answer = exchange(&mut server.connect().await, with_key.as_bytes(), quiet).await;
+    let (status, headers, json) = parse(&answer);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(json["valid"], false, "{answer}");
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    let get = "GET /demo/authenticate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = exchange(&mut server.connect().await, get.as_bytes(), quiet).await;
+    let headers = assert_uniform(&answer, 405, "method_not_allowed");
+    assert_eq!(header(&headers, "allow"), Some("POST"));
+    server.log_with("route=\"demo_authenticate\"", 3).await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let server = serve(
+        &["--listen", "127.0.0.1:0", "--max-connections", "2"],
+        &[
+            ("KEYROT_HEADER_TIMEOUT", "1m"),
+            ("KEYROT_IDLE_TIMEOUT", "1m"),
+        ],
+    )
+    .await;
+    let health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let quiet = Duration::from_millis(300);
+    let mut first = server.connect().await;
+    assert!(
+        exchange(&mut first, health, quiet)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let mut second = server.connect().await;
+    assert!(
+        exchange(&mut second, health, quiet)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // The third waits in the listen queue: no answer while two are open.
+    let mut third = server.connect().await;
+    assert_eq!(exchange(&mut third, health, quiet).await, "");
+    drop(first);
+    let answer = read_answer(&mut third, Duration::from_secs(2)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
+
+#[tokio::test]
 async fn a_burst_over_the_source_limit_is_429_and_another_source_is_not_affected() {
     let server = serve(
         &["--listen", "127.0.0.1:0", "--source-rate-limit", "5/1m"],
