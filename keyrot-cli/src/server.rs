@@ -73,17 +73,17 @@ impl App {
         let ctx = context(peer.ip());
         let (parts, body) = request.into_parts();
         let limit = self.api.config().limits.max_body_len;
-        let over = vec![0u8; limit + 1];
+        let over = || Bytes::from(vec![0u8; limit + 1]);
         // A declared length over the limit is refused before the body is polled, which is
         // what would send `100 Continue`; the API answers it (`413`, its audit line) as if it
         // had read one byte too many.
         let body = if body.size_hint().lower() > limit as u64 {
-            Err(Bytes::from(over))
+            Err(over())
         } else {
             let read = Limited::new(body, limit).collect();
             match tokio::time::timeout(self.request_timeout, read).await {
                 Ok(Ok(collected)) => Ok(collected.to_bytes()),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Bytes::from(over)),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(over()),
                 Ok(Err(_)) => {
                     return refuse(
                         &ctx,
