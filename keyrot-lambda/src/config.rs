@@ -257,6 +257,22 @@ mod tests {
         assert_eq!(c.api_secrets_ttl, Duration::from_secs(300));
         let c = api_with(&[("KEYROT_API_SECRETS_TTL", "0s")]).unwrap();
         assert_eq!(c.api_secrets_ttl, Duration::ZERO);
+
+        // The API's own rate limits, as `keyrot serve` reads them.
+        assert_eq!(c.rate_limits, keyrot_api::RateLimits::default());
+        let c = api_with(&[
+            ("KEYROT_CLIENT_RATE_LIMIT", "10/1s"),
+            ("KEYROT_SOURCE_RATE_LIMIT", "off"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limits.per_client, Some("10/1s".parse().unwrap()));
+        assert_eq!(c.rate_limits.per_source, None);
+        let err = api_with(&[("KEYROT_SOURCE_RATE_LIMIT", "many")]).unwrap_err();
+        assert!(
+            err.chain().starts_with("KEYROT_SOURCE_RATE_LIMIT: "),
+            "{}",
+            err.chain()
+        );
     }
 
     #[test]
