@@ -14,12 +14,12 @@ fn scale(c: &mut Criterion) {
     let mut group = c.benchmark_group("scale");
     group.throughput(Throughput::Elements(USERS as u64));
     group.sample_size(10);
-    group.bench_function("5000 users, 50 ms, 20 calls/s (simulated)", |b| {
+    group.bench_function("5000 users, 50 ms, 20 calls/s, burst 20 (simulated)", |b| {
         b.iter(|| {
             scale_run(
                 black_box(USERS),
                 Duration::from_millis(50),
-                RateLimit::per_second(20),
+                RateLimit::per_second(20).with_burst(20),
             )
         });
     });

@@ -4,8 +4,8 @@
 //! benchmarks live in `benches/` (planning, tokens, scale); this library holds what they share:
 //!
 //! - [`scale_run`]: one [`Rotator::run`] over thousands of users who are all due, against the
-//!   in-memory fakes behind a simulated network (a fixed latency per call and one token bucket),
-//!   in virtual time. Its [`ScaleReport`] says how close the run comes to the rate limit's
+//!   in-memory fakes behind a simulated network (a fixed latency per call and one token bucket
+//!   that throttles, as AWS does, with the SDK's retries), in virtual time. Its [`ScaleReport`] says how close the run comes to the rate limit's
 //!   lower bound and how many port calls a rotation costs. `cargo run -p benches --release
 //!   --bin scale` prints one.
 //! - [`VirtualClock`]: virtual time in which concurrent sleeps overlap (the fakes' own
@@ -16,9 +16,10 @@
 //! use std::time::Duration;
 //! use keyrot_core::fake::RateLimit;
 //!
-//! let report = benches::scale_run(50, Duration::from_millis(50), RateLimit::per_second(20));
+//! let rate = RateLimit::per_second(20).with_burst(20);
+//! let report = benches::scale_run(50, Duration::from_millis(50), rate);
 //! assert_eq!(report.rotated, 50);
-//! assert!(report.calls_per_rotated_user() <= 12.1);
+//! assert!(report.calls_per_rotated_user() <= 8.2);
 //! assert!(report.ratio() <= 1.2);
 //! ```
 #![warn(missing_docs)]
@@ -29,7 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyrot_core::fake::{FakeAws, FaultRates, NullNotifier, RateLimit, op};
-use keyrot_core::{KeyStatus, Ports, Rotator, RunOptions, RunReport, Timestamp, UserName};
+use keyrot_core::{
+    Concurrency, KeyStatus, Ports, Rotator, RunOptions, RunReport, Timestamp, UserName,
+};
 
 mod network;
 pub mod synthetic;
@@ -66,8 +69,11 @@ pub struct ScaleReport {
     pub model: TimeModel,
     /// Managed users, all due for rotation.
     pub users: usize,
-    /// Users reconciled at once ([`Rotator::with_concurrency`]).
-    pub concurrency: usize,
+    /// Users reconciled at once ([`Rotator::with_concurrency_limit`]).
+    pub concurrency: Concurrency,
+    /// Attempts the bucket refused (each one retried by the simulated SDK, or failing its call
+    /// after the last attempt).
+    pub throttled: u64,
     /// Virtual latency of every port call.
     pub latency: Duration,
     /// The token bucket every call goes through.
@@ -140,11 +146,12 @@ impl fmt::Display for ScaleReport {
         )?;
         writeln!(
             f,
-            "network:           {} ms per call, {:.0} calls/s (burst {}), concurrency {}",
+            "network:           {} ms per call, {:.0} calls/s (burst {}), concurrency {:?}, {} attempts throttled",
             self.latency.as_millis(),
             self.calls_per_second(),
             self.rate.burst(),
-            self.concurrency
+            self.concurrency,
+            self.throttled
         )?;
         writeln!(
             f,
@@ -195,23 +202,25 @@ pub fn concurrency_for(latency: Duration, rate: RateLimit) -> usize {
 /// the default policy (90-day rotation); IAM propagates new keys at once (the fakes' default)
 /// and no faults are injected. Each user's rotation is then: observe (`list_keys`, `load`),
 /// `create_key` + `put_pending`, `authenticates`, `promote`, and `mark` superseded.
-/// Concurrency is [`concurrency_for`]`(latency, rate)`.
+/// Concurrency is the rotator's default, [`Concurrency::DEFAULT`], adapting as deployed; calls
+/// over the rate are throttled and retried as the SDK retries them.
 pub fn scale_run(users: usize, latency: Duration, rate: RateLimit) -> ScaleReport {
     let aws = populated(users);
     let clock = VirtualClock::new(aws.clock.clone());
-    let net = Network::new(clock.clone(), latency, rate);
+    let net = Network::new(clock.clone(), latency, rate, SEED);
     let ports = Ports {
         iam: Arc::new(RemoteIam(aws.iam.clone(), Arc::clone(&net))),
         store: Arc::new(RemoteStore(aws.store.clone(), Arc::clone(&net))),
         verifier: Arc::new(RemoteVerifier(aws.verifier.clone(), Arc::clone(&net))),
-        lease: Arc::new(RemoteLease(aws.lease.clone(), net)),
+        lease: Arc::new(RemoteLease(aws.lease.clone(), net.clone())),
         notifier: Arc::new(NullNotifier),
         clock: Arc::new(clock.clone()),
     };
-    let concurrency = concurrency_for(latency, rate);
-    let rotator = Rotator::new(ports, synthetic::policy()).with_concurrency(concurrency);
+    // As deployed: the rotator's default, adaptive concurrency, told of every throttle.
+    let rotator = Rotator::new(ports, synthetic::policy()).with_pressure(net.clone());
+    let concurrency = Concurrency::DEFAULT;
     let run = clock.block_on(rotator.run(&RunOptions::default()));
-    report(
+    let mut report = report(
         TimeModel::Overlapping,
         &aws,
         users,
@@ -219,7 +228,9 @@ pub fn scale_run(users: usize, latency: Duration, rate: RateLimit) -> ScaleRepor
         latency,
         rate,
         &run,
-    )
+    );
+    report.throttled = keyrot_core::Pressure::throttled(net.as_ref());
+    report
 }
 
 /// [`scale_run`] with the fakes' own latency and rate limit
@@ -235,8 +246,8 @@ pub fn scale_run_on_sim_clock(users: usize, latency: Duration, rate: RateLimit) 
         notifier: Arc::new(NullNotifier),
         ..aws.ports()
     };
-    let concurrency = concurrency_for(latency, rate);
-    let rotator = Rotator::new(ports, synthetic::policy()).with_concurrency(concurrency);
+    let concurrency = Concurrency::Fixed(concurrency_for(latency, rate));
+    let rotator = Rotator::new(ports, synthetic::policy()).with_concurrency_limit(concurrency);
     let run = futures::executor::block_on(rotator.run(&RunOptions::default()));
     report(
         TimeModel::SimClockSummed,
@@ -273,7 +284,7 @@ fn report(
     model: TimeModel,
     aws: &FakeAws,
     users: usize,
-    concurrency: usize,
+    concurrency: Concurrency,
     latency: Duration,
     rate: RateLimit,
     run: &Result<RunReport, keyrot_core::driver::RunError>,
@@ -292,6 +303,7 @@ fn report(
         rate,
         rotated,
         failed,
+        throttled: 0,
         calls: aws.plan.call_counts(),
         virtual_time: Duration::try_from(elapsed).unwrap_or(Duration::ZERO),
     }
@@ -304,38 +316,45 @@ mod tests {
     const LATENCY: Duration = Duration::from_millis(50);
 
     #[test]
-    fn a_rotation_costs_ten_calls_and_runs_near_the_rate_limit() {
+    fn a_rotation_costs_eight_calls_and_runs_near_the_rate_limit() {
         // The seven of a rotation (list_keys, load, create_key, put_pending, authenticates,
-        // promote, mark), the intent recorded before create_key, and the lease's acquire and
-        // release: the survey (users, credential report, listing) shows every key due, so each
-        // user is claimed before it is observed, once.
-        let report = scale_run(200, LATENCY, RateLimit::per_second(20));
+        // promote, mark) and the intent recorded before create_key; the survey (users,
+        // credential report, listing) shows every key due, so the users are claimed before
+        // they are observed, two hundred in two batches, given back in two.
+        let report = scale_run(200, LATENCY, RateLimit::per_second(20).with_burst(20));
         println!("{report}");
         assert_eq!((report.rotated, report.failed), (200, 0));
         assert_eq!(report.run_wide_calls(), 3);
+        assert_eq!(report.calls.get(op::LEASE_ACQUIRE_ALL), Some(&2));
+        assert_eq!(report.calls.get(op::LEASE_RELEASE_ALL), Some(&2));
         assert!(
-            (report.user_calls_per_rotated_user() - 10.0).abs() < 1e-9,
+            (report.user_calls_per_rotated_user() - 8.02).abs() < 1e-9,
             "{}",
             report.user_calls_per_rotated_user()
         );
         assert!(report.ratio() <= 1.2, "{}", report.ratio());
-        // With a burst of 1 the last call cannot start before (calls - 1) intervals.
-        let floor = report.rate.interval() * u32::try_from(report.total_calls() - 1).unwrap();
+        // Past its first burst the last call cannot start before (calls - burst) intervals.
+        let after_burst = report.total_calls() - u64::from(report.rate.burst());
+        let floor = report.rate.interval() * u32::try_from(after_burst).unwrap();
         assert!(report.virtual_time >= floor, "nothing beats the bucket");
+        // The limit backed off when the bucket refused calls.
+        assert!(report.throttled > 0, "{report}");
     }
 
     #[test]
     fn a_fast_bucket_is_bound_by_latency_not_summed() {
-        // 200 calls/s at 50 ms is 10 calls in flight: only overlapping waits reach the bound.
-        let report = scale_run(200, LATENCY, RateLimit::per_second(200));
-        assert_eq!(report.rotated, 200);
+        // 200 calls/s at 50 ms is 10 calls in flight: only overlapping waits reach the bound,
+        // once the limit has grown (a run of 2,000 users, not over before it has).
+        let report = scale_run(2000, LATENCY, RateLimit::per_second(200).with_burst(200));
+        assert_eq!(report.rotated, 2000);
         assert!(report.ratio() <= 1.2, "{}", report.ratio());
     }
 
     #[test]
     fn both_time_models_make_the_same_calls() {
-        let overlapping = scale_run(60, LATENCY, RateLimit::per_second(20));
-        let summed = scale_run_on_sim_clock(60, LATENCY, RateLimit::per_second(20));
+        let rate = RateLimit::per_second(20).with_burst(20);
+        let overlapping = scale_run(60, LATENCY, rate);
+        let summed = scale_run_on_sim_clock(60, LATENCY, rate);
         assert_eq!(summed.rotated, 60);
         assert_eq!(overlapping.calls, summed.calls);
     }

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use aws_config::retry::{RetryConfig, RetryMode};
+
+use crate::pressure::ThrottleCounter;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 
@@ -99,16 +101,34 @@ pub struct AwsClients {
     pub ses: aws_sdk_sesv2::Client,
     /// DynamoDB (the lease table).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The throttling answers the clients met, retried attempts included: the rotator's
+    /// adaptive concurrency follows it.
+    pub pressure: ThrottleCounter,
 }
 
 impl AwsClients {
-    /// Clients for every service keyrot calls, from `config`.
+    /// Clients for every service keyrot calls, from `config`, each counting its throttling
+    /// answers in [`AwsClients::pressure`].
     pub fn new(config: SdkConfig) -> Self {
+        let pressure = ThrottleCounter::default();
+        let iam = aws_sdk_iam::config::Builder::from(&config)
+            .interceptor(pressure.clone())
+            .build();
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&config)
+            .interceptor(pressure.clone())
+            .build();
+        let ses = aws_sdk_sesv2::config::Builder::from(&config)
+            .interceptor(pressure.clone())
+            .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(pressure.clone())
+            .build();
         Self {
-            iam: aws_sdk_iam::Client::new(&config),
-            secrets: aws_sdk_secretsmanager::Client::new(&config),
-            ses: aws_sdk_sesv2::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            ses: aws_sdk_sesv2::Client::from_conf(ses),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            pressure,
             config,
         }
     }

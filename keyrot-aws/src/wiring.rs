@@ -113,9 +113,12 @@ impl BackendSettings {
     }
 
     /// A rotator on [`BackendSettings::ports`] under `policy`, holding back a repeated alert
-    /// for [`BackendSettings::alert_repeat_after`].
+    /// for [`BackendSettings::alert_repeat_after`], its concurrency following the clients'
+    /// throttling ([`AwsClients::pressure`]).
     pub fn rotator(&self, clients: &AwsClients, policy: Policy) -> Rotator {
-        self.with_alert_settings(Rotator::new(self.ports(clients), policy))
+        let rotator = Rotator::new(self.ports(clients), policy)
+            .with_pressure(Arc::new(clients.pressure.clone()));
+        self.with_alert_settings(rotator)
     }
 
     /// `rotator` with these settings' alert repeat period (for a rotator on other ports).

@@ -16,7 +16,8 @@ use crate::model::{
 use crate::plan::{Blocked, Observation, Step, Wait, plan, warning_ahead};
 use crate::policy::Policy;
 use crate::ports::{
-    Claim, Clock, Iam, IamError, Lease, LeaseToken, Notice, Notifier, SecretStore, Verifier,
+    Claim, Clock, Iam, IamError, Lease, LeaseToken, Notice, Notifier, Pressure, SecretStore,
+    Verifier,
 };
 use crate::survey::{self, LookReason, Triage};
 
@@ -30,12 +31,15 @@ struct Survey {
 }
 
 mod claims;
+mod concurrency;
 mod errors;
 mod notices;
 mod perform;
 mod report;
 
 use claims::RunClaims;
+pub use concurrency::Concurrency;
+use concurrency::Gate;
 pub use errors::{RollbackError, RunError, StepError};
 pub use notices::held_back;
 use perform::{Progress, verify_wait};
@@ -122,20 +126,23 @@ pub const DEFAULT_ALERT_REPEAT_AFTER: Duration = Duration::from_secs(24 * 3600);
 pub struct Rotator {
     ports: Ports,
     policy: Policy,
-    concurrency: usize,
+    concurrency: Concurrency,
+    pressure: Option<Arc<dyn Pressure>>,
     lease_duration: Duration,
     alert_repeat_after: Duration,
 }
 
 impl Rotator {
-    /// A rotator working through `ports` under `policy`, four users at a time, holding each
-    /// user it acts on for 15 minutes at a time (at least three verify timeouts).
+    /// A rotator working through `ports` under `policy`, [`Concurrency::DEFAULT`] users at a
+    /// time, holding each user it acts on for 15 minutes at a time (at least three verify
+    /// timeouts).
     pub fn new(ports: Ports, policy: Policy) -> Self {
         let lease_duration = MIN_LEASE.max(policy.verify_timeout() * 3);
         Self {
             ports,
             policy,
-            concurrency: 4,
+            concurrency: Concurrency::DEFAULT,
+            pressure: None,
             lease_duration,
             alert_repeat_after: DEFAULT_ALERT_REPEAT_AFTER,
         }
@@ -159,10 +166,25 @@ impl Rotator {
         self
     }
 
-    /// How many users are reconciled at once (at least one).
+    /// How many users are reconciled at once: always `concurrency` (at least one).
     #[must_use]
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency.max(1);
+        self.concurrency = Concurrency::Fixed(concurrency.max(1));
+        self
+    }
+
+    /// How many users are reconciled at once, fixed or adaptive ([`Concurrency`]).
+    #[must_use]
+    pub fn with_concurrency_limit(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Where the adaptive concurrency learns of throttling the adapters absorbed (without it,
+    /// only the port calls that fail on throttling count).
+    #[must_use]
+    pub fn with_pressure(mut self, pressure: Arc<dyn Pressure>) -> Self {
+        self.pressure = Some(pressure);
         self
     }
 
@@ -250,7 +272,8 @@ impl Rotator {
                 .filter(|u| claim_first(u))
                 .collect(),
         );
-        let (claims, claim_first) = (&claims, &claim_first);
+        let gate = Gate::new(self.concurrency, self.pressure.clone());
+        let (claims, claim_first, gate) = (&claims, &claim_first, &gate);
         reports.extend(skipped.into_iter().filter_map(|user| {
             let (wait, keys) = idle.remove(&user.0)?;
             Some(UserReport {
@@ -262,6 +285,8 @@ impl Rotator {
         }));
         let done: Vec<UserReport> = futures::stream::iter(users)
             .map(|user| async move {
+                // Waiting for a place counts against the deadline.
+                let mut pass = gate.enter().await;
                 if let Some(deadline) = options.deadline
                     && self.ports.clock.now() >= deadline
                 {
@@ -274,14 +299,23 @@ impl Rotator {
                 }
                 let span = info_span!("user", user = %user);
                 let first = claim_first(&user.0);
-                self.reconcile_claimed(user, request, first, Some(claims))
+                let report = self
+                    .reconcile_claimed(user, request, first, Some(claims))
                     .instrument(span)
-                    .await
+                    .await;
+                if report.throttled() {
+                    pass.throttled();
+                }
+                report
             })
-            .buffer_unordered(self.concurrency)
+            .buffer_unordered(self.concurrency.max())
             .collect()
             .await;
         claims.finish().await;
+        debug!(
+            concurrency = gate.limit(),
+            "concurrency at the end of the run"
+        );
         reports.extend(done);
         reports.sort_by(|a, b| a.user.cmp(&b.user));
         let report = RunReport {

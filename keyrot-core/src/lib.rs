@@ -17,7 +17,8 @@ pub mod survey;
 pub mod token;
 
 pub use driver::{
-    ManagedUser, Outcome, Ports, Request, Rotator, RunOptions, RunReport, StepError, UserReport,
+    Concurrency, ManagedUser, Outcome, Ports, Request, Rotator, RunOptions, RunReport, StepError,
+    UserReport,
 };
 pub use model::*;
 pub use plan::{Blocked, Observation, Step, Wait, plan};

@@ -465,6 +465,15 @@ pub trait Lease: Send + Sync {
 /// limit of actions in one `TransactWriteItems`.
 pub const LEASE_BATCH: usize = 100;
 
+/// How often the services have asked keyrot to slow down, counting the throttled attempts the
+/// adapters retried themselves: a port call reports throttling only when the retries could not
+/// absorb it, by which time the run has been too fast for a while. The driver's adaptive
+/// concurrency ([`crate::driver::Concurrency`]) backs off whenever the count grows.
+pub trait Pressure: Send + Sync + fmt::Debug {
+    /// Throttling answers seen so far (only the increase counts).
+    fn throttled(&self) -> u64;
+}
+
 /// Time, as the edge provides it. keyrot-core itself never reads the clock: the driver asks
 /// this port, which the Lambda adapter and the CLI implement with the system clock and the
 /// simulation with a virtual one.

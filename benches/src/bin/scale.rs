@@ -1,6 +1,6 @@
 #![allow(clippy::print_stdout)] // a report printer
-//! Prints the scale run's report: `scale [USERS] [LATENCY_MS] [CALLS_PER_SECOND]`, by default
-//! 5000 users, 50 ms per call, 20 calls/s. Also prints the same run timed by the fakes' own
+//! Prints the scale run's report: `scale [USERS] [LATENCY_MS] [CALLS_PER_SECOND] [BURST]`, by
+//! default 5000 users, 50 ms per call, 20 calls/s, bursts of a second's calls. Also prints the same run timed by the fakes' own
 //! `SimClock`, whose sleeps add up, for comparison.
 
 use std::time::{Duration, Instant};
@@ -39,7 +39,9 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), BadArg> {
     let users: usize = arg(1, 5_000)?;
     let latency = Duration::from_millis(arg(2, 50)?);
-    let rate = RateLimit::per_second(arg(3, 20)?);
+    let per_second = arg(3, 20)?;
+    // A second's worth of calls may come at once, as AWS's token buckets allow bursts.
+    let rate = RateLimit::per_second(per_second).with_burst(arg(4, per_second)?);
 
     #[allow(clippy::disallowed_methods)]
     // wall time of the simulation itself; the run never reads it

@@ -38,6 +38,33 @@ async fn throttling_is_answered_with_backoff_not_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_count_every_throttled_attempt_as_pressure() {
+    let moto = shared_moto().await;
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    let settings = AwsSettings {
+        endpoint_url: Some(proxy.endpoint().to_owned()),
+        max_attempts: Some(5),
+        initial_backoff: Some(Duration::from_millis(10)),
+        ..moto.settings()
+    };
+    let clients = keyrot_aws::AwsClients::new(moto.admin_config_with(&settings).await);
+    let iam = AwsIam::new(clients.iam.clone());
+    let store = AwsSecretStore::new(clients.secrets.clone());
+    let admin = UserName::new("keyrot-test-admin").unwrap();
+    // Answered and retried by the SDK: the port calls succeed, the count grows.
+    proxy.inject(Rule::first(3, Fault::Throttle));
+    iam.list_keys(&admin).await.unwrap();
+    assert_eq!(keyrot_core::Pressure::throttled(&clients.pressure), 3);
+    iam.list_keys(&admin).await.unwrap();
+    assert_eq!(keyrot_core::Pressure::throttled(&clients.pressure), 3);
+    // The JSON protocol's ThrottlingException too; a missing secret does not count.
+    proxy.inject_next("secretsmanager:DescribeSecret", Fault::Throttle);
+    store.load(&UserName::new("nobody").unwrap()).await.unwrap();
+    assert_eq!(keyrot_core::Pressure::throttled(&clients.pressure), 4);
+    assert_eq!(proxy.faulted(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_beyond_the_retries_is_its_own_error() {
     let moto = shared_moto().await;
     let proxy = FaultProxy::start(moto.endpoint()).unwrap();

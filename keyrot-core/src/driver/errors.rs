@@ -48,6 +48,18 @@ impl StepError {
     }
 }
 
+impl StepError {
+    /// Whether a service asked keyrot to slow down (after the adapter's own retries).
+    pub fn is_throttled(&self) -> bool {
+        matches!(
+            self,
+            Self::Iam(IamError::Throttled(_))
+                | Self::Store(StoreError::Throttled(_))
+                | Self::Lease(LeaseError::Throttled(_))
+        )
+    }
+}
+
 /// Why a whole run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -100,6 +100,12 @@ impl UserReport {
     pub fn rotated(&self) -> bool {
         self.steps.iter().any(|s| matches!(s, Step::Publish(_)))
     }
+
+    /// Whether the user's run failed on throttling (that the adapters' retries could not
+    /// absorb).
+    pub fn throttled(&self) -> bool {
+        matches!(&self.outcome, Outcome::Failed { error, .. } if error.is_throttled())
+    }
 }
 
 /// What happened in a run, user by user (sorted by user name).
