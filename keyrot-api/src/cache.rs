@@ -1,4 +1,4 @@
-//! The cache of current keys: user -> (credentials, when they were fetched).
+//! The cache of current keys: user -> (credentials, or none stored, when they were fetched).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,19 +7,21 @@ use std::time::Duration;
 
 use keyrot_core::model::{Credentials, Timestamp, UserName};
 
-/// The most users the cache holds. Only users with a stored key are cached, so this bounds
-/// memory even if the store held more users than expected.
+/// The most users the cache holds, found or not: this bounds memory whatever names callers
+/// ask for.
 const MAX_ENTRIES: usize = 10_000;
 
-/// Current keys by user, each served for `ttl` after it was fetched. A zero `ttl` caches
-/// nothing.
+/// Current keys by user, each served for `ttl` after it was fetched; a user the store has no
+/// key for is remembered as such for as long (negative caching: asking for unknown users again
+/// and again does not reach the store). A zero `ttl` caches nothing.
 pub(super) struct KeyCache {
     ttl: Duration,
     entries: Mutex<BTreeMap<UserName, Entry>>,
 }
 
 struct Entry {
-    credentials: Credentials,
+    /// `None`: the store had no key for the user.
+    credentials: Option<Credentials>,
     fetched_at: Timestamp,
 }
 
@@ -45,16 +47,21 @@ impl KeyCache {
         fetched_at <= now && now < until
     }
 
-    /// The cached key of `user` and when it was fetched, if still fresh at `now`.
-    pub(super) fn get(&self, user: &UserName, now: Timestamp) -> Option<(Credentials, Timestamp)> {
+    /// The cached key of `user` (`None`: none is stored) and when it was fetched, if still
+    /// fresh at `now`.
+    pub(super) fn get(
+        &self,
+        user: &UserName,
+        now: Timestamp,
+    ) -> Option<(Option<Credentials>, Timestamp)> {
         let entries = self.entries();
         let entry = entries.get(user)?;
         self.is_fresh(entry.fetched_at, now)
             .then(|| (entry.credentials.clone(), entry.fetched_at))
     }
 
-    /// Remembers `credentials` as `user`'s key, fetched at `now`.
-    pub(super) fn put(&self, user: &UserName, credentials: &Credentials, now: Timestamp) {
+    /// Remembers `credentials` as `user`'s key (`None`: the store has none), fetched at `now`.
+    pub(super) fn put(&self, user: &UserName, credentials: Option<&Credentials>, now: Timestamp) {
         if self.ttl.is_zero() {
             return;
         }
@@ -68,15 +75,10 @@ impl KeyCache {
         entries.insert(
             user.clone(),
             Entry {
-                credentials: credentials.clone(),
+                credentials: credentials.cloned(),
                 fetched_at: now,
             },
         );
-    }
-
-    /// Forgets `user`'s key.
-    pub(super) fn remove(&self, user: &UserName) {
-        self.entries().remove(user);
     }
 }
 
@@ -107,16 +109,22 @@ mod tests {
         let user = UserName::new("alice").unwrap();
         let cache = KeyCache::new(Duration::from_secs(30));
         assert!(cache.get(&user, t0).is_none());
-        cache.put(&user, &creds("AKIA0000000000000001"), t0);
-        let hit = |at: Timestamp| cache.get(&user, at).map(|(c, t)| (c.access_key_id, t));
+        cache.put(&user, Some(&creds("AKIA0000000000000001")), t0);
+        let hit = |at: Timestamp| {
+            cache
+                .get(&user, at)
+                .map(|(c, t)| (c.map(|c| c.access_key_id), t))
+        };
         let id = AccessKeyId::new("AKIA0000000000000001").unwrap();
-        assert_eq!(hit(t0), Some((id.clone(), t0)));
-        assert_eq!(hit(t0 + Duration::from_secs(29)), Some((id, t0)));
+        assert_eq!(hit(t0), Some((Some(id.clone()), t0)));
+        assert_eq!(hit(t0 + Duration::from_secs(29)), Some((Some(id), t0)));
         assert_eq!(hit(t0 + Duration::from_secs(30)), None);
         assert_eq!(hit(t0 - Duration::from_secs(1)), None);
-        cache.remove(&user);
-        assert_eq!(hit(t0), None);
-        assert!(format!("{cache:?}").contains("entries: 0"));
+        // A user without a key is remembered as such, as long.
+        cache.put(&user, None, t0);
+        assert_eq!(hit(t0 + Duration::from_secs(29)), Some((None, t0)));
+        assert_eq!(hit(t0 + Duration::from_secs(30)), None);
+        assert!(format!("{cache:?}").contains("entries: 1"));
     }
 
     #[test]
@@ -124,7 +132,8 @@ mod tests {
         let t0: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
         let user = UserName::new("alice").unwrap();
         let cache = KeyCache::new(Duration::ZERO);
-        cache.put(&user, &creds("AKIA0000000000000001"), t0);
+        cache.put(&user, Some(&creds("AKIA0000000000000001")), t0);
+        cache.put(&user, None, t0);
         assert!(cache.get(&user, t0).is_none());
     }
 }

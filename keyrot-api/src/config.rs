@@ -1,10 +1,12 @@
-//! What an [`Api`](crate::Api) is configured with besides its secrets: the key cache's TTL and
-//! the request size limits, checked against the rotation policy and the token policy's limits.
+//! What an [`Api`](crate::Api) is configured with besides its secrets: the key cache's TTL, the
+//! request size limits and the rate limits, checked against the rotation policy and the token policy's limits.
 
 use std::time::Duration;
 
 use keyrot_core::policy::Policy;
 use keyrot_core::token::MAX_TOKEN_LEN;
+
+use crate::RateLimits;
 
 /// How long a fetched key is served from the cache by default.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -64,6 +66,8 @@ pub struct ApiConfig {
     pub cache_ttl: Duration,
     /// Request size limits.
     pub limits: Limits,
+    /// Rate limits per client and per source address.
+    pub rate_limits: RateLimits,
     rotation_grace: Duration,
 }
 
@@ -74,6 +78,7 @@ impl ApiConfig {
         Self {
             cache_ttl: DEFAULT_CACHE_TTL,
             limits: Limits::default(),
+            rate_limits: RateLimits::default(),
             rotation_grace: rotation.grace(),
         }
     }

@@ -4,7 +4,7 @@
 //! It never listens on a socket, reads the clock or draws random numbers, and performs no IO of
 //! its own beyond the [`SecretStore`] it is given; the token rules themselves are
 //! [`keyrot_core::token`]'s. The adapter (the
-//! Lambda function behind API Gateway, the local axum server) passes the true source address,
+//! Lambda function behind API Gateway, the local hyper server) passes the true source address,
 //! the request id, `now` and a fresh token id in a [`RequestContext`], strips any API Gateway
 //! stage prefix from the path, and turns the [`ApiResponse`] back into its own response type
 //! and its [`ApiOutcome`] into metrics.
@@ -26,10 +26,15 @@
 //!   the token's and the client's scope, else `403`; it answers `{"generated_at", "users"}`,
 //!   every managed user's keys, stages and next action, and never a secret. Paths match exactly (no trailing slash, case
 //!   sensitive); another path is `404 not_found`, another method `405 method_not_allowed`.
-//! - **Order of checks.** Size limits first (`414`, `431`, `413`), then the route and method,
-//!   then authentication, then the request's own input (`400`), then the scope (`403`), then
-//!   the store. So a caller without valid credentials learns nothing beyond `401`, whatever
-//!   else is wrong with the request.
+//! - **Order of checks.** Size limits first (`414`, `431`, `413`), then the source address's
+//!   rate limit (`429`), then the route and method, then authentication, then the client's rate
+//!   limit (`429`), then the request's own input (`400`), then the scope (`403`), then the
+//!   store. So a caller without valid credentials learns nothing beyond `401`, whatever else
+//!   is wrong with the request.
+//! - **Rate limits** ([`RateLimits`]) per source address and per authenticated client: over
+//!   one is `429 rate_limited` with `Retry-After`; their clock is [`RequestContext::now`].
+//! - **`WWW-Authenticate: Bearer realm="keyrot"`** on every `401`, with RFC 6750's `error`
+//!   read from the request's own `Authorization` header, never from which check failed.
 //! - **Authentication** is one answer, `401 unauthorized`, whichever check failed: the API key
 //!   missing, repeated, not visible ASCII, too long or unknown; the source address outside the
 //!   client's allowlist (so a stolen key is not even confirmed from elsewhere); the
@@ -62,7 +67,9 @@
 //! - **Cache.** Current keys are cached per user for [`ApiConfig::cache_ttl`], which must be
 //!   shorter than the rotation policy's grace period: a superseded key stays active for at
 //!   least the grace period, so a cached key is never one the rotator has deactivated. Only
-//!   found keys are cached; a store failure is never papered over with a stale entry.
+//!   found keys are cached, and for as long the fact that the store has no key for a user
+//!   (negative caching: unknown names asked for again and again do not reach the store); a
+//!   store failure is never papered over with a stale entry.
 //! - **No `5xx` from input.** Nothing a caller sends leads to a `5xx` or a panic; only a
 //!   failing store (`503 store_unavailable`) or an unusable token configuration
 //!   (`500 internal_error`) does.
@@ -106,7 +113,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{ALLOW, HeaderValue};
+use http::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 
 use keyrot_core::accounts::AccountId;
@@ -114,16 +121,23 @@ use keyrot_core::model::{Credentials, Timestamp, UserName};
 use keyrot_core::ports::SecretStore;
 use keyrot_core::token::{Client, ClientId, ClientRegistry, IssuedToken, TokenPolicy};
 
+mod adapter;
 mod admin;
 mod cache;
 mod config;
+mod limit;
+mod outcome;
 mod page;
 mod request;
 mod response;
 
+pub use adapter::{AdapterAnswer, AdapterRoute};
 pub use admin::StatusSource;
 use cache::KeyCache;
 pub use config::{ApiConfig, ApiConfigError, DEFAULT_CACHE_TTL, Limits};
+use limit::Limiter;
+pub use limit::{Rate, RateError, RateLimits};
+pub use outcome::ApiOutcome;
 use request::{Credential, Rejection};
 
 // ---------------------------------------------------------------------------------------------
@@ -199,6 +213,11 @@ pub enum ErrorCode {
     UriTooLong,
     /// `431`: too many headers, or a header or all of them too large.
     HeadersTooLarge,
+    /// `408`: the request (its head or its body) did not arrive in time; written by the
+    /// transport.
+    RequestTimeout,
+    /// `429`: over a rate limit ([`RateLimits`]); `Retry-After` says when to try again.
+    RateLimited,
     /// `503`: the secret store failed; retrying later may work.
     StoreUnavailable,
     /// `500`: the API could not sign a token (its configuration cannot work).
@@ -221,6 +240,8 @@ impl ErrorCode {
             Self::BodyTooLarge => "body_too_large",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::RateLimited => "rate_limited",
             Self::StoreUnavailable => "store_unavailable",
             Self::InternalError => "internal_error",
         }
@@ -240,6 +261,8 @@ impl ErrorCode {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -268,6 +291,8 @@ impl ErrorCode {
             Self::BodyTooLarge => "the request body is too large",
             Self::UriTooLong => "the path and query are too long",
             Self::HeadersTooLarge => "the request headers are too large or too many",
+            Self::RequestTimeout => "the request did not arrive in time",
+            Self::RateLimited => "too many requests; try again after Retry-After seconds",
             Self::StoreUnavailable => "the secret store is unavailable; try again later",
             Self::InternalError => "internal error",
         }
@@ -275,64 +300,6 @@ impl ErrorCode {
 }
 
 impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What became of a request, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiOutcome {
-    /// `POST /generate-token` issued a token.
-    TokenIssued,
-    /// `GET /active-key` served a key.
-    KeyServed,
-    /// `GET /health` answered.
-    Healthy,
-    /// `GET /admin/status` answered an admin client.
-    StatusServed,
-    /// `GET /admin/page` answered an admin client.
-    PageServed,
-    /// The request was refused or failed, with this code.
-    Failed(ErrorCode),
-}
-
-impl ApiOutcome {
-    /// A stable name for a metric dimension: `token_issued`, `key_served`, `healthy`, or the
-    /// error code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TokenIssued => "token_issued",
-            Self::KeyServed => "key_served",
-            Self::Healthy => "healthy",
-            Self::StatusServed => "status_served",
-            Self::PageServed => "page_served",
-            Self::Failed(code) => code.as_str(),
-        }
-    }
-
-    /// The HTTP status of the response.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::TokenIssued
-            | Self::KeyServed
-            | Self::Healthy
-            | Self::StatusServed
-            | Self::PageServed => StatusCode::OK,
-            Self::Failed(code) => code.status(),
-        }
-    }
-
-    /// The error code, if the request failed.
-    pub fn error(self) -> Option<ErrorCode> {
-        match self {
-            Self::Failed(code) => Some(code),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ApiOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -389,7 +356,9 @@ impl fmt::Debug for ApiResponse {
             | ApiOutcome::Healthy
             | ApiOutcome::StatusServed
             | ApiOutcome::PageServed => self.response.body(),
-            ApiOutcome::TokenIssued | ApiOutcome::KeyServed => &"[redacted]",
+            ApiOutcome::TokenIssued | ApiOutcome::KeyServed | ApiOutcome::AdapterAnswered => {
+                &"[redacted]"
+            }
         };
         f.debug_struct("ApiResponse")
             .field("status", &self.response.status())
@@ -413,6 +382,7 @@ enum Route {
     Health,
     AdminStatus,
     AdminPage,
+    Adapter(&'static str),
 }
 
 impl Route {
@@ -429,7 +399,7 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Self::GenerateToken => Method::POST,
+            Self::GenerateToken | Self::Adapter(_) => Method::POST,
             Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => Method::GET,
         }
     }
@@ -437,7 +407,7 @@ impl Route {
     /// The `Allow` header of a `405` on this route.
     fn allow(self) -> HeaderValue {
         HeaderValue::from_static(match self {
-            Self::GenerateToken => "POST",
+            Self::GenerateToken | Self::Adapter(_) => "POST",
             Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => "GET",
         })
     }
@@ -449,6 +419,7 @@ impl Route {
             Self::Health => "health",
             Self::AdminStatus => "admin_status",
             Self::AdminPage => "admin_page",
+            Self::Adapter(name) => name,
         }
     }
 }
@@ -466,6 +437,7 @@ enum Success {
     Status(String),
     /// The status page, as HTML (no secret in it).
     Page(String),
+    Adapter(serde_json::Value),
 }
 
 /// What the audit line says about a request beyond its context and outcome. Only validated
@@ -489,6 +461,7 @@ pub struct Api {
     cache: Arc<KeyCache>,
     accounts: Option<AccountStores>,
     status: Option<Arc<dyn StatusSource>>,
+    limiter: Arc<Limiter>,
 }
 
 /// The secret store of each member account's users (with many accounts, the hub keeps them
@@ -502,6 +475,7 @@ impl fmt::Debug for Api {
             .field("tokens", &self.tokens)
             .field("clients", &self.clients.clients().len())
             .field("cache", &self.cache)
+            .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
 }
@@ -516,6 +490,7 @@ impl Api {
     ) -> Result<Self, ApiConfigError> {
         config.validate()?;
         let cache = Arc::new(KeyCache::new(config.cache_ttl));
+        let limiter = Arc::new(Limiter::new(config.rate_limits));
         Ok(Self {
             config,
             tokens,
@@ -524,6 +499,7 @@ impl Api {
             cache,
             accounts: None,
             status: None,
+            limiter,
         })
     }
 
@@ -545,7 +521,8 @@ impl Api {
     }
 
     /// The same API with signing keys and a client registry read again, sharing this one's
-    /// configuration, store and key cache (so reloading them costs no extra store reads).
+    /// configuration, store, key cache and rate limiters (so reloading them costs no extra
+    /// store reads and forgives no caller).
     pub fn with_secrets(&self, tokens: TokenPolicy, clients: ClientRegistry) -> Self {
         Self {
             config: self.config.clone(),
@@ -555,11 +532,13 @@ impl Api {
             cache: Arc::clone(&self.cache),
             accounts: self.accounts.clone(),
             status: self.status.clone(),
+            limiter: Arc::clone(&self.limiter),
         }
     }
 
-    /// The configuration the API was built with. Adapters that buffer the body themselves (the
-    /// axum server) should stop reading at [`Limits::max_body_len`] + 1 bytes.
+    /// The configuration the API was built with. Adapters that read the body themselves (the
+    /// local server) should refuse a declared length over [`Limits::max_body_len`] before
+    /// reading, and stop reading at [`Limits::max_body_len`] + 1 bytes.
     pub fn config(&self) -> &ApiConfig {
         &self.config
     }
@@ -572,9 +551,21 @@ impl Api {
         request: http::Request<B>,
         ctx: RequestContext,
     ) -> ApiResponse {
+        self.handle_with(request, ctx, None).await
+    }
+
+    /// [`Api::handle`], with one more route the adapter adds (see [`AdapterRoute`]).
+    pub async fn handle_with<B: AsRef<[u8]>>(
+        &self,
+        request: http::Request<B>,
+        ctx: RequestContext,
+        adapter: Option<&AdapterRoute<'_>>,
+    ) -> ApiResponse {
         let (parts, body) = request.into_parts();
         let mut audit = Audit::default();
-        let result = self.dispatch(&parts, body.as_ref(), &ctx, &mut audit).await;
+        let result = self
+            .dispatch(&parts, body.as_ref(), &ctx, &mut audit, adapter)
+            .await;
         let (mut response, outcome, reason) = match &result {
             Ok(success) => {
                 let (response, outcome) = response::success(success, ctx.now);
@@ -590,10 +581,27 @@ impl Api {
                 rejection.reason,
             ),
         };
-        if let (ApiOutcome::Failed(ErrorCode::MethodNotAllowed), Some(route)) =
-            (outcome, audit.route)
-        {
-            response.headers_mut().insert(ALLOW, route.allow());
+        let headers = response.headers_mut();
+        match (outcome, audit.route, &result) {
+            (ApiOutcome::Failed(ErrorCode::MethodNotAllowed), Some(route), _) => {
+                headers.insert(ALLOW, route.allow());
+            }
+            (ApiOutcome::Failed(ErrorCode::Unauthorized), route, _) => {
+                let reads_token = route == Some(Route::ActiveKey);
+                let challenge = request::www_authenticate(&parts.headers, reads_token);
+                headers.insert(WWW_AUTHENTICATE, challenge);
+            }
+            (
+                _,
+                _,
+                Err(Rejection {
+                    retry_after: Some(wait),
+                    ..
+                }),
+            ) => {
+                headers.insert(RETRY_AFTER, request::retry_after(*wait));
+            }
+            _ => {}
         }
         emit_audit(
             &ctx,
@@ -617,10 +625,18 @@ impl Api {
         body: &[u8],
         ctx: &RequestContext,
         audit: &mut Audit,
+        adapter: Option<&AdapterRoute<'_>>,
     ) -> Result<Success, Rejection> {
         request::check_limits(parts, body, &self.config.limits)?;
-        let route =
-            Route::find(parts.uri.path()).ok_or(Rejection::new(ErrorCode::NotFound, "no_route"))?;
+        self.limiter
+            .source(ctx.source_ip, ctx.now)
+            .map_err(|over| Rejection::rate_limited("source_rate_limited", over.0))?;
+        let adapter = adapter.filter(|a| a.path == parts.uri.path());
+        let route = match adapter {
+            Some(adapter) => Route::Adapter(adapter.name),
+            None => Route::find(parts.uri.path())
+                .ok_or(Rejection::new(ErrorCode::NotFound, "no_route"))?,
+        };
         audit.route = Some(route);
         if parts.method != route.method() {
             return Err(Rejection::new(
@@ -632,6 +648,16 @@ impl Api {
             Route::Health => Ok(Success::Health),
             Route::AdminStatus => self.admin_status(parts, ctx, audit, false).await,
             Route::AdminPage => self.admin_status(parts, ctx, audit, true).await,
+            Route::Adapter(_) => {
+                let client = self.authenticate(parts, ctx, audit)?;
+                let answer = adapter.map(|a| a.answer).ok_or(Rejection::new(
+                    ErrorCode::InternalError,
+                    "adapter_route_lost",
+                ))?;
+                answer(client.id(), body)
+                    .map(Success::Adapter)
+                    .map_err(|code| Rejection::new(code, "adapter_refused"))
+            }
             Route::GenerateToken => {
                 let client = self.authenticate(parts, ctx, audit)?;
                 self.tokens
@@ -692,21 +718,33 @@ impl Api {
         if !client.allows_ip(ctx.source_ip) {
             return Err(Rejection::new(ErrorCode::Unauthorized, "ip_not_allowed"));
         }
+        self.limiter
+            .client(client.id(), ctx.now)
+            .map_err(|over| Rejection::rate_limited("client_rate_limited", over.0))?;
         Ok(client)
     }
 
     async fn current_key(&self, user: UserName, now: Timestamp) -> Result<Success, Rejection> {
-        if let Some((credentials, retrieved_at)) = self.cache.get(&user, now) {
-            return Ok(Success::Key {
-                user,
-                credentials,
-                retrieved_at,
-            });
+        match self.cache.get(&user, now) {
+            Some((Some(credentials), retrieved_at)) => {
+                return Ok(Success::Key {
+                    user,
+                    credentials,
+                    retrieved_at,
+                });
+            }
+            Some((None, _)) => {
+                return Err(Rejection::new(
+                    ErrorCode::KeyNotFound,
+                    "no_stored_key_cached",
+                ));
+            }
+            None => {}
         }
         let found = self.store.current(&user).await;
         match &found {
-            Ok(Some(credentials)) => self.cache.put(&user, credentials, now),
-            Ok(None) => self.cache.remove(&user),
+            Ok(Some(credentials)) => self.cache.put(&user, Some(credentials), now),
+            Ok(None) => self.cache.put(&user, None, now),
             Err(_) => {}
         }
         key_found(found, user, now)

@@ -1,7 +1,9 @@
 //! Reading a request: size limits, the credentials in its headers, the user name in its query.
 //! Every failure is a [`Rejection`] with a precise reason for the audit log.
 
-use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 
 use super::{ErrorCode, Limits};
@@ -16,6 +18,8 @@ pub(super) struct Rejection {
     pub(super) code: ErrorCode,
     pub(super) reason: &'static str,
     pub(super) detail: Option<String>,
+    /// For `429`: when the caller may try again.
+    pub(super) retry_after: Option<Duration>,
 }
 
 impl Rejection {
@@ -24,6 +28,15 @@ impl Rejection {
             code,
             reason,
             detail: None,
+            retry_after: None,
+        }
+    }
+
+    /// Over a rate limit, for `wait`.
+    pub(super) fn rate_limited(reason: &'static str, wait: Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(ErrorCode::RateLimited, reason)
         }
     }
 
@@ -137,6 +150,29 @@ pub(super) fn credential(headers: &HeaderMap, kind: Credential) -> Result<&str, 
         Credential::ApiKey => Ok(text),
         Credential::Bearer => bearer_token(text),
     }
+}
+
+/// The `WWW-Authenticate` header of a `401` (RFC 9110 §11.6.1, RFC 6750 §3), from the
+/// request's own `Authorization` header only (`reads_token`: the route takes a token), never
+/// from which check failed: no error code without one, `invalid_request` for one that is not a
+/// well-formed bearer credential, `invalid_token` for one that is.
+pub(super) fn www_authenticate(headers: &HeaderMap, reads_token: bool) -> HeaderValue {
+    let challenge = if !reads_token {
+        r#"Bearer realm="keyrot""#
+    } else {
+        match credential(headers, Credential::Bearer) {
+            Ok(_) => r#"Bearer realm="keyrot", error="invalid_token""#,
+            Err(r) if r.reason == "authorization_missing" => r#"Bearer realm="keyrot""#,
+            Err(_) => r#"Bearer realm="keyrot", error="invalid_request""#,
+        }
+    };
+    HeaderValue::from_static(challenge)
+}
+
+/// `Retry-After` for `wait`: whole seconds, rounded up, at least 1.
+pub(super) fn retry_after(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 fn bearer_token(value: &str) -> Result<&str, Rejection> {

@@ -125,6 +125,7 @@ pub(super) fn success(success: &Success, now: Timestamp) -> (Response<String>, A
         ),
         Success::Status(body) => (Ok(body.clone()), ApiOutcome::StatusServed),
         Success::Page(page) => return (html(page.clone()), ApiOutcome::PageServed),
+        Success::Adapter(value) => (serde_json::to_string(value), ApiOutcome::AdapterAnswered),
     };
     match text {
         Ok(text) => (json(StatusCode::OK, text), outcome),

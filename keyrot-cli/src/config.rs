@@ -26,7 +26,15 @@
 //! signing_key_secret = "keyrot/api/signing-key"
 //! clients_secret = "keyrot/api/clients"
 //!
+//! [serve]                          # keyrot serve's edge
+//! tls_cert = "/etc/keyrot/cert.pem" # with tls_key; required off loopback, reloaded on change
+//! tls_key = "/etc/keyrot/key.pem"
+//! header_timeout = "10s"           # request_timeout = "30s", idle_timeout = "60s"
+//! max_connections = 256
+//! shutdown_timeout = "10s"
+//!
 //! [api]
+//! client_rate_limit = "60/1m"      # source_rate_limit = "300/1m"; "off" turns one off
 //! issuer = "keyrot"
 //! audience = "keyrot-api"
 //! token_ttl = "2m"
@@ -37,7 +45,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use keyrot_aws::{AwsSettings, BackendSettings};
-pub use keyrot_config::{ApiSettings, BackendKind, ConfigError, DEFAULT_LISTEN};
+pub use keyrot_config::{ApiSettings, BackendKind, ConfigError, DEFAULT_LISTEN, ServeSettings};
 use keyrot_config::{Setting, Sources};
 use keyrot_core::Policy;
 use keyrot_core::settings::PolicySettings;
@@ -55,6 +63,8 @@ pub struct Flags {
     pub region: Option<String>,
     /// `--listen`.
     pub listen: Option<String>,
+    /// `serve`'s other flags (TLS, timeouts, limits), by the setting each sets.
+    pub serve: Vec<(Setting, Option<String>)>,
 }
 
 /// The checked configuration.
@@ -66,6 +76,8 @@ pub struct Config {
     pub backend_detected: bool,
     /// Where `serve` listens.
     pub listen: SocketAddr,
+    /// How `serve` holds its connections (TLS, timeouts, limits).
+    pub serve: ServeSettings,
     /// The policy settings as given (the embedded backend lays them over its demo policy).
     pub policy: PolicySettings,
     /// How to reach AWS.
@@ -84,7 +96,7 @@ impl Config {
     /// Reads the file (`--config`, else `KEYROT_CONFIG`, else none), the environment through
     /// `env`, and `flags`, in that order of precedence (flags win).
     pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let flag_values = [
+        let mut flag_values = vec![
             (
                 Setting::Config,
                 flags
@@ -97,6 +109,7 @@ impl Config {
             (Setting::Region, flags.region.clone()),
             (Setting::Listen, flags.listen.clone()),
         ];
+        flag_values.extend(flags.serve.iter().cloned());
         let sources = Sources::command_line(&flag_values, env)?;
         let aws = sources.aws()?;
         let asked = sources.backend_kind()?;
@@ -109,6 +122,7 @@ impl Config {
             BackendKind::Embedded
         });
         let listen = sources.listen()?;
+        let serve = sources.serve()?;
         let backend_settings = sources.backend()?;
         let policy = sources.policy_settings()?;
         // Check the policy now, so every command fails early on a bad one; the API's settings
@@ -118,6 +132,7 @@ impl Config {
             backend,
             backend_detected: asked.is_none() && aws_configured,
             listen,
+            serve,
             policy,
             aws,
             backend_settings,
@@ -125,6 +140,12 @@ impl Config {
             org: sources.org()?,
             sources,
         })
+    }
+
+    /// Refuses plain HTTP off loopback (`keyrot serve` hands out keys); the other commands do
+    /// not listen.
+    pub fn check_listen(&self) -> Result<(), ConfigError> {
+        self.sources.check_listen(self.listen, &self.serve)
     }
 
     /// The rotation policy: the settings laid over the demo policy for the embedded

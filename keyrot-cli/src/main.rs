@@ -69,9 +69,12 @@ struct Global {
 enum Command {
     /// Run the API and the rotation schedule in one process.
     Serve {
-        /// Address and port to listen on (default 127.0.0.1:8080); also KEYROT_LISTEN.
+        /// Address and port to listen on (default 127.0.0.1:8080; off loopback only with TLS);
+        /// also KEYROT_LISTEN.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        edge: EdgeArgs,
     },
     /// Run one reconcile pass and print each user's outcome; exits 1 if any user failed.
     Rotate {
@@ -189,6 +192,55 @@ fn account_arg(text: &str) -> Result<AccountId, String> {
     AccountId::new(text).map_err(|e| e.to_string())
 }
 
+/// `serve`'s TLS, timeouts and limits (keyrot-config's setting table has their variables and
+/// file keys).
+#[derive(Debug, Args)]
+struct EdgeArgs {
+    /// TLS certificate chain (PEM), reloaded when it changes; with --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// TLS private key (PEM), reloaded when it changes; with --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
+    /// Time to send a request's head (and the TLS handshake); default 10s.
+    #[arg(long, value_name = "DURATION")]
+    header_timeout: Option<String>,
+    /// Time to send a request's body and be answered; default 30s.
+    #[arg(long, value_name = "DURATION")]
+    request_timeout: Option<String>,
+    /// Time an idle keep-alive connection stays open; default 60s.
+    #[arg(long, value_name = "DURATION")]
+    idle_timeout: Option<String>,
+    /// Connections open at once; default 256.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<String>,
+    /// Time open requests get to finish after SIGTERM or Ctrl-C; default 10s.
+    #[arg(long, value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
+    /// Requests per client, e.g. 60/1m, or off; default 60/1m.
+    #[arg(long, value_name = "RATE")]
+    client_rate_limit: Option<String>,
+    /// Requests per source address, e.g. 300/1m, or off; default 300/1m.
+    #[arg(long, value_name = "RATE")]
+    source_rate_limit: Option<String>,
+}
+
+impl EdgeArgs {
+    fn flags(self) -> Vec<(Setting, Option<String>)> {
+        vec![
+            (Setting::TlsCert, self.tls_cert),
+            (Setting::TlsKey, self.tls_key),
+            (Setting::HeaderTimeout, self.header_timeout),
+            (Setting::RequestTimeout, self.request_timeout),
+            (Setting::IdleTimeout, self.idle_timeout),
+            (Setting::MaxConnections, self.max_connections),
+            (Setting::ShutdownTimeout, self.shutdown_timeout),
+            (Setting::ClientRateLimit, self.client_rate_limit),
+            (Setting::SourceRateLimit, self.source_rate_limit),
+        ]
+    }
+}
+
 #[derive(Debug, Args)]
 struct ApiArgs {
     /// The API's base URL, e.g. http://127.0.0.1:8080 or the deployed stage URL; also
@@ -279,6 +331,9 @@ enum CliError {
     /// The server stopped with an error.
     #[error("server failed")]
     Server(#[source] std::io::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
     /// The API key file could not be read.
     #[error("--api-key-file {}", path.display())]
     ApiKeyFile {
@@ -324,12 +379,15 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         endpoint_url: cli.global.endpoint_url,
         region: cli.global.region,
         listen: None,
+        serve: Vec::new(),
     };
     let env = |name: &str| std::env::var(name).ok();
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, edge } => {
             flags.listen = listen;
+            flags.serve = edge.flags();
             let config = Config::load(&flags, &env)?;
+            config.check_listen()?;
             serve(&config).await
         }
         Command::Rotate {
@@ -523,7 +581,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 Ok(token) => token,
                 Err(e) => return Ok(failed(&e)),
             };
-            println!("{}", serde_json::to_string(&token)?);
+            println!("{}", *token.to_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::GetKey { api, username } => {
@@ -531,12 +589,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 Ok(key) => key,
                 Err(e) => return Ok(failed(&e)),
             };
-            let json = serde_json::json!({
-                "UserName": key.user_name,
-                "AccessKeyId": key.access_key_id,
-                "SecretAccessKey": key.secret_access_key,
-            });
-            println!("{json}");
+            println!("{}", *key.to_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::CredentialProcess {
@@ -548,7 +601,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 Ok(key) => key,
                 Err(e) => return Ok(failed(&e)),
             };
-            println!("{}", process_credentials(&key, SystemClock.now(), refresh));
+            println!("{}", *process_credentials(&key, SystemClock.now(), refresh));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -613,6 +666,12 @@ async fn open(flags: &Flags) -> Result<(Backend, Config), CliError> {
 async fn serve(config: &Config) -> Result<ExitCode, CliError> {
     let backend = Backend::open(config).await?;
     let (api, demo_keys) = backend.api(config).await?;
+    let tls = config
+        .serve
+        .tls
+        .as_ref()
+        .map(server::tls::acceptor)
+        .transpose()?;
     let listen = |source| CliError::Listen {
         address: config.listen,
         source,
@@ -621,7 +680,17 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
         .await
         .map_err(listen)?;
     let addr = listener.local_addr().map_err(listen)?;
-    let base = format!("http://{addr}");
+    let base = match tls {
+        Some(_) => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    };
+    // curl must trust the certificate keyrot serves.
+    let cacert = config
+        .serve
+        .tls
+        .as_ref()
+        .map(|tls| format!("--cacert '{}' ", tls.cert.display()))
+        .unwrap_or_default();
 
     match backend.kind {
         BackendKind::Embedded => println!(
@@ -661,10 +730,10 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
         println!();
         println!("Try it (in bash; the headers come from a file, so no secret shows in `ps`):");
         println!(
-            "  TOKEN=$(curl -s -X POST -H @<(printf 'x-api-key: %s\\n' \"${API_KEY_VAR}\") {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
+            "  TOKEN=$(curl -s {cacert}-X POST -H @<(printf 'x-api-key: %s\\n' \"${API_KEY_VAR}\") {base}/generate-token | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')"
         );
         println!(
-            "  curl -s -H @<(printf 'x-api-key: %s\\nAuthorization: Bearer %s\\n' \"${API_KEY_VAR}\" \"$TOKEN\") '{base}/active-key?username={user}'"
+            "  curl -s {cacert}-H @<(printf 'x-api-key: %s\\nAuthorization: Bearer %s\\n' \"${API_KEY_VAR}\" \"$TOKEN\") '{base}/active-key?username={user}'"
         );
         println!();
         println!("Or as a consumer would (~/.aws/config):");
@@ -681,7 +750,8 @@ async fn serve(config: &Config) -> Result<ExitCode, CliError> {
         backend.policy.schedule_interval(),
     ));
     let embedded = backend.embedded.map(Arc::new);
-    let result = server::serve(listener, server::router(api, embedded)).await;
+    let app = server::App::new(api, embedded, &config.serve);
+    let result = server::serve(listener, app, &config.serve, tls, server::shutdown_signal()).await;
     rotation.abort();
     result.map_err(CliError::Server)?;
     Ok(ExitCode::SUCCESS)
@@ -692,7 +762,7 @@ fn client(api: &ApiArgs) -> Result<ApiClient, CliError> {
         .env(|name| std::env::var(name).ok())
         .flag(Setting::ApiEndpoint, api.endpoint.clone())
         .require(Setting::ApiEndpoint)?;
-    let key = match &api.api_key_file {
+    let key = zeroize::Zeroizing::new(match &api.api_key_file {
         Some(path) => std::fs::read_to_string(path).map_err(|source| CliError::ApiKeyFile {
             path: path.clone(),
             source,
@@ -700,7 +770,7 @@ fn client(api: &ApiArgs) -> Result<ApiClient, CliError> {
         None => std::env::var(&api.api_key_env).map_err(|_| CliError::NoApiKey {
             variable: api.api_key_env.clone(),
         })?,
-    };
+    });
     Ok(ApiClient::new(&endpoint, key.trim().to_owned())?)
 }
 

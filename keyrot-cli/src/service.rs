@@ -176,6 +176,7 @@ impl Backend {
             .token_policy(signing, retired)
             .map_err(api_error("token policy"))?;
         let mut api_config = ApiConfig::new(&self.policy);
+        api_config.rate_limits = config.api.rate_limits;
         if let Some(ttl) = config.api.key_cache_ttl {
             api_config.cache_ttl = ttl;
         } else if api_config.cache_ttl >= self.policy.grace() {

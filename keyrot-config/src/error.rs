@@ -130,6 +130,20 @@ pub enum Reason {
     /// Not a backend.
     #[error("{0:?} is not a backend: write embedded or aws")]
     Backend(String),
+    /// Not a rate limit.
+    #[error("{0:?} is not a rate limit: write requests/duration (60/1m) or off")]
+    Rate(String),
+    /// A timeout of zero.
+    #[error("must be longer than 0s")]
+    ZeroTimeout,
+    /// Not a number of connections.
+    #[error("{0:?} is not a number of connections: write a whole number from 1 to 65536")]
+    Connections(String),
+    /// Plain HTTP off loopback.
+    #[error(
+        "{0} is not a loopback address: keyrot serve answers with keys, so off loopback it          needs TLS (set tls_cert and tls_key) or a loopback address such as 127.0.0.1:8080"
+    )]
+    PlainOffLoopback(std::net::SocketAddr),
     /// Not an address and port.
     #[error("{0:?} is not an address and port, e.g. 127.0.0.1:8080")]
     Listen(String),

@@ -50,6 +50,15 @@
 //! | `[api] token_ttl`            | `KEYROT_TOKEN_TTL`             |                  | how long a token lives, at most `1h`                              | `2m`                        |
 //! | `[api] key_cache_ttl`        | `KEYROT_KEY_CACHE_TTL`         |                  | how long a fetched key is served from memory; below `grace`; `0s`: off | `30s` (serve: a quarter of a shorter grace) |
 //! |                              | `KEYROT_API_SECRETS_TTL`       |                  | how long the API function uses the signing keys and registry it read | `60s`                    |
+//! | `[api] client_rate_limit`    | `KEYROT_CLIENT_RATE_LIMIT`     | `--client-rate-limit` | requests per authenticated client (`N/duration`; `off`)      | `60/1m`                     |
+//! | `[api] source_rate_limit`    | `KEYROT_SOURCE_RATE_LIMIT`     | `--source-rate-limit` | requests per source address, IPv6 by /64 (`N/duration`; `off`) | `300/1m`                 |
+//! | `[serve] tls_cert`           | `KEYROT_TLS_CERT`              | `--tls-cert`     | `serve`'s TLS certificate chain (PEM), reloaded when it changes   | none: plain HTTP, loopback only |
+//! | `[serve] tls_key`            | `KEYROT_TLS_KEY`               | `--tls-key`      | `serve`'s TLS private key (PEM), reloaded when it changes         | none (with `tls_cert`)      |
+//! | `[serve] header_timeout`     | `KEYROT_HEADER_TIMEOUT`        | `--header-timeout` | time to send a request's head (and the TLS handshake)           | `10s`                       |
+//! | `[serve] request_timeout`    | `KEYROT_REQUEST_TIMEOUT`       | `--request-timeout` | time to send a request's body and be answered                  | `30s`                       |
+//! | `[serve] idle_timeout`       | `KEYROT_IDLE_TIMEOUT`          | `--idle-timeout` | time an idle keep-alive connection stays open                     | `60s`                       |
+//! | `[serve] max_connections`    | `KEYROT_MAX_CONNECTIONS`       | `--max-connections` | connections held open at once (more wait to be accepted)       | `256`                       |
+//! | `[serve] shutdown_timeout`   | `KEYROT_SHUTDOWN_TIMEOUT`      | `--shutdown-timeout` | time open requests get to finish after SIGTERM or Ctrl-C      | `10s`                       |
 //! |                              | `KEYROT_METRICS_NAMESPACE`     |                  | the Lambda functions' CloudWatch namespace                        | `keyrot`                    |
 //! | `[policy] rotation_period`   | `KEYROT_ROTATION_PERIOD`       |                  | a key is replaced after this long                                 | `90d`                       |
 //! | `[policy] grace`             | `KEYROT_GRACE_PERIOD`          |                  | a superseded key stays active at least this long                  | `7d`                        |
@@ -93,6 +102,7 @@
 mod error;
 mod org;
 mod resolve;
+mod serve;
 mod setting;
 mod sources;
 
@@ -101,6 +111,10 @@ pub use resolve::{
     ADMIN_API_KEY_VAR, API_KEY_VAR, ApiSettings, BackendKind, DEFAULT_API_SECRETS_TTL,
     DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_KEY_CACHE_TTL, DEFAULT_LISTEN, DEFAULT_LOG,
     DEFAULT_NAMESPACE,
+};
+pub use serve::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT, ServeSettings, Tls,
 };
 pub use setting::{Name, Setting, Source, Spelling};
 pub use sources::{Sources, Value, lookup_in};

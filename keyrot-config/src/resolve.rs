@@ -64,6 +64,8 @@ pub struct ApiSettings {
     pub signing_key_secret: Option<String>,
     /// The secret holding the client registry.
     pub clients_secret: Option<String>,
+    /// The rate limits per client and per source address.
+    pub rate_limits: keyrot_api::RateLimits,
 }
 
 impl ApiSettings {
@@ -94,7 +96,7 @@ impl ApiSettings {
 }
 
 impl Sources {
-    fn duration(&self, setting: Setting) -> Result<Option<Duration>, ConfigError> {
+    pub(crate) fn duration(&self, setting: Setting) -> Result<Option<Duration>, ConfigError> {
         self.text(setting)?
             .map(|text| parse_duration(&text).map_err(|e| self.invalid(setting, e)))
             .transpose()
@@ -268,6 +270,7 @@ impl Sources {
             api_secrets_ttl: self
                 .duration(Setting::ApiSecretsTtl)?
                 .unwrap_or(DEFAULT_API_SECRETS_TTL),
+            rate_limits: self.rate_limits()?,
         };
         let stand_in = SigningKey::new("config-check", vec![0; 32])
             .map_err(|e| self.invalid(Setting::SigningKeySecret, e))?;

@@ -59,6 +59,24 @@ pub enum Setting {
     KeyCacheTtl,
     /// How long the API function uses the signing keys and registry it read.
     ApiSecretsTtl,
+    /// Requests per authenticated client (`60/1m`; `off`).
+    ClientRateLimit,
+    /// Requests per source address (`300/1m`; `off`).
+    SourceRateLimit,
+    /// `keyrot serve`'s TLS certificate chain (PEM), reloaded when it changes.
+    TlsCert,
+    /// `keyrot serve`'s TLS private key (PEM), reloaded when it changes.
+    TlsKey,
+    /// Time a client has to send a request's head, from its first byte (or the connection).
+    HeaderTimeout,
+    /// Time a client has to send a request's body, and `serve` to answer.
+    RequestTimeout,
+    /// Time an idle keep-alive connection stays open.
+    IdleTimeout,
+    /// The most connections `serve` holds open at once.
+    MaxConnections,
+    /// Time `serve` gives open requests to finish once told to stop.
+    ShutdownTimeout,
     /// The Lambda functions' CloudWatch namespace.
     MetricsNamespace,
     /// A key is replaced after this long.
@@ -132,6 +150,9 @@ const fn aws(key: &'static str) -> Option<(Option<&'static str>, &'static str)> 
 const fn api(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
     Some((Some("api"), key))
 }
+const fn serve(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((Some("serve"), key))
+}
 const fn policy(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
     Some((Some("policy"), key))
 }
@@ -147,7 +168,7 @@ const fn list(spelling: Spelling) -> Spelling {
 
 impl Setting {
     /// Every setting, in the order of the crate's table.
-    pub const ALL: [Self; 43] = [
+    pub const ALL: [Self; 52] = [
         Self::Config,
         Self::Backend,
         Self::Listen,
@@ -173,6 +194,15 @@ impl Setting {
         Self::TokenTtl,
         Self::KeyCacheTtl,
         Self::ApiSecretsTtl,
+        Self::ClientRateLimit,
+        Self::SourceRateLimit,
+        Self::TlsCert,
+        Self::TlsKey,
+        Self::HeaderTimeout,
+        Self::RequestTimeout,
+        Self::IdleTimeout,
+        Self::MaxConnections,
+        Self::ShutdownTimeout,
         Self::MetricsNamespace,
         Self::RotationPeriod,
         Self::Grace,
@@ -242,6 +272,47 @@ impl Setting {
             Self::TokenTtl => s(api("token_ttl"), Some("KEYROT_TOKEN_TTL"), None),
             Self::KeyCacheTtl => s(api("key_cache_ttl"), Some("KEYROT_KEY_CACHE_TTL"), None),
             Self::ApiSecretsTtl => s(None, Some("KEYROT_API_SECRETS_TTL"), None),
+            Self::ClientRateLimit => s(
+                api("client_rate_limit"),
+                Some("KEYROT_CLIENT_RATE_LIMIT"),
+                Some("--client-rate-limit"),
+            ),
+            Self::SourceRateLimit => s(
+                api("source_rate_limit"),
+                Some("KEYROT_SOURCE_RATE_LIMIT"),
+                Some("--source-rate-limit"),
+            ),
+            Self::TlsCert => s(
+                serve("tls_cert"),
+                Some("KEYROT_TLS_CERT"),
+                Some("--tls-cert"),
+            ),
+            Self::TlsKey => s(serve("tls_key"), Some("KEYROT_TLS_KEY"), Some("--tls-key")),
+            Self::HeaderTimeout => s(
+                serve("header_timeout"),
+                Some("KEYROT_HEADER_TIMEOUT"),
+                Some("--header-timeout"),
+            ),
+            Self::RequestTimeout => s(
+                serve("request_timeout"),
+                Some("KEYROT_REQUEST_TIMEOUT"),
+                Some("--request-timeout"),
+            ),
+            Self::IdleTimeout => s(
+                serve("idle_timeout"),
+                Some("KEYROT_IDLE_TIMEOUT"),
+                Some("--idle-timeout"),
+            ),
+            Self::MaxConnections => s(
+                serve("max_connections"),
+                Some("KEYROT_MAX_CONNECTIONS"),
+                Some("--max-connections"),
+            ),
+            Self::ShutdownTimeout => s(
+                serve("shutdown_timeout"),
+                Some("KEYROT_SHUTDOWN_TIMEOUT"),
+                Some("--shutdown-timeout"),
+            ),
             Self::MetricsNamespace => s(None, Some("KEYROT_METRICS_NAMESPACE"), None),
             Self::RotationPeriod => s(
                 policy("rotation_period"),

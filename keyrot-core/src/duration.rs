@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 /// Reads a duration written as whole numbers with units, largest first: `90d`, `12h`,
-/// `1h30m`, `45s`, `2w`. Units: `w`, `d`, `h`, `m`, `s`.
+/// `1h30m`, `45s`, `2w`, `200ms`. Units: `w`, `d`, `h`, `m`, `s`, `ms` (for the server's
+/// timeouts in tests).
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let err = || DurationError(text.to_owned());
     let text = text.trim();
@@ -20,33 +21,37 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             return Err(err());
         }
         let value: u64 = rest[..digits].parse().map_err(|_| err())?;
-        let unit = rest[digits..].chars().next().ok_or_else(err)?;
-        let seconds = match unit {
-            'w' => 7 * 24 * 3600,
-            'd' => 24 * 3600,
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
+        let (unit, millis) = match rest[digits..].chars().next().ok_or_else(err)? {
+            'm' if rest[digits..].starts_with("ms") => ("ms", 1),
+            'w' => ("w", 7 * 24 * 3600 * 1000),
+            'd' => ("d", 24 * 3600 * 1000),
+            'h' => ("h", 3600 * 1000),
+            'm' => ("m", 60 * 1000),
+            's' => ("s", 1000),
             _ => return Err(err()),
         };
-        if seconds >= last_unit {
+        if millis >= last_unit {
             return Err(err());
         }
-        last_unit = seconds;
+        last_unit = millis;
         total = value
-            .checked_mul(seconds)
+            .checked_mul(millis)
             .and_then(|v| total.checked_add(v))
             .ok_or_else(err)?;
-        rest = &rest[digits + unit.len_utf8()..];
+        rest = &rest[digits + unit.len()..];
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
-/// Writes a duration the way [`parse_duration`] reads it, in whole seconds: `90d`, `1h30m`.
+/// Writes a duration the way [`parse_duration`] reads it: in whole seconds (`90d`, `1h30m`),
+/// or in milliseconds when under a second (`200ms`).
 pub fn format_duration(duration: Duration) -> String {
     let mut secs = duration.as_secs();
     if secs == 0 {
-        return "0s".to_owned();
+        return match duration.subsec_millis() {
+            0 => "0s".to_owned(),
+            millis => format!("{millis}ms"),
+        };
     }
     let mut out = String::new();
     for (unit, size) in [('d', 24 * 3600), ('h', 3600), ('m', 60), ('s', 1)] {
@@ -92,6 +97,14 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{secs}");
         }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        // Milliseconds, for the server's timeouts in tests.
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m1ms"), Ok(Duration::from_millis(60_001)));
+        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s");
+        assert!(parse_duration("1ms1s").is_err());
+        assert!(parse_duration("5mss").is_err());
     }
 
     /// The tables' and messages' durations (once `plan::human`, now this one writer).

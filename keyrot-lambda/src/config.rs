@@ -82,6 +82,9 @@ pub struct ApiFunctionConfig {
     pub rotation: Policy,
     /// The metrics' CloudWatch namespace.
     pub metrics_namespace: String,
+    /// The API's own rate limits (inside API Gateway's usage plan): per client and per source
+    /// address, per warm function instance.
+    pub rate_limits: keyrot_api::RateLimits,
 }
 
 impl ApiFunctionConfig {
@@ -105,6 +108,7 @@ impl ApiFunctionConfig {
             api_secrets_ttl: api.api_secrets_ttl,
             rotation,
             metrics_namespace: env.metrics_namespace()?,
+            rate_limits: api.rate_limits,
         })
     }
 
@@ -122,6 +126,7 @@ impl ApiFunctionConfig {
             api_secrets_ttl: self.api_secrets_ttl,
             signing_key_secret: Some(self.signing_key_secret.clone()),
             clients_secret: Some(self.clients_secret.clone()),
+            rate_limits: self.rate_limits,
         }
         .token_policy(signing_key, retired_keys)
     }
@@ -256,6 +261,22 @@ mod tests {
         assert_eq!(c.api_secrets_ttl, Duration::from_secs(300));
         let c = api_with(&[("KEYROT_API_SECRETS_TTL", "0s")]).unwrap();
         assert_eq!(c.api_secrets_ttl, Duration::ZERO);
+
+        // The API's own rate limits, as `keyrot serve` reads them.
+        assert_eq!(c.rate_limits, keyrot_api::RateLimits::default());
+        let c = api_with(&[
+            ("KEYROT_CLIENT_RATE_LIMIT", "10/1s"),
+            ("KEYROT_SOURCE_RATE_LIMIT", "off"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limits.per_client, Some("10/1s".parse().unwrap()));
+        assert_eq!(c.rate_limits.per_source, None);
+        let err = api_with(&[("KEYROT_SOURCE_RATE_LIMIT", "many")]).unwrap_err();
+        assert!(
+            err.chain().starts_with("KEYROT_SOURCE_RATE_LIMIT: "),
+            "{}",
+            err.chain()
+        );
     }
 
     #[test]

@@ -133,12 +133,69 @@ fn every_authentication_failure_looks_the_same() {
             "api_key_missing",
         ]
     );
-    for response in &responses {
+    // `WWW-Authenticate` follows the request's own `Authorization` header (none on
+    // /generate-token; a well-formed bearer token on the next three; none on the last), never
+    // the check that failed: every other header and the body are the same for all.
+    let challenges = [
+        r#"Bearer realm="keyrot""#,
+        r#"Bearer realm="keyrot""#,
+        r#"Bearer realm="keyrot", error="invalid_token""#,
+        r#"Bearer realm="keyrot", error="invalid_token""#,
+        r#"Bearer realm="keyrot", error="invalid_token""#,
+        r#"Bearer realm="keyrot""#,
+    ];
+    let without_challenge = |response: &ApiResponse| {
+        let mut headers = response.response().headers().clone();
+        headers.remove("www-authenticate");
+        headers
+    };
+    for (response, challenge) in responses.iter().zip(challenges) {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.response().body(), responses[0].response().body());
         assert_eq!(
-            response.response().headers(),
-            responses[0].response().headers()
+            without_challenge(response),
+            without_challenge(&responses[0])
+        );
+        assert_eq!(
+            response.response().headers()["www-authenticate"],
+            challenge,
+            "{response:?}"
         );
     }
+}
+
+#[test]
+fn a_401_challenges_for_a_bearer_token_as_rfc_6750_says() {
+    let world = World::new();
+    let key = alpha_key();
+    let challenge = |auth: Option<&str>| {
+        let mut headers: Vec<(&str, &[u8])> = vec![("x-api-key", key.as_bytes())];
+        if let Some(auth) = auth {
+            headers.push(("authorization", auth.as_bytes()));
+        }
+        let request = request("GET", "/active-key?username=alice", &headers);
+        let response = world.send(request, INSIDE);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        response.response().headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(challenge(None), r#"Bearer realm="keyrot""#);
+    assert_eq!(
+        challenge(Some("Basic YTpi")),
+        r#"Bearer realm="keyrot", error="invalid_request""#
+    );
+    assert_eq!(
+        challenge(Some("Bearer a b")),
+        r#"Bearer realm="keyrot", error="invalid_request""#
+    );
+    assert_eq!(
+        challenge(Some("Bearer not.a.token")),
+        r#"Bearer realm="keyrot", error="invalid_token""#
+    );
+    // Only 401s carry it.
+    let token = world.token(&alpha_key());
+    let served = world.alpha_fetches_alice(&token, at(1));
+    assert!(!served.response().headers().contains_key("www-authenticate"));
 }

@@ -16,6 +16,7 @@ mod assorted;
 mod cache;
 mod headers;
 mod input;
+mod rate_limits;
 mod routes;
 mod scopes;
 mod source_address;

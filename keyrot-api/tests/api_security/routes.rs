@@ -34,7 +34,7 @@ fn token_then_key() {
 
 #[test]
 fn the_api_is_shareable_and_its_future_can_move_between_threads() {
-    // What the axum and Lambda adapters need.
+    // What the local server and the Lambda adapter need.
     fn shareable<T: Send + Sync>(_: &T) {}
     fn sendable<T: Send>(_: &T) {}
     let world = World::new();

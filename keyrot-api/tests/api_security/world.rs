@@ -230,7 +230,22 @@ pub(crate) fn check_every_response(response: &ApiResponse) {
     let headers = response.response().headers();
     assert_eq!(headers["content-type"], "application/json", "{response:?}");
     assert_eq!(headers["cache-control"], "no-store", "{response:?}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{response:?}");
     assert_eq!(response.status(), response.outcome().status());
+    // A 401 challenges (RFC 9110 §11.6.1), a 429 says when to come back; nothing else does.
+    let challenge = headers.get("www-authenticate").map(|v| v.to_str().unwrap());
+    match response.status() {
+        StatusCode::UNAUTHORIZED => assert!(
+            challenge.is_some_and(|c| c.starts_with(r#"Bearer realm="keyrot""#)),
+            "{response:?}"
+        ),
+        _ => assert_eq!(challenge, None, "{response:?}"),
+    }
+    assert_eq!(
+        headers.contains_key("retry-after"),
+        response.status() == StatusCode::TOO_MANY_REQUESTS,
+        "{response:?}"
+    );
     let body: Value = serde_json::from_str(response.response().body())
         .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {response:?}"));
     match response.outcome().error() {

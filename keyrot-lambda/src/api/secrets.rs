@@ -162,6 +162,7 @@ impl Reading {
         let accounts: keyrot_api::AccountStores = Arc::new(move |account| {
             Arc::new(backend.account_store(&hub, account)) as Arc<dyn SecretStore>
         });
+        api_config.rate_limits = self.config.rate_limits;
         let api = Arc::new(
             Api::new(api_config, tokens, clients, Arc::clone(&self.store))?
                 .with_account_stores(accounts),
