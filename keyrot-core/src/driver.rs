@@ -29,6 +29,7 @@ struct Survey {
     act: BTreeSet<UserName>,
 }
 
+mod delivery;
 mod errors;
 mod notices;
 mod perform;
@@ -123,6 +124,7 @@ pub struct Rotator {
     concurrency: usize,
     lease_duration: Duration,
     alert_repeat_after: Duration,
+    delivery: delivery::DeliveryPort,
 }
 
 impl Rotator {
@@ -136,6 +138,7 @@ impl Rotator {
             concurrency: 4,
             lease_duration,
             alert_repeat_after: DEFAULT_ALERT_REPEAT_AFTER,
+            delivery: delivery::DeliveryPort::default(),
         }
     }
 
@@ -304,6 +307,7 @@ impl Rotator {
             }
         };
         let interval = self.policy.schedule_interval();
+        let undelivered = self.undelivered(users, &stored).await;
         let empty = StoredUser::default();
         let mut survey = Survey::default();
         for user in users {
@@ -319,6 +323,8 @@ impl Rotator {
                 // A warning is due before a forced deactivation: the step loop sends it.
                 Triage::Idle { wait, .. }
                     if warning_ahead(&Step::Wait(wait.clone()), &self.policy, now).is_some() => {}
+                // A destination lacks the current key: the step loop delivers it.
+                Triage::Idle { .. } if undelivered.contains(&user.0) => {}
                 Triage::Idle { wait, keys } => {
                     survey.idle.insert(user.0.clone(), (wait, keys));
                 }
@@ -441,6 +447,10 @@ impl Rotator {
                             key,
                             at,
                         };
+                        self.alert(run, notice, obs.stored.last_notice.as_ref())
+                            .await;
+                    }
+                    if let Some(notice) = Self::undelivered_notice(obs) {
                         self.alert(run, notice, obs.stored.last_notice.as_ref())
                             .await;
                     }
@@ -600,7 +610,9 @@ impl Rotator {
     pub async fn observe(&self, user: &UserName) -> Result<Observation, StepError> {
         let keys = self.ports.iam.list_keys(user).await?;
         let stored = self.ports.store.load(user).await?;
-        Ok(Observation::new(user.clone(), keys, stored))
+        let mut obs = Observation::new(user.clone(), keys, stored);
+        obs.destinations = self.delivery.destinations(user).await?;
+        Ok(obs)
     }
 
     /// Plans one user without changing anything (read-only observations included).

@@ -4,6 +4,7 @@
 //! and every decision takes `now` as an argument.
 #![doc = include_str!("../README.md")]
 
+pub mod delivery;
 pub mod driver;
 pub mod duration;
 #[cfg(feature = "fake")]
