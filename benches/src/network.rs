@@ -128,9 +128,23 @@ impl SecretStore for RemoteStore {
         self.0.put_pending(user, credentials, created).await
     }
 
-    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+    async fn load_for(
+        &self,
+        user: &UserName,
+        keys: &[AccessKeyId],
+    ) -> Result<StoredUser, StoreError> {
         self.1.round_trip().await;
-        self.0.promote(user, key).await
+        self.0.load_for(user, keys).await
+    }
+
+    async fn promote(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        seen_current: Option<AccessKeyId>,
+    ) -> Result<(), StoreError> {
+        self.1.round_trip().await;
+        self.0.promote(user, key, seen_current).await
     }
 
     async fn record_marks(
@@ -228,5 +242,20 @@ impl Lease for RemoteLease {
     async fn release(&self, user: &UserName, token: &LeaseToken) -> Result<(), LeaseError> {
         self.1.round_trip().await;
         self.0.release(user, token).await
+    }
+
+    async fn acquire_all(
+        &self,
+        users: &[UserName],
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claim>, LeaseError> {
+        self.1.round_trip().await;
+        self.0.acquire_all(users, now, until).await
+    }
+
+    async fn release_all(&self, held: &[(UserName, LeaseToken)]) -> Result<(), LeaseError> {
+        self.1.round_trip().await;
+        self.0.release_all(held).await
     }
 }

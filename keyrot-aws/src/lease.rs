@@ -6,8 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use keyrot_core::{BoxError, Claim, Lease, LeaseError, LeaseToken, Timestamp, UserName};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
+use keyrot_core::{
+    BoxError, Claim, LEASE_BATCH, Lease, LeaseError, LeaseToken, Timestamp, UserName,
+};
 
 use crate::error::{Kind, boxed, kind};
 
@@ -41,6 +47,14 @@ const TTL_AFTER_UNTIL: Duration = Duration::from_secs(24 * 3600);
 /// How many times `acquire` tries again when the claim it was refused by is gone before it
 /// could read it (released between the two calls).
 const ACQUIRE_ROUNDS: usize = 3;
+
+/// A claim is granted where there is none, or an expired one, or our own (a retry).
+const CLAIM_CONDITION: &str = "attribute_not_exists(#user) OR #until <= :now OR #token = :token";
+
+/// What a transaction's cancellation reason says of one action.
+const REFUSED: &str = "ConditionalCheckFailed";
+/// The action was not the cause; it goes again.
+const NOT_THE_CAUSE: [&str; 2] = ["None", "TransactionConflict"];
 
 const USER: &str = "user";
 const TOKEN: &str = "token";
@@ -83,8 +97,16 @@ const TTL: &str = "ttl";
 ///   fails the condition, which is `Ok(())`: a claim that is gone or someone else's is left as
 ///   it is.
 ///
+/// - `acquire_all` and `release_all` are one `TransactWriteItems` of those conditional puts or
+///   deletes for up to 100 users, all or nothing: a refused condition cancels the whole
+///   transaction, and its `CancellationReasons` (one per action, with the item the condition
+///   saw) say which. The refused users are answered (taken; or, for a release, not ours or
+///   gone) and the rest go again in the next transaction. A retry after a lost reply finds its
+///   own claims or nothing left to delete, as above.
+///
 /// The role needs `dynamodb:PutItem`, `UpdateItem`, `DeleteItem` and `GetItem` on the table
-/// ([`crate::permissions::ROTATOR_ACTIONS`]).
+/// ([`crate::permissions::ROTATOR_ACTIONS`]); batches are writes of the same items (DynamoDB
+/// authorizes each action of a transaction as the single call).
 #[derive(Debug, Clone)]
 pub struct DynamoLease {
     client: aws_sdk_dynamodb::Client,
@@ -105,6 +127,29 @@ impl DynamoLease {
         &self.table
     }
 
+    /// One transaction of `actions`: `Ok(None)` when it went through, the cancellation reasons
+    /// (one per action, in order) when a condition refused it.
+    async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<CancellationReason>>, LeaseError> {
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(None),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    Ok(Some(e.cancellation_reasons().to_vec()))
+                }
+                _ => Err(self.error(err)),
+            },
+        }
+    }
+
     /// One `PutItem` of a claim with `token`: granted, or the holder as DynamoDB saw it (if
     /// the answer said).
     async fn put_claim(
@@ -114,22 +159,15 @@ impl DynamoLease {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<Result<(), Option<Holder>>, LeaseError> {
+        let claim = ClaimPut::new(user, token, now, until);
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item(USER, s(user.as_str()))
-            .item(TOKEN, s(token.as_str()))
-            .item(UNTIL, millis(until))
-            .item(TTL, ttl(until))
-            .condition_expression(
-                "attribute_not_exists(#user) OR #until <= :now OR #token = :token",
-            )
-            .expression_attribute_names("#user", USER)
-            .expression_attribute_names("#until", UNTIL)
-            .expression_attribute_names("#token", TOKEN)
-            .expression_attribute_values(":now", millis(now))
-            .expression_attribute_values(":token", s(token.as_str()))
+            .set_item(Some(claim.item))
+            .condition_expression(CLAIM_CONDITION)
+            .set_expression_attribute_names(Some(claim.names))
+            .set_expression_attribute_values(Some(claim.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -279,6 +317,26 @@ impl Lease for DynamoLease {
         ))
     }
 
+    async fn acquire_all(
+        &self,
+        users: &[UserName],
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claim>, LeaseError> {
+        let mut answers = Vec::with_capacity(users.len());
+        for chunk in users.chunks(LEASE_BATCH) {
+            answers.extend(self.acquire_batch(chunk, now, until).await?);
+        }
+        Ok(answers)
+    }
+
+    async fn release_all(&self, held: &[(UserName, LeaseToken)]) -> Result<(), LeaseError> {
+        for chunk in held.chunks(LEASE_BATCH) {
+            self.release_batch(chunk).await?;
+        }
+        Ok(())
+    }
+
     async fn renew(
         &self,
         user: &UserName,
@@ -322,6 +380,218 @@ impl Lease for DynamoLease {
             Err(err) if !is_condition_failure(&err) => Err(self.error(err)),
             _ => Ok(()),
         }
+    }
+}
+
+impl DynamoLease {
+    /// [`Lease::acquire_all`] for at most [`LEASE_BATCH`] users.
+    async fn acquire_batch(
+        &self,
+        users: &[UserName],
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claim>, LeaseError> {
+        // Drawn once, before the first attempt, as for `acquire`.
+        let tokens = users
+            .iter()
+            .map(|_| new_token())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut answers: Vec<Option<Claim>> = vec![None; users.len()];
+        let mut pending: Vec<usize> = (0..users.len()).collect();
+        let mut stalled = 0;
+        while !pending.is_empty() {
+            let actions = pending
+                .iter()
+                .map(|&i| self.claim_action(&users[i], &tokens[i], now, until))
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some(reasons) = self.transact(actions).await? else {
+                for i in pending.drain(..) {
+                    answers[i] = Some(Claim::Granted(tokens[i].clone()));
+                }
+                break;
+            };
+            let before = pending.len();
+            let mut again = Vec::with_capacity(pending.len());
+            for (&i, reason) in pending.iter().zip(reasons_for(&reasons, before)?) {
+                match reason.code() {
+                    Some(REFUSED) => {
+                        let seen = match reason.item() {
+                            Some(item) => Some(Holder::from_item(item)?),
+                            None => self.holder(&users[i]).await?,
+                        };
+                        // Released or run out in between: it goes again.
+                        match seen.filter(|h| h.until > now && h.token != tokens[i]) {
+                            Some(holder) => {
+                                answers[i] = Some(Claim::Taken {
+                                    holder: holder.token,
+                                    until: holder.until,
+                                });
+                            }
+                            None => again.push(i),
+                        }
+                    }
+                    code => again.push(check_not_the_cause(code, i)?),
+                }
+            }
+            pending = again;
+            if pending.len() == before {
+                stalled += 1;
+                if stalled >= ACQUIRE_ROUNDS {
+                    return Err(LeaseError::Other(
+                        format!(
+                            "{before} claims were refused {ACQUIRE_ROUNDS} times in a row while \
+                             acquiring them together"
+                        )
+                        .into(),
+                    ));
+                }
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// [`Lease::release_all`] for at most [`LEASE_BATCH`] claims.
+    async fn release_batch(&self, held: &[(UserName, LeaseToken)]) -> Result<(), LeaseError> {
+        let mut pending: Vec<&(UserName, LeaseToken)> = held.iter().collect();
+        let mut stalled = 0;
+        while !pending.is_empty() {
+            let actions = pending
+                .iter()
+                .map(|(user, token)| self.release_action(user, token))
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some(reasons) = self.transact(actions).await? else {
+                return Ok(());
+            };
+            let before = pending.len();
+            let mut again = Vec::with_capacity(before);
+            for (i, (held, reason)) in pending
+                .iter()
+                .zip(reasons_for(&reasons, before)?)
+                .enumerate()
+            {
+                // Refused: gone, or someone else's; left as it is.
+                if reason.code() != Some(REFUSED) {
+                    check_not_the_cause(reason.code(), i)?;
+                    again.push(*held);
+                }
+            }
+            pending = again;
+            if pending.len() == before {
+                stalled += 1;
+                if stalled >= ACQUIRE_ROUNDS {
+                    return Err(LeaseError::Other(
+                        format!("{before} releases were cancelled {ACQUIRE_ROUNDS} times in a row")
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The conditional put of a claim, as `acquire`'s `PutItem`.
+    fn claim_action(
+        &self,
+        user: &UserName,
+        token: &LeaseToken,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<TransactWriteItem, LeaseError> {
+        let claim = ClaimPut::new(user, token, now, until);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(claim.item))
+            .condition_expression(CLAIM_CONDITION)
+            .set_expression_attribute_names(Some(claim.names))
+            .set_expression_attribute_values(Some(claim.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| LeaseError::Other(Box::new(e)))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The conditional delete of our claim, as `release`'s `DeleteItem`.
+    fn release_action(
+        &self,
+        user: &UserName,
+        token: &LeaseToken,
+    ) -> Result<TransactWriteItem, LeaseError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(USER, s(user.as_str()))
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", TOKEN)
+            .expression_attribute_values(":token", s(token.as_str()))
+            .build()
+            .map_err(|e| LeaseError::Other(Box::new(e)))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+}
+
+/// The item, names and values of a claim's conditional put ([`CLAIM_CONDITION`]), for
+/// `PutItem` and for a transaction's `Put` alike.
+struct ClaimPut {
+    item: HashMap<String, AttributeValue>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl ClaimPut {
+    fn new(user: &UserName, token: &LeaseToken, now: Timestamp, until: Timestamp) -> Self {
+        let owned = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        Self {
+            item: HashMap::from([
+                (USER.to_owned(), s(user.as_str())),
+                (TOKEN.to_owned(), s(token.as_str())),
+                (UNTIL.to_owned(), millis(until)),
+                (TTL.to_owned(), ttl(until)),
+            ]),
+            names: owned(&[("#user", USER), ("#until", UNTIL), ("#token", TOKEN)]),
+            values: HashMap::from([
+                (":now".to_owned(), millis(now)),
+                (":token".to_owned(), s(token.as_str())),
+            ]),
+        }
+    }
+}
+
+/// The cancellation reasons of a transaction of `actions` actions: one per action, in order.
+fn reasons_for(
+    reasons: &[CancellationReason],
+    actions: usize,
+) -> Result<&[CancellationReason], LeaseError> {
+    if reasons.len() == actions {
+        Ok(reasons)
+    } else {
+        Err(LeaseError::Other(
+            format!(
+                "a cancelled transaction of {actions} actions came back with {} reasons",
+                reasons.len()
+            )
+            .into(),
+        ))
+    }
+}
+
+/// `Ok(i)` when a cancellation reason says action `i` was not the cause (it goes again); the
+/// transaction's failure otherwise (a validation error, a throttle of the item, ...).
+fn check_not_the_cause(code: Option<&str>, i: usize) -> Result<usize, LeaseError> {
+    match code {
+        None => Ok(i),
+        Some(code) if NOT_THE_CAUSE.contains(&code) => Ok(i),
+        Some(code) if code.contains("Throttl") || code.contains("ThroughputExceeded") => {
+            Err(LeaseError::Throttled(
+                format!("a claim in a transaction was throttled ({code})").into(),
+            ))
+        }
+        Some(code) => Err(LeaseError::Other(
+            format!("a claim in a transaction was refused: {code}").into(),
+        )),
     }
 }
 

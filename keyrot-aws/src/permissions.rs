@@ -61,6 +61,17 @@ pub fn action_of(service: &str, operation: &str) -> String {
     format!("{prefix}:{operation}")
 }
 
+/// The actions a policy must allow for `action` as keyrot calls it: itself, except for an
+/// operation that IAM authorizes by what it does. DynamoDB authorizes each action of a
+/// `TransactWriteItems` as the single call (PutItem, DeleteItem, ...; "Using IAM with DynamoDB
+/// transactions"), and keyrot's transactions put and delete claims.
+pub fn authorized_by(action: &str) -> Vec<&str> {
+    match action {
+        "dynamodb:TransactWriteItems" => vec!["dynamodb:PutItem", "dynamodb:DeleteItem"],
+        other => vec![other],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! [`SecretStore`] on aws-sdk-secretsmanager.
 
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
-use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretVersionsListEntry, Tag};
 use keyrot_core::delivery::{Delivered, DestinationId};
@@ -118,6 +120,11 @@ pub struct AwsSecretStore {
     client: aws_sdk_secretsmanager::Client,
     prefix: String,
     kms_key_id: Option<String>,
+    /// Users whose secret this store last found missing. Their first write creates it with
+    /// the tag it writes, instead of failing on the missing secret first (one call less for a
+    /// user's first rotation). A stale entry costs that call back: CreateSecret refuses an
+    /// existing secret, and the write goes on as usual.
+    absent: Arc<Mutex<HashSet<UserName>>>,
 }
 
 /// What one user's secret holds.
@@ -145,6 +152,7 @@ impl AwsSecretStore {
             client,
             prefix: DEFAULT_PREFIX.to_owned(),
             kms_key_id: None,
+            absent: Arc::default(),
         }
     }
 
@@ -168,6 +176,9 @@ impl AwsSecretStore {
     /// Sets one tag of `user`'s secret, creating the secret first if need be. TagResource
     /// replaces a tag's value, so a retry after a lost reply writes the same value again.
     async fn tag_secret(&self, user: &UserName, key: &str, value: &str) -> Result<(), StoreError> {
+        if self.absent().remove(user) && self.create_secret(user, Some(tag(key, value))).await? {
+            return Ok(());
+        }
         let tag_it = || {
             self.client
                 .tag_resource()
@@ -178,15 +189,19 @@ impl AwsSecretStore {
         match tag_it().await {
             Ok(_) => Ok(()),
             Err(e) if kind(&e) == Kind::NotFound => {
-                self.create_secret(user).await?;
+                // Created with the tag, unless another writer created it first.
+                if self.create_secret(user, Some(tag(key, value))).await? {
+                    return Ok(());
+                }
                 tag_it().await.map(drop).map_err(store_error)
             }
             Err(e) => Err(store_error(e)),
         }
     }
 
-    /// Creates `user`'s secret with its placeholder version; an existing secret is fine.
-    async fn create_secret(&self, user: &UserName) -> Result<(), StoreError> {
+    /// Creates `user`'s secret with its placeholder version and `with` among its tags; `false`
+    /// (and nothing changed) if it exists already.
+    async fn create_secret(&self, user: &UserName, with: Option<Tag>) -> Result<bool, StoreError> {
         let result = self
             .client
             .create_secret()
@@ -197,15 +212,27 @@ impl AwsSecretStore {
             .set_kms_key_id(self.kms_key_id.clone())
             .client_request_token(PLACEHOLDER_VERSION)
             .secret_string(PLACEHOLDER_VALUE)
-            .tags(tag(MANAGED_BY_TAG.0, MANAGED_BY_TAG.1))
-            .tags(tag("keyrot:user", user.as_str()))
+            .set_tags(Some(
+                [
+                    tag(MANAGED_BY_TAG.0, MANAGED_BY_TAG.1),
+                    tag("keyrot:user", user.as_str()),
+                ]
+                .into_iter()
+                .chain(with)
+                .collect(),
+            ))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if kind(&e) == Kind::Exists => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if kind(&e) == Kind::Exists => Ok(false),
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    /// The users whose secret was last found missing.
+    fn absent(&self) -> MutexGuard<'_, HashSet<UserName>> {
+        self.absent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The secret's description (labels and tags), or `None` if it does not exist.
@@ -218,7 +245,10 @@ impl AwsSecretStore {
             .await
         {
             Ok(out) => Ok(Some(out)),
-            Err(e) if kind(&e) == Kind::NotFound => Ok(None),
+            Err(e) if kind(&e) == Kind::NotFound => {
+                self.absent().insert(user.clone());
+                Ok(None)
+            }
             Err(e) => Err(store_error(e)),
         }
     }
@@ -255,6 +285,15 @@ impl AwsSecretStore {
             return Ok(None);
         };
         self.check_ours(user, &described)?;
+        self.read_described(user, described).await.map(Some)
+    }
+
+    /// [`AwsSecretStore::read`] once `described`, keyrot's, is at hand.
+    async fn read_described(
+        &self,
+        user: &UserName,
+        described: DescribeSecretOutput,
+    ) -> Result<Secret, StoreError> {
         let current_version = current_version(&described);
 
         let mut pages = self
@@ -305,11 +344,11 @@ impl AwsSecretStore {
                 stages: stages_of(stages),
             });
         }
-        Ok(Some(Secret {
+        Ok(Secret {
             tags: described.tags().to_vec(),
             current_version,
             versions,
-        }))
+        })
     }
 
     /// The value of one version, checked to be `user`'s; `None` if there is no such version.
@@ -353,15 +392,30 @@ impl SecretStore for AwsSecretStore {
         let Some(secret) = self.read(user).await? else {
             return Ok(StoredUser::default());
         };
-        let versions = secret
-            .versions
-            .into_iter()
-            .map(|v| StoredVersion {
-                key_id: v.key_id,
-                stages: v.stages,
-            })
-            .collect();
-        Ok(recorded(versions, &secret.tags))
+        Ok(stored_user(secret))
+    }
+
+    /// DescribeSecret alone when its labelled versions name their keys and, with the adopted
+    /// marks, account for every key of `keys` ([`StoredUser::accounts_for`]): the versions
+    /// that lost their labels, which only ListSecretVersionIds gives, then hold keys gone from
+    /// IAM.
+    async fn load_for(
+        &self,
+        user: &UserName,
+        keys: &[AccessKeyId],
+    ) -> Result<StoredUser, StoreError> {
+        let Some(described) = self.describe(user).await? else {
+            return Ok(StoredUser::default());
+        };
+        self.check_ours(user, &described)?;
+        if let Some(versions) = labelled_versions(described.version_ids_to_stages()) {
+            let labelled = recorded(versions, described.tags());
+            if labelled.accounts_for(keys) {
+                return Ok(labelled);
+            }
+        }
+        let secret = self.read_described(user, described).await?;
+        Ok(stored_user(secret))
     }
 
     async fn list_stored(&self) -> Result<Option<BTreeMap<UserName, StoredUser>>, StoreError> {
@@ -391,17 +445,7 @@ impl SecretStore for AwsSecretStore {
                 // Only labelled versions are listed. One whose id does not name its key (a
                 // hashed id, or a version someone else wrote) would need its value read: the
                 // user is left out, and so observed one by one.
-                let labelled = secret.secret_versions_to_stages().into_iter().flatten();
-                let versions: Option<Vec<StoredVersion>> = labelled
-                    .filter(|(id, _)| id.as_str() != PLACEHOLDER_VERSION)
-                    .map(|(id, stages)| {
-                        Some(StoredVersion {
-                            key_id: key_of_request_token(id)?,
-                            stages: stages_of(stages),
-                        })
-                    })
-                    .collect();
-                let Some(versions) = versions else {
+                let Some(versions) = labelled_versions(secret.secret_versions_to_stages()) else {
                     continue;
                 };
                 listed.insert(user, recorded(versions, secret.tags()));
@@ -448,14 +492,47 @@ impl SecretStore for AwsSecretStore {
         match put().await {
             Ok(_) => Ok(()),
             Err(e) if kind(&e) == Kind::NotFound => {
-                self.create_secret(user).await?;
+                self.create_secret(user, None).await?;
                 put().await.map(drop).map_err(store_error)
             }
             Err(e) => Err(store_error(e)),
         }
     }
 
-    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+    async fn promote(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        seen_current: Option<AccessKeyId>,
+    ) -> Result<(), StoreError> {
+        // The versions keyrot writes carry their key's request token and a new secret starts
+        // with the placeholder current, so the hint names both versions. Secrets Manager
+        // refuses a RemoveFromVersionId that does not hold AWSCURRENT (InvalidParameter
+        // Exception): a stale hint, a version someone else wrote or a lost reply end in the
+        // refusal, and the look below decides.
+        if seen_current.as_ref() != Some(key) {
+            let from = seen_current
+                .as_ref()
+                .map_or_else(|| PLACEHOLDER_VERSION.to_owned(), request_token);
+            let moved = self
+                .client
+                .update_secret_version_stage()
+                .secret_id(self.secret_name(user))
+                .version_stage(AWSCURRENT)
+                .move_to_version_id(request_token(key))
+                .remove_from_version_id(from)
+                .send()
+                .await;
+            match moved {
+                Ok(_) => return Ok(()),
+                Err(e) => tracing::debug!(
+                    user = %user,
+                    key = %key,
+                    error = %keyrot_core::driver::error_chain(&store_error(e)),
+                    "moving AWSCURRENT from the version last seen failed; looking where it is"
+                ),
+            }
+        }
         // The version to promote is labelled (pending, or previous for a rollback) and was
         // stored by `put_pending` under its key's request token, so DescribeSecret alone finds
         // it and the current one; only a version someone else wrote needs the full read.
@@ -593,8 +670,6 @@ fn format_marks(key: &AccessKeyId, marks: &Marks) -> String {
     value
 }
 
-/// Reads [`format_marks`]'s output; `None` for a value keyrot did not write. Unknown fields
-/// are ignored, so a later version may add some.
 /// The version holding `AWSCURRENT` (the placeholder included).
 fn current_version(described: &DescribeSecretOutput) -> Option<String> {
     described
@@ -602,6 +677,38 @@ fn current_version(described: &DescribeSecretOutput) -> Option<String> {
         .iter()
         .find(|(_, stages)| stages.iter().any(|s| s == AWSCURRENT))
         .map(|(id, _)| id.clone())
+}
+
+/// The versions of `secret` as its reader holds them.
+fn stored_user(secret: Secret) -> StoredUser {
+    let versions = secret
+        .versions
+        .into_iter()
+        .map(|v| StoredVersion {
+            key_id: v.key_id,
+            stages: v.stages,
+        })
+        .collect();
+    recorded(versions, &secret.tags)
+}
+
+/// The labelled versions of a description or a listing (`VersionIdsToStages`,
+/// `SecretVersionsToStages`) but the placeholder, or `None` if one of them has an id that does
+/// not name its key (a hashed id, or a version someone else wrote): its value must be read.
+fn labelled_versions(
+    labelled: Option<&std::collections::HashMap<String, Vec<String>>>,
+) -> Option<Vec<StoredVersion>> {
+    labelled
+        .into_iter()
+        .flatten()
+        .filter(|(id, _)| id.as_str() != PLACEHOLDER_VERSION)
+        .map(|(id, stages)| {
+            Some(StoredVersion {
+                key_id: key_of_request_token(id)?,
+                stages: stages_of(stages),
+            })
+        })
+        .collect()
 }
 
 /// The labels keyrot reads among a version's staging labels.
@@ -645,6 +752,8 @@ fn recorded(versions: Vec<StoredVersion>, tags: &[Tag]) -> StoredUser {
     }
 }
 
+/// Reads [`format_marks`]'s output; `None` for a value keyrot did not write. Unknown fields
+/// are ignored, so a later version may add some.
 fn parse_marks(value: &str) -> Option<(AccessKeyId, Marks)> {
     let mut key = None;
     let mut marks = Marks::default();

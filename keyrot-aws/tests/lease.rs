@@ -154,7 +154,70 @@ contract!(
     releasing_another_runs_claim_changes_nothing,
     a_retried_acquire_after_a_lost_reply_is_granted,
     of_racing_callers_exactly_one_is_granted,
+    a_batch_claims_the_free_names_the_held,
+    a_batch_release_gives_back_only_our_own_claims,
 );
+
+async fn a_batch_claims_the_free_names_the_held(w: World) {
+    let users: Vec<UserName> = (0..5).map(|i| w.user(&format!("u{i}"))).collect();
+    // u1 is held by another run; u3 was, but its claim ran out.
+    let other = w.granted(&users[1], at(0), at(10)).await;
+    w.granted(&users[3], at(0), at(2)).await;
+    let claims = w.lease.acquire_all(&users, at(5), at(15)).await.unwrap();
+    assert_eq!(claims.len(), users.len());
+    let mut tokens = Vec::new();
+    for (i, (user, claim)) in users.iter().zip(&claims).enumerate() {
+        match claim {
+            Claim::Taken { holder, until } => {
+                assert_eq!(i, 1, "{user}: {claim:?}");
+                assert_eq!((holder, *until), (&other, at(10)));
+            }
+            Claim::Granted(token) => {
+                assert_eq!(
+                    w.holder(user, at(6)).await,
+                    (token.clone(), at(15)),
+                    "{user}"
+                );
+                tokens.push(token.clone());
+            }
+        }
+    }
+    assert_eq!(tokens.len(), 4);
+    assert_eq!(
+        tokens
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        4,
+        "one token a claim"
+    );
+    // A second batch over the same users finds them all held.
+    let again = w.lease.acquire_all(&users, at(6), at(16)).await.unwrap();
+    assert!(
+        again.iter().all(|c| matches!(c, Claim::Taken { .. })),
+        "{again:?}"
+    );
+}
+
+async fn a_batch_release_gives_back_only_our_own_claims(w: World) {
+    let (alice, bob, carol) = (w.user("alice"), w.user("bob"), w.user("carol"));
+    let ours_a = w.granted(&alice, at(0), at(10)).await;
+    let ours_b = w.granted(&bob, at(0), at(2)).await;
+    // bob's claim ran out and another run took it; carol's was never ours.
+    let theirs_b = w.granted(&bob, at(3), at(13)).await;
+    let theirs_c = w.granted(&carol, at(3), at(13)).await;
+    let held = vec![
+        (alice.clone(), ours_a.clone()),
+        (bob.clone(), ours_b),
+        (carol.clone(), LeaseToken::new("never-issued")),
+    ];
+    w.lease.release_all(&held).await.unwrap();
+    // Released twice (a retry after a lost reply) is fine.
+    w.lease.release_all(&held).await.unwrap();
+    w.granted(&alice, at(4), at(14)).await;
+    assert_eq!(w.holder(&bob, at(4)).await, (theirs_b, at(13)));
+    assert_eq!(w.holder(&carol, at(4)).await, (theirs_c, at(13)));
+}
 
 async fn the_first_claim_is_granted_and_a_second_caller_refused(w: World) {
     let alice = w.user("alice");

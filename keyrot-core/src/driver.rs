@@ -29,12 +29,14 @@ struct Survey {
     act: BTreeSet<UserName>,
 }
 
+mod claims;
 mod delivery;
 mod errors;
 mod notices;
 mod perform;
 mod report;
 
+use claims::RunClaims;
 pub use errors::{RollbackError, RunError, StepError};
 pub use notices::held_back;
 use perform::{Progress, verify_wait};
@@ -235,9 +237,23 @@ impl Rotator {
         } else {
             self.survey(&users, started).await
         };
-        let act = &act;
         let (skipped, users): (Vec<ManagedUser>, Vec<ManagedUser>) =
             users.into_iter().partition(|u| idle.contains_key(&u.0));
+        // A user about to change is claimed before it is observed (observing it first would
+        // have to be done again once it is held), with the next ones, in batches.
+        let claim_first =
+            |user: &UserName| !request.dry_run && (request.force || act.contains(user));
+        let claims = RunClaims::new(
+            self.ports.lease.clone(),
+            self.ports.clock.clone(),
+            self.lease_duration,
+            users
+                .iter()
+                .map(|u| u.0.clone())
+                .filter(|u| claim_first(u))
+                .collect(),
+        );
+        let (claims, claim_first) = (&claims, &claim_first);
         reports.extend(skipped.into_iter().filter_map(|user| {
             let (wait, keys) = idle.remove(&user.0)?;
             Some(UserReport {
@@ -260,16 +276,15 @@ impl Rotator {
                     };
                 }
                 let span = info_span!("user", user = %user);
-                // A user about to change is claimed before it is observed: observing it first
-                // would have to be done again once it is held.
-                let claim_first = !request.dry_run && (request.force || act.contains(&user.0));
-                self.reconcile_claimed(user, request, claim_first)
+                let first = claim_first(&user.0);
+                self.reconcile_claimed(user, request, first, Some(claims))
                     .instrument(span)
                     .await
             })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
+        claims.finish().await;
         reports.extend(done);
         reports.sort_by(|a, b| a.user.cmp(&b.user));
         let report = RunReport {
@@ -355,21 +370,24 @@ impl Rotator {
     /// change it claims the user's lease (and observes again, as another run may have acted
     /// meanwhile); a dry run changes nothing and claims nothing.
     pub async fn reconcile(&self, user: ManagedUser, request: Request) -> UserReport {
-        self.reconcile_claimed(user, request, false).await
+        self.reconcile_claimed(user, request, false, None).await
     }
 
     /// [`Rotator::reconcile`], claiming the user before observing it when `claim_first` (a
-    /// change is expected: the observation made before a claim would be made again after it).
+    /// change is expected: the observation made before a claim would be made again after it),
+    /// with the claims of the run it is part of, if any.
     async fn reconcile_claimed(
         &self,
         user: ManagedUser,
         request: Request,
         claim_first: bool,
+        claims: Option<&RunClaims>,
     ) -> UserReport {
         let mut run = UserRun {
             user: user.0,
             steps: Vec::new(),
             lease: None,
+            claims,
             dry_run: request.dry_run,
         };
         if claim_first && !request.dry_run {
@@ -408,11 +426,16 @@ impl Rotator {
                 )
             }
         };
-        if let Some(held) = run.lease.take()
-            && let Err(error) = self.ports.lease.release(&run.user, &held.token).await
-        {
-            // It expires by itself.
-            warn!(error = %error_chain(&error), "could not release the lease");
+        if let Some(held) = run.lease.take() {
+            match run.claims {
+                Some(claims) => claims.give_back(run.user.clone(), held.token).await,
+                None => {
+                    if let Err(error) = self.ports.lease.release(&run.user, &held.token).await {
+                        // It expires by itself.
+                        warn!(error = %error_chain(&error), "could not release the lease");
+                    }
+                }
+            }
         }
         UserReport {
             user: run.user,
@@ -423,7 +446,7 @@ impl Rotator {
     }
 
     /// The step loop of [`Rotator::reconcile`].
-    async fn drive(&self, run: &mut UserRun, obs: &mut Observation, dry_run: bool) -> Outcome {
+    async fn drive(&self, run: &mut UserRun<'_>, obs: &mut Observation, dry_run: bool) -> Outcome {
         let mut fresh: Option<Credentials> = None;
         let mut verify_attempts = 0u32;
         let mut reobserved = 0u32;
@@ -557,7 +580,7 @@ impl Rotator {
     }
 
     /// Makes sure this run holds `run.user`'s lease for long enough to take a step.
-    async fn hold(&self, run: &mut UserRun, now: Timestamp) -> Result<Hold, StepError> {
+    async fn hold(&self, run: &mut UserRun<'_>, now: Timestamp) -> Result<Hold, StepError> {
         let until = now + self.lease_duration;
         let lease = &self.ports.lease;
         match &mut run.lease {
@@ -574,13 +597,53 @@ impl Rotator {
                     Err(StepError::LeaseLost)
                 }
             }
-            None => match lease.acquire(&run.user, now, until).await? {
-                Claim::Granted(token) => {
-                    run.lease = Some(Held { token, until });
-                    Ok(Hold::Acquired)
+            None => {
+                if let Some(hold) = self.hold_claimed_ahead(run, now).await? {
+                    return Ok(hold);
                 }
-                Claim::Taken { until, .. } => Ok(Hold::Taken { until }),
-            },
+                self.acquire(run, now).await
+            }
+        }
+    }
+
+    /// The claim on `run.user` its run made ahead, renewed if less than half of it is left;
+    /// `None` if there is none to be had (the caller claims the user alone).
+    async fn hold_claimed_ahead(
+        &self,
+        run: &mut UserRun<'_>,
+        now: Timestamp,
+    ) -> Result<Option<Hold>, StepError> {
+        let Some((claim, mut until)) = (match run.claims {
+            Some(claims) => claims.take(&run.user).await,
+            None => None,
+        }) else {
+            return Ok(None);
+        };
+        let token = match claim {
+            Claim::Granted(token) => token,
+            Claim::Taken { until, .. } => return Ok(Some(Hold::Taken { until })),
+        };
+        let left = Duration::try_from(until.duration_since(now)).unwrap_or_default();
+        if left < self.lease_duration / 2 {
+            until = now + self.lease_duration;
+            if !self.ports.lease.renew(&run.user, &token, until).await? {
+                // It ran out before the user's turn, and another run took it.
+                return Ok(None);
+            }
+        }
+        run.lease = Some(Held { token, until });
+        Ok(Some(Hold::Acquired))
+    }
+
+    /// Claims `run.user` alone.
+    async fn acquire(&self, run: &mut UserRun<'_>, now: Timestamp) -> Result<Hold, StepError> {
+        let until = now + self.lease_duration;
+        match self.ports.lease.acquire(&run.user, now, until).await? {
+            Claim::Granted(token) => {
+                run.lease = Some(Held { token, until });
+                Ok(Hold::Acquired)
+            }
+            Claim::Taken { until, .. } => Ok(Hold::Taken { until }),
         }
     }
 
@@ -588,7 +651,7 @@ impl Rotator {
     /// the user, as far as known).
     async fn failed(
         &self,
-        run: &UserRun,
+        run: &UserRun<'_>,
         step: Option<Step>,
         error: StepError,
         last: Option<&SentNotice>,
@@ -609,7 +672,8 @@ impl Rotator {
     /// Reads what IAM and the store say about `user`.
     pub async fn observe(&self, user: &UserName) -> Result<Observation, StepError> {
         let keys = self.ports.iam.list_keys(user).await?;
-        let stored = self.ports.store.load(user).await?;
+        let ids: Vec<AccessKeyId> = keys.iter().map(|k| k.id.clone()).collect();
+        let stored = self.ports.store.load_for(user, &ids).await?;
         let mut obs = Observation::new(user.clone(), keys, stored);
         obs.destinations = self.delivery.destinations(user).await?;
         Ok(obs)
@@ -691,10 +755,12 @@ impl Rotator {
 }
 
 /// One user's run as it goes: the steps taken and the lease held.
-struct UserRun {
+struct UserRun<'c> {
     user: UserName,
     steps: Vec<Step>,
     lease: Option<Held>,
+    /// The claims of the run over many users this is part of.
+    claims: Option<&'c RunClaims>,
     /// A dry run writes nothing, not even the record of a notice sent.
     dry_run: bool,
 }

@@ -509,6 +509,19 @@ impl StoredUser {
         self.versions.iter().any(|v| &v.key_id == key)
     }
 
+    /// Whether every key of `keys` (what IAM lists) has a labelled version here or was adopted:
+    /// then versions that lost their labels, which hold only keys gone from IAM, add nothing
+    /// an observation needs (see [`crate::SecretStore::load_for`]).
+    pub fn accounts_for(&self, keys: &[AccessKeyId]) -> bool {
+        keys.iter().all(|key| {
+            self.marks_of(key).adopted.is_some()
+                || self
+                    .versions
+                    .iter()
+                    .any(|v| &v.key_id == key && v.stages != Stages::default())
+        })
+    }
+
     /// Whether keyrot knows `key`: it stored its secret or adopted it.
     pub fn knows(&self, key: &AccessKeyId) -> bool {
         self.has_version(key) || self.marks_of(key).adopted.is_some()

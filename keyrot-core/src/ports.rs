@@ -149,6 +149,20 @@ pub trait SecretStore: Send + Sync {
     /// nothing is stored yet.
     async fn load(&self, user: &UserName) -> Result<StoredUser, StoreError>;
 
+    /// [`SecretStore::load`] for an observation that found `keys` in IAM: a version that has
+    /// lost its labels may be left out unless it holds one of `keys` (such a version says only
+    /// that a key now gone was keyrot's). Secrets Manager describes labelled versions in the
+    /// call that gives the tags and needs a second call for the rest, which this spares when
+    /// every one of `keys` is labelled.
+    async fn load_for(
+        &self,
+        user: &UserName,
+        keys: &[AccessKeyId],
+    ) -> Result<StoredUser, StoreError> {
+        let _ = keys;
+        self.load(user).await
+    }
+
     /// Stores `credentials` as the pending version, with a request token derived from the key
     /// id so that a retry is idempotent. `created` is the key's creation time.
     async fn put_pending(
@@ -159,7 +173,15 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Makes the version holding `key` current; the version that was current becomes previous.
-    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError>;
+    /// `seen_current` is the key the caller last saw current (`None`: none was), a hint that
+    /// lets Secrets Manager's adapter move the label in one call. A stale hint costs a second
+    /// look, never a wrong move: the label is moved only from where it is.
+    async fn promote(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        seen_current: Option<AccessKeyId>,
+    ) -> Result<(), StoreError>;
 
     /// Records `marks` as everything recorded about `key`, replacing what was recorded before
     /// (the caller merges: it holds the user's lease and has just observed the marks); creates
@@ -480,7 +502,36 @@ pub trait Lease: Send + Sync {
 
     /// Gives the claim up, if it is still ours.
     async fn release(&self, user: &UserName, token: &LeaseToken) -> Result<(), LeaseError>;
+
+    /// [`Lease::acquire`] for each of `users` (distinct, at most [`LEASE_BATCH`]), in as few
+    /// calls as the table allows; the answers in the order of `users`. An error may leave some
+    /// of them claimed by tokens nobody knows: those claims expire.
+    async fn acquire_all(
+        &self,
+        users: &[UserName],
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claim>, LeaseError> {
+        let mut claims = Vec::with_capacity(users.len());
+        for user in users {
+            claims.push(self.acquire(user, now, until).await?);
+        }
+        Ok(claims)
+    }
+
+    /// [`Lease::release`] for each of `held` (distinct users, at most [`LEASE_BATCH`]), in as
+    /// few calls as the table allows.
+    async fn release_all(&self, held: &[(UserName, LeaseToken)]) -> Result<(), LeaseError> {
+        for (user, token) in held {
+            self.release(user, token).await?;
+        }
+        Ok(())
+    }
 }
+
+/// The most users [`Lease::acquire_all`] and [`Lease::release_all`] take at once: DynamoDB's
+/// limit of actions in one `TransactWriteItems`.
+pub const LEASE_BATCH: usize = 100;
 
 /// Time, as the edge provides it. keyrot-core itself never reads the clock: the driver asks
 /// this port, which the Lambda adapter and the CLI implement with the system clock and the

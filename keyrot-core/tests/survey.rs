@@ -246,11 +246,14 @@ fn a_rotation_the_survey_foresees_claims_the_user_before_it_looks() {
     let (report, calls) = rotated.expect("no rotation came due");
     assert_eq!(report.rotations(), users.len(), "{report}");
     let n = users.len() as u64;
-    // Claimed first, observed once: one list_keys and one load a user, no second look.
-    assert_eq!(calls.get(op::LEASE_ACQUIRE), Some(&n), "{calls:?}");
+    // Claimed first, together, and given back together; observed once: one list_keys and one
+    // load a user, no second look.
+    assert_eq!(calls.get(op::LEASE_ACQUIRE_ALL), Some(&1), "{calls:?}");
+    assert_eq!(calls.get(op::LEASE_RELEASE_ALL), Some(&1), "{calls:?}");
+    assert_eq!(calls.get(op::LEASE_ACQUIRE), None, "{calls:?}");
     assert_eq!(calls.get(op::IAM_LIST_KEYS), Some(&n), "{calls:?}");
     assert_eq!(calls.get(op::STORE_LOAD), Some(&n), "{calls:?}");
-    // The whole steady rotation: claim, look (2), intent, create, stage, verify, publish,
-    // mark the old key superseded, release.
-    assert_eq!(per_user(&calls), 10 * n, "{calls:?}");
+    // The whole steady rotation: look (2), intent, create, stage, verify, publish, mark the
+    // old key superseded; and the run's two lease calls.
+    assert_eq!(per_user(&calls), 8 * n + 2, "{calls:?}");
 }

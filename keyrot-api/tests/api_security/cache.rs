@@ -23,7 +23,8 @@ fn a_rotated_key_is_served_once_the_cache_ttl_has_passed() {
     let alice = user("alice");
     let next = creds(ALICE_NEXT.0, ALICE_NEXT.1);
     block_on(world.aws.store.put_pending(&alice, &next, at(1))).unwrap();
-    block_on(world.aws.store.promote(&alice, &next.access_key_id)).unwrap();
+    let seen = world.aws.store.current_key(&alice);
+    block_on(world.aws.store.promote(&alice, &next.access_key_id, seen)).unwrap();
     assert_eq!(
         world.aws.store.current_key(&alice),
         Some(next.access_key_id)

@@ -12,7 +12,7 @@ use aws_sdk_iam::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use keyrot_aws::permissions::action_of;
+use keyrot_aws::permissions::{action_of, authorized_by};
 
 /// The actions called through the clients this recorder was added to.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,11 @@ impl Calls {
         let extra: Vec<String> = self
             .seen()
             .into_iter()
-            .filter(|a| !allowed.contains(&a.as_str()))
+            .filter(|a| {
+                !authorized_by(a)
+                    .iter()
+                    .all(|needed| allowed.contains(needed))
+            })
             .collect();
         assert!(
             extra.is_empty(),

@@ -360,6 +360,7 @@ macro_rules! contract {
 contract!(
     store_pending_never_becomes_current,
     store_promote_moves_current_and_previous,
+    store_load_for_sees_unlabelled_keys_in_iam,
     store_marks_round_trip,
     iam_key_lifecycle,
     iam_selects_tagged_users,

@@ -264,12 +264,19 @@ async fn a_lost_update_secret_version_stage_reply_still_promotes() {
     // its first reply, once as a 500 and once as a closed connection.
     w.store.put_pending(&user, &a, now).await.unwrap();
     proxy.inject_next(OP, Fault::FailAfter);
-    w.store.promote(&user, &a.access_key_id).await.unwrap();
+    w.store
+        .promote(&user, &a.access_key_id, None)
+        .await
+        .unwrap();
     assert_eq!(w.current(&user).await, Some(a.clone()));
 
     w.store.put_pending(&user, &b, now).await.unwrap();
     proxy.inject_next(OP, Fault::DropAfter);
-    w.store.promote(&user, &b.access_key_id).await.unwrap();
+    let seen = Some(a.access_key_id.clone());
+    w.store
+        .promote(&user, &b.access_key_id, seen)
+        .await
+        .unwrap();
     let stored = w.store.load(&user).await.unwrap();
     assert_eq!(stored.current(), Some(&b.access_key_id), "{stored:?}");
     let previous: Vec<_> = stored

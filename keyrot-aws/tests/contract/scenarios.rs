@@ -78,14 +78,21 @@ pub(crate) async fn store_promote_moves_current_and_previous(w: World) {
     let now = w.clock.now();
 
     let missing = AccessKeyId::new("AKIAMISSINGMISSING00").unwrap();
-    let err = w.store.promote(&user, &missing).await.unwrap_err();
+    let err = w.store.promote(&user, &missing, None).await.unwrap_err();
     assert!(matches!(err, StoreError::NoSuchVersion), "{err:?}");
 
     w.store.put_pending(&user, &a, now).await.unwrap();
-    w.store.promote(&user, &a.access_key_id).await.unwrap();
+    w.store
+        .promote(&user, &a.access_key_id, None)
+        .await
+        .unwrap();
     assert_eq!(w.current(&user).await, Some(a.clone()));
     // Promoting the current version again changes nothing.
-    w.store.promote(&user, &a.access_key_id).await.unwrap();
+    let seen = Some(a.access_key_id.clone());
+    w.store
+        .promote(&user, &a.access_key_id, seen)
+        .await
+        .unwrap();
     assert_eq!(w.current(&user).await, Some(a.clone()));
 
     w.store.put_pending(&user, &b, now).await.unwrap();
@@ -98,7 +105,11 @@ pub(crate) async fn store_promote_moves_current_and_previous(w: World) {
         "pending is not served"
     );
 
-    w.store.promote(&user, &b.access_key_id).await.unwrap();
+    let seen = Some(a.access_key_id.clone());
+    w.store
+        .promote(&user, &b.access_key_id, seen)
+        .await
+        .unwrap();
     let stored = w.store.load(&user).await.unwrap();
     assert_eq!(stored.current(), Some(&b.access_key_id));
     let previous: Vec<_> = stored
@@ -121,9 +132,54 @@ pub(crate) async fn store_promote_moves_current_and_previous(w: World) {
     );
     assert_eq!(w.store.credentials(&user, &missing).await.unwrap(), None);
 
-    // Back again (a rollback).
-    w.store.promote(&user, &a.access_key_id).await.unwrap();
-    assert_eq!(w.current(&user).await, Some(a));
+    // Back again (a rollback), told that nothing was current: a stale hint costs a look, and
+    // the label still moves from where it is.
+    w.store
+        .promote(&user, &a.access_key_id, None)
+        .await
+        .unwrap();
+    assert_eq!(w.current(&user).await, Some(a.clone()));
+    let stored = w.store.load(&user).await.unwrap();
+    assert_eq!(stored.current(), Some(&a.access_key_id));
+    let previous: Vec<_> = stored
+        .versions
+        .iter()
+        .filter(|v| v.stages.previous)
+        .collect();
+    assert_eq!(previous.len(), 1, "{stored:?}");
+    assert_eq!(previous[0].key_id, b.access_key_id);
+    // And told of a key that was never current.
+    let seen = Some(missing.clone());
+    w.store
+        .promote(&user, &b.access_key_id, seen)
+        .await
+        .unwrap();
+    assert_eq!(w.current(&user).await, Some(b));
+}
+
+pub(crate) async fn store_load_for_sees_unlabelled_keys_in_iam(w: World) {
+    let user = w.managed_user("u").await;
+    let a = w.legacy_key(&user).await;
+    let b = w.legacy_key(&user).await;
+    let now = w.clock.now();
+    // Staging b takes AWSPENDING from a: a's version keeps no label.
+    w.store.put_pending(&user, &a, now).await.unwrap();
+    w.store.put_pending(&user, &b, now).await.unwrap();
+    let (a_id, b_id) = (a.access_key_id.clone(), b.access_key_id.clone());
+
+    // IAM has both keys: a's version must be seen, or a would look like someone else's.
+    let seen = w.store.load_for(&user, &[a_id.clone(), b_id.clone()]).await;
+    let seen = seen.unwrap();
+    assert!(seen.has_version(&a_id), "{seen:?}");
+    assert_eq!(seen.pending(), Some(&b_id));
+    // IAM has only b: a's version may be left out, b's may not.
+    let seen = w.store.load_for(&user, std::slice::from_ref(&b_id)).await;
+    let seen = seen.unwrap();
+    assert!(seen.has_version(&b_id), "{seen:?}");
+    // Nothing stored, nothing seen.
+    let nobody = w.managed_user("nobody").await;
+    let seen = w.store.load_for(&nobody, &[a_id]).await.unwrap();
+    assert_eq!(seen, Default::default());
 }
 
 pub(crate) async fn store_marks_round_trip(w: World) {

@@ -61,7 +61,7 @@ impl Rotator {
     /// Sends `notice` about `run`'s user unless it is [`held_back`] given `last`, the last
     /// standing condition sent about the user; once a standing condition went out, records it
     /// (except in a dry run, which writes nothing).
-    pub(super) async fn alert(&self, run: &UserRun, notice: Notice, last: Option<&SentNotice>) {
+    pub(super) async fn alert(&self, run: &UserRun<'_>, notice: Notice, last: Option<&SentNotice>) {
         let now = self.ports.clock.now();
         if held_back(&notice, last, now, self.alert_repeat_after) {
             debug!(%notice, "repeated notice held back");

@@ -110,7 +110,7 @@ impl Rotator {
             }
             Step::Publish(key) => {
                 let old = obs.stored.current().cloned();
-                store.promote(&user, key).await?;
+                store.promote(&user, key, old.clone()).await?;
                 // A new current key: each destination gets a try at it in this run.
                 obs.undelivered.clear();
                 // As Secrets Manager moves the labels.

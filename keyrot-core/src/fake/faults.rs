@@ -56,6 +56,10 @@ pub mod op {
     pub const LEASE_RENEW: &str = "lease.renew";
     /// [`Lease::release`](crate::Lease::release).
     pub const LEASE_RELEASE: &str = "lease.release";
+    /// [`Lease::acquire_all`](crate::Lease::acquire_all).
+    pub const LEASE_ACQUIRE_ALL: &str = "lease.acquire_all";
+    /// [`Lease::release_all`](crate::Lease::release_all).
+    pub const LEASE_RELEASE_ALL: &str = "lease.release_all";
     /// [`Iam::credential_report`](crate::Iam::credential_report).
     pub const IAM_CREDENTIAL_REPORT: &str = "iam.credential_report";
     /// [`SecretStore::list_stored`](crate::SecretStore::list_stored).

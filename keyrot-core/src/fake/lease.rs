@@ -40,6 +40,44 @@ struct State {
     refused: u64,
 }
 
+impl State {
+    /// The conditional put: granted unless another claim is live at `now`. `token` is drawn
+    /// once per call, as the adapter does before its first attempt, so a retry after a lost
+    /// reply finds its own claim.
+    fn claim(
+        &mut self,
+        user: &UserName,
+        token: &LeaseToken,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Claim {
+        match self.claims.get(user) {
+            Some((holder, expires)) if holder != token && *expires > now => {
+                self.refused += 1;
+                Claim::Taken {
+                    holder: holder.clone(),
+                    until: *expires,
+                }
+            }
+            _ => {
+                self.claims.insert(user.clone(), (token.clone(), until));
+                Claim::Granted(token.clone())
+            }
+        }
+    }
+
+    /// The conditional delete: only our own claim.
+    fn release(&mut self, user: &UserName, token: &LeaseToken) {
+        if self
+            .claims
+            .get(user)
+            .is_some_and(|(holder, _)| holder == token)
+        {
+            self.claims.remove(user);
+        }
+    }
+}
+
 fn lease_error(fault: InjectedFault) -> LeaseError {
     match fault.kind {
         FaultKind::Throttle => LeaseError::Throttled(Box::new(fault)),
@@ -66,6 +104,13 @@ impl FakeLease {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A fresh claim token.
+    fn token(&self) -> LeaseToken {
+        let mut state = self.state();
+        state.issued += 1;
+        LeaseToken::new(format!("fake-lease-{}", state.issued))
+    }
+
     /// The claim on `user` now recorded (expired or not), without faults.
     pub fn claim(&self, user: &UserName) -> Option<(LeaseToken, Timestamp)> {
         self.state().claims.get(user).cloned()
@@ -85,31 +130,59 @@ impl Lease for FakeLease {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<Claim, LeaseError> {
-        // The token is drawn once per call, as the adapter does before its first attempt.
-        let token = {
-            let mut state = self.state();
-            state.issued += 1;
-            LeaseToken::new(format!("fake-lease-{}", state.issued))
-        };
+        let token = self.token();
         self.inner
             .plan
             .call(op::LEASE_ACQUIRE, &self.inner.clock, lease_error, |_| {
-                let mut state = self.state();
-                match state.claims.get(user) {
-                    Some((holder, expires)) if holder != &token && *expires > now => {
-                        let taken = Claim::Taken {
-                            holder: holder.clone(),
-                            until: *expires,
-                        };
-                        state.refused += 1;
-                        Ok(taken)
-                    }
-                    _ => {
-                        state.claims.insert(user.clone(), (token.clone(), until));
-                        Ok(Claim::Granted(token.clone()))
-                    }
-                }
+                Ok(self.state().claim(user, &token, now, until))
             })
+            .await
+    }
+
+    /// One `TransactWriteItems` of conditional puts as far as the caller sees it: the
+    /// adapter's rounds (a refused condition cancels the whole transaction, and the refused
+    /// users are left out of the next) end in one answer per user, and a fault (the reply of
+    /// a transaction that took effect lost, say) fails them all.
+    async fn acquire_all(
+        &self,
+        users: &[UserName],
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claim>, LeaseError> {
+        let tokens: Vec<LeaseToken> = users.iter().map(|_| self.token()).collect();
+        self.inner
+            .plan
+            .call(
+                op::LEASE_ACQUIRE_ALL,
+                &self.inner.clock,
+                lease_error,
+                |_| {
+                    let mut state = self.state();
+                    Ok(users
+                        .iter()
+                        .zip(&tokens)
+                        .map(|(user, token)| state.claim(user, token, now, until))
+                        .collect())
+                },
+            )
+            .await
+    }
+
+    async fn release_all(&self, held: &[(UserName, LeaseToken)]) -> Result<(), LeaseError> {
+        self.inner
+            .plan
+            .call(
+                op::LEASE_RELEASE_ALL,
+                &self.inner.clock,
+                lease_error,
+                |_| {
+                    let mut state = self.state();
+                    for (user, token) in held {
+                        state.release(user, token);
+                    }
+                    Ok(())
+                },
+            )
             .await
     }
 
@@ -138,14 +211,7 @@ impl Lease for FakeLease {
         self.inner
             .plan
             .call(op::LEASE_RELEASE, &self.inner.clock, lease_error, |_| {
-                let mut state = self.state();
-                if state
-                    .claims
-                    .get(user)
-                    .is_some_and(|(holder, _)| holder == token)
-                {
-                    state.claims.remove(user);
-                }
+                self.state().release(user, token);
                 Ok(())
             })
             .await

@@ -374,6 +374,23 @@ impl SecretStore for FakeSecretStore {
         self.call(op::STORE_LOAD, |_| Ok(self.snapshot(user))).await
     }
 
+    async fn load_for(
+        &self,
+        user: &UserName,
+        keys: &[AccessKeyId],
+    ) -> Result<StoredUser, StoreError> {
+        // As Secrets Manager's adapter: DescribeSecret shows labelled versions only, and the
+        // versions that lost their labels are listed only when those do not account for every
+        // key IAM has.
+        let mut stored = self.load(user).await?;
+        let mut labelled = stored.clone();
+        labelled.versions.retain(|v| v.stages != Stages::default());
+        if labelled.accounts_for(keys) {
+            stored = labelled;
+        }
+        Ok(stored)
+    }
+
     async fn put_pending(
         &self,
         user: &UserName,
@@ -391,7 +408,13 @@ impl SecretStore for FakeSecretStore {
         .await
     }
 
-    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+    async fn promote(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        _seen_current: Option<AccessKeyId>,
+    ) -> Result<(), StoreError> {
+        // Whatever the hint, the adapter moves the label from where it is (see the port).
         self.call(op::STORE_PROMOTE, |attempt| {
             let mut secrets = self.secrets();
             let secret = secrets.get_mut(user).ok_or(StoreError::NoSuchVersion)?;
@@ -568,25 +591,25 @@ mod tests {
         block_on(store.put_pending(&alice, &creds(A, "a"), t0())).unwrap();
         assert_eq!(labels(&store, &alice), ["AAAA:pending"]);
         assert_eq!(block_on(store.current(&alice)).unwrap(), None);
-        block_on(store.promote(&alice, &creds(A, "a").access_key_id)).unwrap();
+        block_on(store.promote(&alice, &creds(A, "a").access_key_id, None)).unwrap();
         assert_eq!(labels(&store, &alice), ["AAAA:current+pending"]);
 
         block_on(store.put_pending(&alice, &creds(B, "b"), t0())).unwrap();
         assert_eq!(labels(&store, &alice), ["BBBB:pending", "AAAA:current"]);
-        block_on(store.promote(&alice, &creds(B, "b").access_key_id)).unwrap();
+        block_on(store.promote(&alice, &creds(B, "b").access_key_id, None)).unwrap();
         assert_eq!(
             labels(&store, &alice),
             ["BBBB:current+pending", "AAAA:previous"]
         );
         // Promoting the current version again changes nothing.
-        block_on(store.promote(&alice, &creds(B, "b").access_key_id)).unwrap();
+        block_on(store.promote(&alice, &creds(B, "b").access_key_id, None)).unwrap();
         assert_eq!(
             labels(&store, &alice),
             ["BBBB:current+pending", "AAAA:previous"]
         );
 
         block_on(store.put_pending(&alice, &creds(C, "c"), t0())).unwrap();
-        block_on(store.promote(&alice, &creds(C, "c").access_key_id)).unwrap();
+        block_on(store.promote(&alice, &creds(C, "c").access_key_id, None)).unwrap();
         assert_eq!(
             labels(&store, &alice),
             ["CCCC:current+pending", "BBBB:previous", "AAAA:-"]
@@ -651,12 +674,12 @@ mod tests {
         let alice = user("alice");
         let a = creds(A, "a").access_key_id;
         assert!(matches!(
-            block_on(store.promote(&alice, &a)),
+            block_on(store.promote(&alice, &a, None)),
             Err(StoreError::NoSuchVersion)
         ));
         block_on(store.put_pending(&alice, &creds(B, "b"), t0())).unwrap();
         assert!(matches!(
-            block_on(store.promote(&alice, &a)),
+            block_on(store.promote(&alice, &a, None)),
             Err(StoreError::NoSuchVersion)
         ));
         assert_eq!(labels(&store, &alice), ["BBBB:pending"]);
@@ -706,15 +729,15 @@ mod tests {
         block_on(store.put_pending(&alice, &creds(A, "a"), t0())).unwrap();
         store.plan().fail_at(op::STORE_PROMOTE, FaultKind::Throttle);
         assert!(matches!(
-            block_on(store.promote(&alice, &creds(A, "a").access_key_id)),
+            block_on(store.promote(&alice, &creds(A, "a").access_key_id, None)),
             Err(StoreError::Throttled(_))
         ));
         store.plan().crash_at(op::STORE_PROMOTE);
-        assert!(block_on(store.promote(&alice, &creds(A, "a").access_key_id)).is_err());
+        assert!(block_on(store.promote(&alice, &creds(A, "a").access_key_id, None)).is_err());
         assert!(block_on(store.load(&alice)).is_err());
         assert_eq!(labels(&store, &alice), ["AAAA:pending"]);
         store.plan().restart();
-        block_on(store.promote(&alice, &creds(A, "a").access_key_id)).unwrap();
+        block_on(store.promote(&alice, &creds(A, "a").access_key_id, None)).unwrap();
         assert_eq!(store.current_key(&alice), Some(creds(A, "a").access_key_id));
     }
 

@@ -240,7 +240,8 @@ fn a_claim_lasts_15_minutes_and_at_least_two_verify_timeouts() {
     let claimed_for = |rotator: &Rotator, aws: &FakeAws, name: &str| {
         let u = user(name);
         aws.iam.add_managed_user(u.clone());
-        aws.plan.fail_at(op::LEASE_RELEASE, FaultKind::Throttle);
+        // A run gives its claims back together at its end.
+        aws.plan.fail_at(op::LEASE_RELEASE_ALL, FaultKind::Throttle);
         let report = block_on(rotator.run(&RunOptions {
             users: vec![u.clone()],
             ..RunOptions::default()
@@ -285,11 +286,23 @@ impl SecretStore for OperatorAddsAKeyAtPublication {
     ) -> Result<(), StoreError> {
         self.store.put_pending(user, credentials, created).await
     }
-    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+    async fn load_for(
+        &self,
+        user: &UserName,
+        keys: &[AccessKeyId],
+    ) -> Result<keyrot_core::StoredUser, StoreError> {
+        self.store.load_for(user, keys).await
+    }
+    async fn promote(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        seen_current: Option<AccessKeyId>,
+    ) -> Result<(), StoreError> {
         self.iam
             .add_key(user, KeyStatus::Inactive, start())
             .unwrap();
-        self.store.promote(user, key).await
+        self.store.promote(user, key, seen_current).await
     }
     async fn record_marks(
         &self,

@@ -112,10 +112,26 @@ impl SecretStore for CheckedStore {
         r
     }
 
-    async fn promote(&self, user: &UserName, key: &AccessKeyId) -> Result<(), StoreError> {
+    async fn load_for(
+        &self,
+        user: &UserName,
+        keys: &[AccessKeyId],
+    ) -> Result<StoredUser, StoreError> {
+        futures_yield().await;
+        let r = self.0.aws.store.load_for(user, keys).await;
+        self.0.check();
+        r
+    }
+
+    async fn promote(
+        &self,
+        user: &UserName,
+        key: &AccessKeyId,
+        seen_current: Option<AccessKeyId>,
+    ) -> Result<(), StoreError> {
         futures_yield().await;
         self.0.before_touch(self.1, user, "publish a key");
-        let r = self.0.aws.store.promote(user, key).await;
+        let r = self.0.aws.store.promote(user, key, seen_current).await;
         self.0.check();
         r
     }
@@ -210,6 +226,26 @@ pub(crate) struct CheckedLease {
     pub(crate) always_granted: bool,
 }
 
+impl CheckedLease {
+    /// Records a granted claim as this process's (with `always_granted`, a refused one too:
+    /// the broken lease of a mutation check).
+    fn record(&self, user: &UserName, claim: Claim) -> Claim {
+        let granted = match &claim {
+            Claim::Granted(token) => Some(token.clone()),
+            Claim::Taken { holder, .. } if self.always_granted => Some(holder.clone()),
+            Claim::Taken { .. } => None,
+        };
+        let Some(token) = granted else {
+            return claim;
+        };
+        self.world
+            .seen()
+            .tokens
+            .insert((self.proc, user.clone()), token.clone());
+        Claim::Granted(token)
+    }
+}
+
 #[async_trait]
 impl Lease for CheckedLease {
     async fn acquire(
@@ -220,17 +256,30 @@ impl Lease for CheckedLease {
     ) -> Result<Claim, LeaseError> {
         futures_yield().await;
         let r = self.world.aws.lease.acquire(user, now, until).await;
-        let granted = match &r {
-            Ok(Claim::Granted(token)) => Some(token.clone()),
-            Ok(Claim::Taken { holder, .. }) if self.always_granted => Some(holder.clone()),
-            _ => None,
-        };
-        if let Some(token) = granted {
-            self.world
-                .seen()
-                .tokens
-                .insert((self.proc, user.clone()), token.clone());
-            return Ok(Claim::Granted(token));
+        Ok(self.record(user, r?))
+    }
+
+    async fn acquire_all(
+        &self,
+        users: &[UserName],
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claim>, LeaseError> {
+        futures_yield().await;
+        let r = self.world.aws.lease.acquire_all(users, now, until).await;
+        Ok(users
+            .iter()
+            .zip(r?)
+            .map(|(u, c)| self.record(u, c))
+            .collect())
+    }
+
+    async fn release_all(&self, held: &[(UserName, LeaseToken)]) -> Result<(), LeaseError> {
+        futures_yield().await;
+        let r = self.world.aws.lease.release_all(held).await;
+        let mut seen = self.world.seen();
+        for (user, _) in held {
+            seen.tokens.remove(&(self.proc, user.clone()));
         }
         r
     }

@@ -219,7 +219,7 @@ mod tests {
             .await
             .unwrap();
         aws.store
-            .promote(&user, &credentials.access_key_id)
+            .promote(&user, &credentials.access_key_id, None)
             .await
             .unwrap();
         let api = Api::new(

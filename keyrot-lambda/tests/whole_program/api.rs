@@ -56,7 +56,7 @@ fn deploy_api(rt: &tokio::runtime::Runtime, moto: &Moto, name: &str) -> ApiDeplo
             .await
             .unwrap();
         store
-            .promote(&user, &credentials.access_key_id)
+            .promote(&user, &credentials.access_key_id, None)
             .await
             .unwrap();
     });
