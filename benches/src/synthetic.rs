@@ -125,6 +125,7 @@ pub fn observation(i: usize, state: Lifecycle, now: Timestamp) -> Result<Observa
             marks,
             intent: None,
             last_notice: None,
+            delivered: Default::default(),
         },
     );
     obs.last_used = last_used;

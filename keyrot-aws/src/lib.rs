@@ -30,6 +30,7 @@
 
 mod api_secrets;
 mod config;
+mod delivery;
 mod error;
 mod iam;
 mod lease;
@@ -48,6 +49,7 @@ mod wiring;
 pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
 pub use aws_config::retry::RetryMode;
 pub use config::{AwsClients, AwsSettings};
+pub use delivery::AwsDelivery;
 pub use iam::AwsIam;
 pub use lease::{DEFAULT_LEASE_TABLE, DynamoLease, check_table_name};
 pub use notifier::{SesNotifier, subject};

@@ -64,6 +64,8 @@ pub fn subject(notice: &Notice) -> String {
         Notice::WillForceDeactivate { .. } => "old key still in use, will be deactivated",
         Notice::ForcedDeactivation { .. } => "old key deactivated while maybe in use",
         Notice::Discarded { .. } => "new key discarded",
+        Notice::Undelivered { .. } => "new key not delivered, old key kept",
+        Notice::ForcedUndelivered { .. } => "old key deactivated before delivery",
         Notice::Blocked { .. } => "rotation blocked, action needed",
         Notice::Failed { .. } => "rotation failed",
     };

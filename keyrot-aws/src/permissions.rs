@@ -45,6 +45,22 @@ pub const ORG_LIST_ACTIONS: &[&str] = &[
     "organizations:ListAccountsForParent",
 ];
 
+/// The actions delivery adds (`AwsDelivery`), needed only by a rotator with destinations and
+/// only on them: SSM parameters and Secrets Manager secrets named by the destinations, the
+/// users' tags when destinations may be declared there, and the KMS keys of SSM destinations
+/// with a key of their own (SSM encrypts and decrypts with the caller's permissions). The
+/// template's roles do not grant them yet.
+pub const DELIVERY_ACTIONS: &[&str] = &[
+    "ssm:PutParameter",
+    "ssm:GetParameter",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:CreateSecret",
+    "iam:ListUserTags",
+    "kms:Encrypt",
+    "kms:Decrypt",
+];
+
 /// Every action the API calls: it only reads secrets (each user's current key, its signing
 /// keys and its client registry).
 pub const API_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];

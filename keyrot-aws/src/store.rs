@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretVersionsListEntry, Tag};
+use keyrot_core::delivery::{Delivered, DestinationId};
 use keyrot_core::{
     AccessKeyId, BoxError, Credentials, Intent, Mark, Marks, SecretAccessKey, SecretStore,
     SentNotice, Stages, StoreError, StoredUser, StoredVersion, Timestamp, UserName,
@@ -28,6 +29,10 @@ const ALERT_TAG: &str = "keyrot:last-alert";
 
 /// The tag recording when keyrot last set out to create a key ([`StoredUser::intent`]).
 const INTENT_TAG: &str = "keyrot:intent";
+
+/// Tags whose key starts with this record deliveries ([`Delivered`]), one tag per destination:
+/// `keyrot:delivered:<destination id>`.
+const DELIVERED_TAG_PREFIX: &str = "keyrot:delivered:";
 
 /// Tags whose key starts with this record [`Marks`], one tag per access key.
 const MARK_TAG_PREFIX: &str = "keyrot:mark:";
@@ -60,6 +65,21 @@ struct Payload {
     create_date: String,
 }
 
+/// The JSON of [`Payload`] for `user`'s `credentials`, created in IAM at `created`: what
+/// keyrot's secret holds, and what it delivers to SSM and Secrets Manager destinations.
+pub(crate) fn payload(
+    user: &UserName,
+    credentials: &Credentials,
+    created: Timestamp,
+) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&Payload {
+        access_key_id: credentials.access_key_id.as_str().to_owned(),
+        secret_access_key: credentials.secret_access_key.expose().to_owned(),
+        user_name: user.as_str().to_owned(),
+        create_date: created.to_string(),
+    })
+}
+
 /// Secrets Manager through the AWS SDK: one secret per managed user.
 ///
 /// - The secret is `<prefix><UserName>` (prefix [`DEFAULT_PREFIX`] unless set), tagged
@@ -79,7 +99,8 @@ struct Payload {
 ///   with a value such as `key=AKIA... superseded=2025-06-01T12:00:00Z`; the intent recorded
 ///   before each CreateAccessKey is the tag `keyrot:intent` (`at=<RFC 3339> keys=<ids>`), the
 ///   last notice of a standing condition sent the tag `keyrot:last-alert`
-///   (`fp=<fingerprint> at=<RFC 3339>`).
+///   (`fp=<fingerprint> at=<RFC 3339>`), each delivery the tag
+///   `keyrot:delivered:<destination id>` (`key=<id> to=<fingerprint>`).
 /// - The current value is always read with `VersionStage=AWSCURRENT` explicitly.
 /// - Secrets Manager attaches `AWSCURRENT` to the first version of a secret whatever the call
 ///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
@@ -441,19 +462,24 @@ impl SecretStore for AwsSecretStore {
         self.tag_secret(user, ALERT_TAG, &sent.encode()).await
     }
 
+    async fn record_delivered(
+        &self,
+        user: &UserName,
+        destination: &DestinationId,
+        delivered: &Delivered,
+    ) -> Result<(), StoreError> {
+        let key = format!("{DELIVERED_TAG_PREFIX}{destination}");
+        self.tag_secret(user, &key, &delivered.encode()).await
+    }
+
     async fn put_pending(
         &self,
         user: &UserName,
         credentials: &Credentials,
         created: Timestamp,
     ) -> Result<(), StoreError> {
-        let payload = Payload {
-            access_key_id: credentials.access_key_id.as_str().to_owned(),
-            secret_access_key: credentials.secret_access_key.expose().to_owned(),
-            user_name: user.as_str().to_owned(),
-            create_date: created.to_string(),
-        };
-        let payload = serde_json::to_string(&payload).map_err(|e| StoreError::Other(e.into()))?;
+        let payload =
+            payload(user, credentials, created).map_err(|e| StoreError::Other(e.into()))?;
         let put = || {
             self.client
                 .put_secret_value()
@@ -710,11 +736,19 @@ fn recorded(versions: Vec<StoredVersion>, tags: &[Tag]) -> StoredUser {
         .iter()
         .find(|t| t.key() == Some(ALERT_TAG))
         .and_then(|t| SentNotice::decode(t.value()?));
+    let delivered = tags
+        .iter()
+        .filter_map(|t| {
+            let id = t.key()?.strip_prefix(DELIVERED_TAG_PREFIX)?;
+            Some((DestinationId::new(id).ok()?, Delivered::decode(t.value()?)?))
+        })
+        .collect();
     StoredUser {
         versions,
         marks,
         intent,
         last_notice,
+        delivered,
     }
 }
 

@@ -31,6 +31,7 @@ struct Survey {
 
 mod claims;
 mod concurrency;
+mod delivery;
 mod errors;
 mod notices;
 mod observer;
@@ -131,6 +132,7 @@ pub struct Rotator {
     pressure: Option<Arc<dyn Pressure>>,
     lease_duration: Duration,
     alert_repeat_after: Duration,
+    delivery: delivery::DeliveryPort,
 }
 
 impl Rotator {
@@ -146,6 +148,7 @@ impl Rotator {
             pressure: None,
             lease_duration,
             alert_repeat_after: DEFAULT_ALERT_REPEAT_AFTER,
+            delivery: delivery::DeliveryPort::default(),
         }
     }
 
@@ -366,6 +369,7 @@ impl Rotator {
             }
         };
         let interval = self.policy.schedule_interval();
+        let undelivered = self.undelivered(users, &stored).await;
         let empty = StoredUser::default();
         let mut survey = Survey::default();
         for user in users {
@@ -381,6 +385,8 @@ impl Rotator {
                 // A warning is due before a forced deactivation: the step loop sends it.
                 Triage::Idle { wait, .. }
                     if warning_ahead(&Step::Wait(wait.clone()), &self.policy, now).is_some() => {}
+                // A destination lacks the current key: the step loop delivers it.
+                Triage::Idle { .. } if undelivered.contains(&user.0) => {}
                 Triage::Idle { wait, keys } => {
                     survey.idle.insert(user.0.clone(), (wait, keys));
                 }
@@ -514,6 +520,10 @@ impl Rotator {
                         self.alert(run, notice, obs.stored.last_notice.as_ref())
                             .await;
                     }
+                    if let Some(notice) = Self::undelivered_notice(obs) {
+                        self.alert(run, notice, obs.stored.last_notice.as_ref())
+                            .await;
+                    }
                     debug!(%step, "settled");
                     return Outcome::Waiting(wait.clone());
                 }
@@ -643,7 +653,9 @@ impl Rotator {
         let keys = self.ports.iam.list_keys(user).await?;
         let ids: Vec<AccessKeyId> = keys.iter().map(|k| k.id.clone()).collect();
         let stored = self.ports.store.load_for(user, &ids).await?;
-        Ok(Observation::new(user.clone(), keys, stored))
+        let mut obs = Observation::new(user.clone(), keys, stored);
+        obs.destinations = self.delivery.destinations(user).await?;
+        Ok(obs)
     }
 
     /// Plans one user without changing anything (read-only observations included).

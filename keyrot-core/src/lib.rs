@@ -5,6 +5,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod accounts;
+pub mod delivery;
 pub mod driver;
 pub mod duration;
 #[cfg(feature = "fake")]

@@ -373,6 +373,10 @@ pub struct StoredUser {
     /// The last notice of a standing condition sent about the user, recorded by the driver
     /// after it went out: by it a repeat within the repeat period is held back.
     pub last_notice: Option<SentNotice>,
+    /// Which key each delivery destination was last seen to hold (see
+    /// [`crate::delivery`]), recorded through
+    /// [`crate::ports::SecretStore::record_delivered`].
+    pub delivered: crate::delivery::DeliveryRecords,
 }
 
 /// A notice of a standing condition that went out about a user: which one (by fingerprint)

@@ -29,6 +29,11 @@
 //!    period (consumers refetch on their own schedule, so a key is still used briefly after a
 //!    rotation). An unknown answer means "maybe in use". At the maximum grace it is deactivated
 //!    anyway, with an alert. After the recovery window an inactive superseded key is deleted.
+//!    With delivery destinations, the current key is first written to each destination that
+//!    is not recorded to hold it (once per run: a failed delivery waits for the next run), and
+//!    a superseded key is deactivated only once every destination holds its successor; at the
+//!    maximum grace it is deactivated anyway, and the alert names the destinations that failed
+//!    (see [`crate::delivery`]). A destination no longer configured is left alone.
 //! 8. Rotation is due when the key in service is older than the rotation period (or forced):
 //!    a new key is created and staged, never while the user already has two keys; only then is
 //!    an inactive key keyrot does not know removed to make room.
@@ -40,6 +45,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::delivery::{Destination, DestinationId, missing};
 use crate::model::{AccessKey, AccessKeyId, KeyStatus, LastUsed, StoredUser, Timestamp, UserName};
 use crate::policy::Policy;
 
@@ -65,6 +71,11 @@ pub struct Observation {
     /// When this run re-activated a key for a rollback: its verification deadline runs from
     /// here.
     pub reactivated: Option<Timestamp>,
+    /// The user's delivery destinations (see [`crate::delivery`]), as observed.
+    pub destinations: Vec<Destination>,
+    /// Destinations whose delivery failed during this run, with what failed: tried again by
+    /// the next run.
+    pub undelivered: BTreeMap<DestinationId, String>,
 }
 
 impl Observation {
@@ -80,6 +91,8 @@ impl Observation {
             force: false,
             rollback: false,
             reactivated: None,
+            destinations: Vec::new(),
+            undelivered: BTreeMap::new(),
         }
     }
 
@@ -88,6 +101,7 @@ impl Observation {
     pub fn refresh(&mut self, seen: Self) {
         self.keys = seen.keys;
         self.stored = seen.stored;
+        self.destinations = seen.destinations;
     }
 
     /// The IAM key with `id`.
@@ -126,6 +140,8 @@ pub enum Step {
     Publish(AccessKeyId),
     /// Delete a pending key that did not authenticate within the verify timeout.
     Discard(AccessKeyId),
+    /// Write the current key to a delivery destination and check that it landed.
+    Deliver(DestinationId),
     /// Record that the key stopped being current (now).
     RecordSuperseded(AccessKeyId),
     /// Deactivate a superseded key.
@@ -174,6 +190,7 @@ impl Step {
             Self::Verify(_) => "verify",
             Self::Publish(_) => "publish",
             Self::Discard(_) => "discard",
+            Self::Deliver(_) => "deliver",
             Self::RecordSuperseded(_) => "record-superseded",
             Self::Deactivate { .. } => "deactivate",
             Self::RecordDeactivated(_) => "record-deactivated",
@@ -198,6 +215,7 @@ impl fmt::Display for Step {
             Self::Verify(k) => write!(f, "verify {k}"),
             Self::Publish(k) => write!(f, "publish {k}"),
             Self::Discard(k) => write!(f, "discard {k}"),
+            Self::Deliver(d) => write!(f, "deliver the current key to {d}"),
             Self::RecordSuperseded(k) => write!(f, "record {k} superseded"),
             Self::Deactivate { key, forced: false } => write!(f, "deactivate {key}"),
             Self::Deactivate { key, forced: true } => write!(f, "force deactivate {key}"),
@@ -232,6 +250,15 @@ pub enum Wait {
         /// When it will be deactivated anyway.
         forced_at: Timestamp,
     },
+    /// A superseded key stays active until a delivery destination holds its successor.
+    AwaitingDelivery {
+        /// The key.
+        key: AccessKeyId,
+        /// The first destination that does not hold its successor.
+        destination: DestinationId,
+        /// When it will be deactivated anyway.
+        forced_at: Timestamp,
+    },
     /// An inactive key is within its recovery window.
     AwaitingDeletion {
         /// The key.
@@ -247,7 +274,9 @@ impl Wait {
         match self {
             Self::AwaitingRotation { due } => *due,
             Self::AwaitingGrace { until, .. } => *until,
-            Self::AwaitingDisuse { forced_at, .. } => *forced_at,
+            Self::AwaitingDisuse { forced_at, .. } | Self::AwaitingDelivery { forced_at, .. } => {
+                *forced_at
+            }
             Self::AwaitingDeletion { at, .. } => *at,
         }
     }
@@ -261,6 +290,14 @@ impl fmt::Display for Wait {
             Self::AwaitingDisuse { key, forced_at } => {
                 write!(f, "{key} still in use; forced off at {forced_at}")
             }
+            Self::AwaitingDelivery {
+                key,
+                destination,
+                forced_at,
+            } => write!(
+                f,
+                "{key} kept until {destination} holds its successor; forced off at {forced_at}"
+            ),
             Self::AwaitingDeletion { key, at } => write!(f, "{key} inactive; deleted at {at}"),
         }
     }
@@ -398,6 +435,15 @@ pub fn plan(obs: &Observation, policy: &Policy, now: Timestamp) -> Step {
         };
     }
 
+    // 7a. Delivery of the current key, once per run to each destination that lacks it.
+    if let Some(current) = current
+        && let Some(due) = missing(&obs.destinations, stored, &current.id)
+            .into_iter()
+            .find(|d| !obs.undelivered.contains_key(&d.id))
+    {
+        return Step::Deliver(due.id.clone());
+    }
+
     // 7. Superseded keys: grace, deactivation, recovery window, deletion.
     let mut waits = Vec::new();
     if let Some(current) = current {
@@ -516,6 +562,25 @@ fn superseded(obs: &Observation, policy: &Policy, now: Timestamp, key: &AccessKe
                 });
             }
             let forced_at = since + policy.max_grace();
+            // Every destination must hold the successor first (or the maximum grace force it).
+            let successor = obs.stored.current();
+            let undelivered = successor
+                .map(|c| missing(&obs.destinations, &obs.stored, c))
+                .unwrap_or_default();
+            if let Some(first) = undelivered.first() {
+                return if now >= forced_at {
+                    Step::Deactivate {
+                        key: key.id.clone(),
+                        forced: true,
+                    }
+                } else {
+                    Step::Wait(Wait::AwaitingDelivery {
+                        key: key.id.clone(),
+                        destination: first.id.clone(),
+                        forced_at,
+                    })
+                };
+            }
             let Some(answer) = obs.last_used.get(&key.id) else {
                 return Step::CheckLastUsed(key.id.clone());
             };
@@ -586,7 +651,9 @@ pub fn warning_ahead(
     now: Timestamp,
 ) -> Option<(AccessKeyId, Timestamp)> {
     match step {
-        Step::Wait(Wait::AwaitingDisuse { key, forced_at }) => {
+        Step::Wait(
+            Wait::AwaitingDisuse { key, forced_at } | Wait::AwaitingDelivery { key, forced_at, .. },
+        ) => {
             let window_start = *forced_at - policy.schedule_interval();
             (now >= window_start && now < *forced_at).then(|| (key.clone(), *forced_at))
         }

@@ -30,6 +30,7 @@ use async_trait::async_trait;
 
 use sha2::{Digest, Sha256};
 
+use crate::delivery::{Delivered, DestinationId};
 use crate::model::{
     AccessKey, AccessKeyId, Credentials, Intent, KeyStatus, LastUsed, Marks, NewKey, SentNotice,
     StoredUser, Timestamp, UserName,
@@ -205,6 +206,23 @@ pub trait SecretStore: Send + Sync {
     /// need be.
     async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError>;
 
+    /// Records that the delivery destination `destination` holds the key `delivered` names
+    /// (see [`StoredUser::delivered`]), replacing the earlier record; creates the user's secret
+    /// if need be. A store that keeps no such records refuses (the default): keyrot then
+    /// delivers nothing for good and deactivates a key with destinations only when the
+    /// maximum grace forces it.
+    async fn record_delivered(
+        &self,
+        user: &UserName,
+        destination: &DestinationId,
+        delivered: &Delivered,
+    ) -> Result<(), StoreError> {
+        let _ = (user, destination, delivered);
+        Err(StoreError::Other(
+            "this secret store keeps no delivery records".into(),
+        ))
+    }
+
     /// The credentials stored for `key`, if any.
     async fn credentials(
         &self,
@@ -266,6 +284,27 @@ pub enum Notice {
         /// The key.
         key: AccessKeyId,
     },
+    /// Delivery destinations do not hold the current key: their write or read-back failed in
+    /// this run. The old key stays active (up to the maximum grace); the next run tries again.
+    Undelivered {
+        /// Whose key.
+        user: UserName,
+        /// The key that was to be delivered.
+        key: AccessKeyId,
+        /// Each destination (as [`crate::delivery::Destination`] prints it) and what failed,
+        /// without secrets: `DESTINATION: ERROR`.
+        failures: Vec<String>,
+    },
+    /// A superseded key was deactivated at the end of the maximum grace although these
+    /// delivery destinations do not hold its successor.
+    ForcedUndelivered {
+        /// Whose key.
+        user: UserName,
+        /// The key deactivated.
+        key: AccessKeyId,
+        /// The destinations that failed, as [`crate::delivery::Destination`] prints them.
+        destinations: Vec<String>,
+    },
     /// A new key never authenticated and was deleted.
     Discarded {
         /// Whose key.
@@ -297,6 +336,8 @@ impl Notice {
             | Self::WillForceDeactivate { user, .. }
             | Self::ForcedDeactivation { user, .. }
             | Self::Discarded { user, .. }
+            | Self::Undelivered { user, .. }
+            | Self::ForcedUndelivered { user, .. }
             | Self::Blocked { user, .. }
             | Self::Failed { user, .. } => user,
         }
@@ -308,7 +349,10 @@ impl Notice {
     pub fn is_standing(&self) -> bool {
         matches!(
             self,
-            Self::Blocked { .. } | Self::Failed { .. } | Self::WillForceDeactivate { .. }
+            Self::Blocked { .. }
+                | Self::Failed { .. }
+                | Self::WillForceDeactivate { .. }
+                | Self::Undelivered { .. }
         )
     }
 
@@ -339,6 +383,30 @@ impl fmt::Display for Notice {
             Self::Discarded { user, key } => write!(
                 f,
                 "{user}: deleted new key {key}: it did not authenticate within the verify timeout"
+            ),
+            Self::Undelivered {
+                user,
+                key,
+                failures,
+            } => write!(
+                f,
+                "{user}: {key} was not delivered to {}; the old key stays active",
+                failures.join("; ")
+            ),
+            Self::ForcedUndelivered {
+                user,
+                key,
+                destinations,
+            } => write!(
+                f,
+                "{user}: deactivated {key} at the end of the maximum grace although {} {} not \
+                 hold its successor",
+                destinations.join(", "),
+                if destinations.len() == 1 {
+                    "does"
+                } else {
+                    "do"
+                }
             ),
             Self::Blocked { user, reason } => write!(f, "{user}: blocked: {reason}"),
             Self::Failed { user, error } => write!(f, "{user}: failed: {error}"),

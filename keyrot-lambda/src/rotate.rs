@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use keyrot_aws::AwsClients;
+use keyrot_core::delivery::DeliveryError;
 use keyrot_core::driver::{RunError, error_chain};
 use keyrot_core::{
     IamError, LeaseError, Outcome, Rotator, RunOptions, RunReport, Step, StepError, StoreError,
@@ -112,6 +113,8 @@ pub fn step_retryable(error: &StepError) -> bool {
         | StepError::LeaseLost
         | StepError::Unfinished(_) => true,
         StepError::Verify(VerifyError::WrongIdentity { .. }) | StepError::MissingSecret(_) => false,
+        // A bad tag needs a person; a failed read of the tags may pass.
+        StepError::Destinations(e) => !matches!(e, DeliveryError::BadTag(_)),
     }
 }
 

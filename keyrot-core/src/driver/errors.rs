@@ -1,5 +1,6 @@
 //! The driver's errors: a step's, a run's, a rollback's.
 
+use crate::delivery::DeliveryError;
 use crate::model::{AccessKeyId, Timestamp, UserName};
 use crate::plan::Blocked;
 use crate::ports::{IamError, LeaseError, StoreError, VerifyError};
@@ -16,6 +17,10 @@ pub enum StepError {
     /// The verification call failed (its error says how).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The user's delivery destinations could not be learned (its error says how): without
+    /// them no step is taken, as a deactivation could leave a destination behind.
+    #[error("could not learn the user's delivery destinations")]
+    Destinations(#[from] DeliveryError),
     /// The pending key's secret is not in the store.
     #[error("the secret of {0} is not stored")]
     MissingSecret(AccessKeyId),

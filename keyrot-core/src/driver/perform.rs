@@ -111,6 +111,8 @@ impl Rotator {
             Step::Publish(key) => {
                 let old = obs.stored.current().cloned();
                 store.promote(&user, key, old.clone()).await?;
+                // A new current key: each destination gets a try at it in this run.
+                obs.undelivered.clear();
                 // As Secrets Manager moves the labels.
                 for v in &mut obs.stored.versions {
                     let is_new = &v.key_id == key;
@@ -129,13 +131,10 @@ impl Rotator {
                     k.status = KeyStatus::Inactive;
                 }
                 if *forced {
-                    self.notify(Notice::ForcedDeactivation {
-                        user: user.clone(),
-                        key: key.clone(),
-                    })
-                    .await;
+                    self.notify(Self::forced_notice(obs, key)).await;
                 }
             }
+            Step::Deliver(destination) => self.deliver(obs, destination, fresh).await?,
             Step::RecordDeactivated(key) => {
                 record(store.as_ref(), obs, key, Mark::Deactivated, now).await?;
             }

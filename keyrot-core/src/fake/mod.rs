@@ -51,6 +51,7 @@ use crate::driver::Ports;
 use crate::model::Timestamp;
 
 pub mod clock;
+pub mod delivery;
 pub mod faults;
 pub mod iam;
 pub mod lease;
@@ -59,6 +60,7 @@ pub mod store;
 pub mod verifier;
 
 pub use clock::{SimClock, YieldNow, yield_now};
+pub use delivery::{DeliveryFaults, FakeDestinations};
 pub use faults::{
     FaultKind, FaultPlan, FaultRates, InjectedFault, RateLimit, SdkRetries, Trigger, op,
 };

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::clock::SimClock;
 use super::faults::{FaultKind, FaultPlan, InjectedFault, op};
 use super::request_token;
+use crate::delivery::{Delivered, DestinationId};
 use crate::model::{
     AccessKeyId, Credentials, Intent, Marks, SecretAccessKey, SentNotice, Stages, StoredUser,
     StoredVersion, Timestamp, UserName,
@@ -49,8 +50,9 @@ pub struct VersionInfo {
 ///   key with no version is [`StoreError::NoSuchVersion`].
 /// - Versions left without labels are kept (listed as by `IncludeDeprecated=true`) until the
 ///   secret has more than 100 versions, as in AWS.
-/// - Marks are kept per key (the AWS adapter keeps them as tags of the secret), and so is the
-///   intent recorded before a key is created.
+/// - Marks are kept per key (the AWS adapter keeps them as tags of the secret), and so are the
+///   intent recorded before a key is created and the deliveries (a tag per destination;
+///   `record_delivered` is a TagResource, counted as [`op::STORE_MARK`]).
 /// - With the simulated SDK retrying (see [`SdkRetries`](super::SdkRetries)), a promotion whose
 ///   reply was lost is repeated as the SDK repeats it, and refused because `AWSCURRENT` has
 ///   moved already.
@@ -83,6 +85,7 @@ struct Secret {
     /// least [`LISTING_LAG`] old and every later one.
     listed: Vec<(Timestamp, StoredUser)>,
     last_notice: Option<SentNotice>,
+    delivered: crate::delivery::DeliveryRecords,
 }
 
 struct Version {
@@ -133,6 +136,7 @@ impl Secret {
                 .collect(),
             intent: self.intent.clone(),
             last_notice: self.last_notice.clone(),
+            delivered: self.delivered.clone(),
         }
     }
 
@@ -470,6 +474,24 @@ impl SecretStore for FakeSecretStore {
     async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError> {
         self.call(op::STORE_RECORD_NOTICE, |_| {
             self.secrets().entry(user.clone()).or_default().last_notice = Some(sent.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_delivered(
+        &self,
+        user: &UserName,
+        destination: &DestinationId,
+        delivered: &Delivered,
+    ) -> Result<(), StoreError> {
+        self.call(op::STORE_MARK, |_| {
+            let mut secrets = self.secrets();
+            let secret = secrets.entry(user.clone()).or_default();
+            secret
+                .delivered
+                .insert(destination.clone(), delivered.clone());
+            secret.changed(self.inner.clock.now());
             Ok(())
         })
         .await

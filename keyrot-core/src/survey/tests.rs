@@ -75,6 +75,7 @@ fn rotated(at: Timestamp, published: Timestamp) -> StoredUser {
         )]),
         intent: Some(intent(at)),
         last_notice: None,
+        delivered: Default::default(),
     }
 }
 

@@ -165,6 +165,24 @@ impl SecretStore for CheckedStore {
         r
     }
 
+    async fn record_delivered(
+        &self,
+        user: &UserName,
+        destination: &keyrot_core::delivery::DestinationId,
+        delivered: &keyrot_core::delivery::Delivered,
+    ) -> Result<(), StoreError> {
+        futures_yield().await;
+        self.0.before_touch(self.1, user, "record a delivery");
+        let r = self
+            .0
+            .aws
+            .store
+            .record_delivered(user, destination, delivered)
+            .await;
+        self.0.check();
+        r
+    }
+
     async fn record_notice(&self, user: &UserName, sent: &SentNotice) -> Result<(), StoreError> {
         // Bookkeeping of alerts, not of keys: no lease needed (a blocked user is never leased).
         futures_yield().await;

@@ -42,6 +42,7 @@ use keyrot_core::{
 };
 
 mod checked;
+mod delivery;
 mod notices;
 mod sim;
 mod totals;
@@ -147,6 +148,11 @@ fn simulation_keeps_every_invariant() {
         totals.notices_held_back > 0 && totals.notices_repeated > 0,
         "{totals}"
     );
+    assert!(
+        totals.deliveries > 0 && totals.destination_uses > 0 && totals.outages > 0,
+        "{totals}"
+    );
+    assert!(totals.forced_past_delivery > 0, "{totals}");
 }
 
 /// A weakened rule must make the simulation fail: with the SDK's default retries on
@@ -182,6 +188,23 @@ fn the_simulation_catches_runs_that_act_without_the_lease() {
         .filter(|(_, r)| r.as_ref().is_err_and(|e| e.contains("lease")))
         .count();
     assert!(caught > 0, "no seed caught the missing lease: {results:?}");
+}
+
+/// A weakened rule must make the simulation fail: a rotator that takes every destination for
+/// holding the new key without reading it back deactivates old keys that a destination's
+/// consumer still holds, and the checker sees it.
+#[test]
+fn the_simulation_catches_a_deactivation_before_delivery() {
+    let seeds: Vec<u64> = (0..8).collect();
+    let results = run_seeds(&seeds, 60, |sim| sim.trust_deliveries = true);
+    let caught = results
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_err_and(|e| e.contains("lack its successor")))
+        .count();
+    assert!(
+        caught > 0,
+        "no seed caught the missing read-back: {results:?}"
+    );
 }
 
 pub(crate) fn futures_yield() -> keyrot_core::fake::YieldNow {

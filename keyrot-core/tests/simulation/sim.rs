@@ -50,6 +50,10 @@ pub(crate) struct Sim {
     pub(crate) concurrency: f64,
     /// Weakens the lease (for the test that shows the checker notices).
     pub(crate) lease_always_granted: bool,
+    /// Skips the read-back of deliveries (for the test that shows the checker notices).
+    pub(crate) trust_deliveries: bool,
+    /// Destinations down now, and until when.
+    pub(crate) outages: Vec<(keyrot_core::delivery::Destination, Timestamp)>,
 }
 
 impl Sim {
@@ -110,6 +114,12 @@ impl Sim {
             policy: policy.clone(),
             start,
             managed: managed.clone(),
+            destinations: {
+                let destinations =
+                    keyrot_core::fake::FakeDestinations::new(aws.clock.clone(), seed);
+                delivery::configure(&destinations, &mut rng);
+                destinations
+            },
             seen: Mutex::new(Seen::default()),
         });
         {
@@ -147,6 +157,8 @@ impl Sim {
             untouchable,
             concurrency: 0.05,
             lease_always_granted: false,
+            trust_deliveries: false,
+            outages: Vec::new(),
         }
     }
 
@@ -163,7 +175,13 @@ impl Sim {
             notifier: Arc::new(CheckedNotifier(self.world.clone())),
             ..self.aws.ports()
         };
-        Rotator::new(ports, self.policy.clone()).with_concurrency(2)
+        Rotator::new(ports, self.policy.clone())
+            .with_concurrency(2)
+            .with_delivery(Arc::new(delivery::CheckedDelivery(
+                self.world.clone(),
+                proc,
+                self.trust_deliveries,
+            )))
     }
 
     pub(crate) fn run(mut self, days: u64) -> Result<Totals, String> {
@@ -177,6 +195,8 @@ impl Sim {
         let every = self.policy.schedule_interval().as_secs() / 3600;
         for hour in 0..hours {
             self.consume(&mut totals)?;
+            self.consume_destinations()?;
+            self.destination_outages();
             if hour % every == 0 {
                 self.scheduled_run(&a, &b, &mut totals);
             } else {
@@ -214,6 +234,13 @@ impl Sim {
         }
         totals.sdk_retries = self.aws.plan.total_sdk_retries();
         totals.notices_repeated = self.world.seen().repeats_sent;
+        {
+            let seen = self.world.seen();
+            totals.deliveries = seen.deliveries;
+            totals.destination_uses = seen.destination_uses;
+            totals.outages = seen.outages;
+            totals.forced_past_delivery = seen.forced_past_delivery;
+        }
         Ok(totals)
     }
 

@@ -22,6 +22,10 @@ pub(crate) struct Totals {
     pub(crate) job_uses: u64,
     pub(crate) notices_held_back: u64,
     pub(crate) notices_repeated: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) destination_uses: u64,
+    pub(crate) outages: u64,
+    pub(crate) forced_past_delivery: u64,
 }
 
 impl Totals {
@@ -46,6 +50,10 @@ impl Totals {
         self.job_uses += t.job_uses;
         self.notices_held_back += t.notices_held_back;
         self.notices_repeated += t.notices_repeated;
+        self.deliveries += t.deliveries;
+        self.destination_uses += t.destination_uses;
+        self.outages += t.outages;
+        self.forced_past_delivery += t.forced_past_delivery;
     }
 }
 
@@ -84,6 +92,12 @@ impl std::fmt::Display for Totals {
             f,
             "\n  standing notices held back {}, sent again after the repeat period {}",
             self.notices_held_back, self.notices_repeated
+        )?;
+        write!(
+            f,
+            "\n  writes to destinations {}, destination outages {}, uses of delivered keys {}, \
+             forced off before delivery {}",
+            self.deliveries, self.outages, self.destination_uses, self.forced_past_delivery
         )
     }
 }

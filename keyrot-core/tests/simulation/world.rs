@@ -8,6 +8,8 @@ pub(crate) struct World {
     pub(crate) policy: Policy,
     pub(crate) start: Timestamp,
     pub(crate) managed: BTreeSet<UserName>,
+    /// The users' delivery destinations.
+    pub(crate) destinations: keyrot_core::fake::FakeDestinations,
     pub(crate) seen: Mutex<Seen>,
 }
 
@@ -48,6 +50,15 @@ pub(crate) struct Seen {
     pub(crate) concurrent: bool,
     /// Standing notices sent again once the repeat period had passed.
     pub(crate) repeats_sent: u64,
+    /// Keys deactivated at the maximum grace while a destination lacked their successor:
+    /// that destination's consumer is excused.
+    pub(crate) forced_off: BTreeSet<AccessKeyId>,
+    /// How many such deactivations, destination outages, writes to destinations and uses of
+    /// a key read from a destination there were.
+    pub(crate) forced_past_delivery: u64,
+    pub(crate) outages: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) destination_uses: u64,
     pub(crate) violations: Vec<String>,
 }
 
@@ -108,6 +119,9 @@ impl World {
             self.violation(format!(
                 "{user}: keyrot asked to {what} {key}, an operator's key in use"
             ));
+        }
+        if what == "deactivate" {
+            self.before_deactivate(user, key);
         }
         self.before_touch(proc, user, what);
     }

@@ -792,4 +792,5 @@ fn the_current_key_is_the_stored_current_one_while_iam_lists_it() {
     assert_eq!(obs.current_key(), None);
 }
 
+mod delivery;
 mod properties;
