@@ -113,7 +113,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 
 use keyrot_core::accounts::AccountId;
@@ -130,6 +130,7 @@ mod outcome;
 mod page;
 mod request;
 mod response;
+mod route;
 
 pub use adapter::{AdapterAnswer, AdapterRoute};
 pub use admin::StatusSource;
@@ -139,6 +140,7 @@ use limit::Limiter;
 pub use limit::{Rate, RateError, RateLimits};
 pub use outcome::ApiOutcome;
 use request::{Credential, Rejection};
+use route::Route;
 
 // ---------------------------------------------------------------------------------------------
 // Requests, responses and outcomes
@@ -373,56 +375,6 @@ impl fmt::Debug for ApiResponse {
 // ---------------------------------------------------------------------------------------------
 // The API
 // ---------------------------------------------------------------------------------------------
-
-/// The routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    GenerateToken,
-    ActiveKey,
-    Health,
-    AdminStatus,
-    AdminPage,
-    Adapter(&'static str),
-}
-
-impl Route {
-    fn find(path: &str) -> Option<Self> {
-        match path {
-            "/generate-token" => Some(Self::GenerateToken),
-            "/active-key" => Some(Self::ActiveKey),
-            "/health" => Some(Self::Health),
-            "/admin/status" => Some(Self::AdminStatus),
-            "/admin/page" => Some(Self::AdminPage),
-            _ => None,
-        }
-    }
-
-    fn method(self) -> Method {
-        match self {
-            Self::GenerateToken | Self::Adapter(_) => Method::POST,
-            Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => Method::GET,
-        }
-    }
-
-    /// The `Allow` header of a `405` on this route.
-    fn allow(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
-            Self::GenerateToken | Self::Adapter(_) => "POST",
-            Self::ActiveKey | Self::Health | Self::AdminStatus | Self::AdminPage => "GET",
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::GenerateToken => "generate_token",
-            Self::ActiveKey => "active_key",
-            Self::Health => "health",
-            Self::AdminStatus => "admin_status",
-            Self::AdminPage => "admin_page",
-            Self::Adapter(name) => name,
-        }
-    }
-}
 
 /// What a successful request produced.
 enum Success {

@@ -106,15 +106,8 @@ pub(crate) fn payload(
 ///   asks for; a new secret therefore starts with a placeholder version that holds no key, so
 ///   that a pending key never becomes current before it is verified. Readers see no current key
 ///   until the first one is published.
-///
-/// Consumers that read Secrets Manager directly (`GetSecretValue` with
-/// `VersionStage=AWSCURRENT`) get this JSON; `CreateDate` is the key's creation time in IAM
-/// (RFC 3339):
-///
-/// ```json
-/// {"AccessKeyId": "AKIA...", "SecretAccessKey": "...", "UserName": "deployer",
-///  "CreateDate": "2025-06-01T12:00:00Z"}
-/// ```
+/// - Each version holds keyrot's JSON (`AccessKeyId`, `SecretAccessKey`, `UserName`, and
+///   `CreateDate` in RFC 3339), which is what consumers reading Secrets Manager directly get.
 #[derive(Debug, Clone)]
 pub struct AwsSecretStore {
     client: aws_sdk_secretsmanager::Client,
