@@ -1,22 +1,28 @@
-//! The cache of current keys: user -> (credentials, or none stored, when they were fetched).
+//! The cache of current keys: (account, user) -> (credentials, or none stored, when they were
+//! fetched). The hub's users are under no account; a member account's users under its id, so
+//! the same name in two accounts is two entries.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use keyrot_core::accounts::AccountId;
 use keyrot_core::model::{Credentials, Timestamp, UserName};
 
 /// The most users the cache holds, found or not: this bounds memory whatever names callers
 /// ask for.
 const MAX_ENTRIES: usize = 10_000;
 
-/// Current keys by user, each served for `ttl` after it was fetched; a user the store has no
+/// Whose key an entry is: a member account's user, or the hub's (`None`).
+type Whose = (Option<AccountId>, UserName);
+
+/// Current keys by account and user, each served for `ttl` after it was fetched; a user the store has no
 /// key for is remembered as such for as long (negative caching: asking for unknown users again
 /// and again does not reach the store). A zero `ttl` caches nothing.
 pub(super) struct KeyCache {
     ttl: Duration,
-    entries: Mutex<BTreeMap<UserName, Entry>>,
+    entries: Mutex<BTreeMap<Whose, Entry>>,
 }
 
 struct Entry {
@@ -33,7 +39,7 @@ impl KeyCache {
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, BTreeMap<UserName, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, BTreeMap<Whose, Entry>> {
         // Nothing panics while holding the lock; if something did, the map is still whole.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -47,33 +53,42 @@ impl KeyCache {
         fetched_at <= now && now < until
     }
 
-    /// The cached key of `user` (`None`: none is stored) and when it was fetched, if still
-    /// fresh at `now`.
+    /// The cached key of `user` of `account` (`None`: the hub's; none: none is stored) and
+    /// when it was fetched, if still fresh at `now`.
     pub(super) fn get(
         &self,
+        account: Option<&AccountId>,
         user: &UserName,
         now: Timestamp,
     ) -> Option<(Option<Credentials>, Timestamp)> {
         let entries = self.entries();
-        let entry = entries.get(user)?;
+        let entry = entries.get(&(account.cloned(), user.clone()))?;
         self.is_fresh(entry.fetched_at, now)
             .then(|| (entry.credentials.clone(), entry.fetched_at))
     }
 
-    /// Remembers `credentials` as `user`'s key (`None`: the store has none), fetched at `now`.
-    pub(super) fn put(&self, user: &UserName, credentials: Option<&Credentials>, now: Timestamp) {
+    /// Remembers `credentials` as the key of `user` of `account` (`None`: the hub's; none: the
+    /// store has none), fetched at `now`.
+    pub(super) fn put(
+        &self,
+        account: Option<&AccountId>,
+        user: &UserName,
+        credentials: Option<&Credentials>,
+        now: Timestamp,
+    ) {
         if self.ttl.is_zero() {
             return;
         }
+        let whose = (account.cloned(), user.clone());
         let mut entries = self.entries();
-        if !entries.contains_key(user) && entries.len() >= MAX_ENTRIES {
+        if !entries.contains_key(&whose) && entries.len() >= MAX_ENTRIES {
             entries.retain(|_, e| self.is_fresh(e.fetched_at, now));
             if entries.len() >= MAX_ENTRIES {
                 return;
             }
         }
         entries.insert(
-            user.clone(),
+            whose,
             Entry {
                 credentials: credentials.cloned(),
                 fetched_at: now,
@@ -108,11 +123,11 @@ mod tests {
         let t0: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
         let user = UserName::new("alice").unwrap();
         let cache = KeyCache::new(Duration::from_secs(30));
-        assert!(cache.get(&user, t0).is_none());
-        cache.put(&user, Some(&creds("AKIA0000000000000001")), t0);
+        assert!(cache.get(None, &user, t0).is_none());
+        cache.put(None, &user, Some(&creds("AKIA0000000000000001")), t0);
         let hit = |at: Timestamp| {
             cache
-                .get(&user, at)
+                .get(None, &user, at)
                 .map(|(c, t)| (c.map(|c| c.access_key_id), t))
         };
         let id = AccessKeyId::new("AKIA0000000000000001").unwrap();
@@ -121,10 +136,32 @@ mod tests {
         assert_eq!(hit(t0 + Duration::from_secs(30)), None);
         assert_eq!(hit(t0 - Duration::from_secs(1)), None);
         // A user without a key is remembered as such, as long.
-        cache.put(&user, None, t0);
+        cache.put(None, &user, None, t0);
         assert_eq!(hit(t0 + Duration::from_secs(29)), Some((None, t0)));
         assert_eq!(hit(t0 + Duration::from_secs(30)), None);
         assert!(format!("{cache:?}").contains("entries: 1"));
+    }
+
+    #[test]
+    fn the_same_name_in_two_accounts_is_two_entries() {
+        let t0: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        let user = UserName::new("ci").unwrap();
+        let one = AccountId::new("111111111111").unwrap();
+        let two = AccountId::new("222222222222").unwrap();
+        let cache = KeyCache::new(Duration::from_secs(30));
+        cache.put(Some(&one), &user, Some(&creds("AKIA0000000000000001")), t0);
+        cache.put(None, &user, Some(&creds("AKIA0000000000000002")), t0);
+        let id = |account: Option<&AccountId>| {
+            cache
+                .get(account, &user, t0)
+                .map(|(c, _)| c.map(|c| c.access_key_id.to_string()))
+        };
+        assert_eq!(
+            id(Some(&one)),
+            Some(Some("AKIA0000000000000001".to_owned()))
+        );
+        assert_eq!(id(None), Some(Some("AKIA0000000000000002".to_owned())));
+        assert_eq!(id(Some(&two)), None);
     }
 
     #[test]
@@ -132,8 +169,8 @@ mod tests {
         let t0: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
         let user = UserName::new("alice").unwrap();
         let cache = KeyCache::new(Duration::ZERO);
-        cache.put(&user, Some(&creds("AKIA0000000000000001")), t0);
-        cache.put(&user, None, t0);
-        assert!(cache.get(&user, t0).is_none());
+        cache.put(None, &user, Some(&creds("AKIA0000000000000001")), t0);
+        cache.put(None, &user, None, t0);
+        assert!(cache.get(None, &user, t0).is_none());
     }
 }

@@ -64,12 +64,13 @@
 //!   `5xx`), with the request id, source address, method, route, client id and user name (each
 //!   only once validated), token id, outcome, status and the precise reason. Never an API
 //!   key, a token or a secret access key.
-//! - **Cache.** Current keys are cached per user for [`ApiConfig::cache_ttl`], which must be
-//!   shorter than the rotation policy's grace period: a superseded key stays active for at
-//!   least the grace period, so a cached key is never one the rotator has deactivated. Only
-//!   found keys are cached, and for as long the fact that the store has no key for a user
-//!   (negative caching: unknown names asked for again and again do not reach the store); a
-//!   store failure is never papered over with a stale entry.
+//! - **Cache.** Current keys are cached per user (per account and user, for member accounts'
+//!   users) for [`ApiConfig::cache_ttl`], which must be shorter than the rotation policy's
+//!   grace period: a superseded key stays active for at least the grace period, so a cached
+//!   key is never one the rotator has deactivated. Only found keys are cached, and for as long
+//!   the fact that the store has no key for a user (negative caching: unknown names asked for
+//!   again and again do not reach the store); a store failure is never papered over with a
+//!   stale entry.
 //! - **No `5xx` from input.** Nothing a caller sends leads to a `5xx` or a panic; only a
 //!   failing store (`503 store_unavailable`) or an unusable token configuration
 //!   (`500 internal_error`) does.
@@ -456,8 +457,8 @@ impl Api {
     }
 
     /// The API serving member accounts' users too (`GET /active-key?account=ID&username=X`),
-    /// their keys read from `stores(account)`. Without it such a request is `404`. (Member
-    /// accounts' keys are read from the store on each request, not cached.)
+    /// their keys read from `stores(account)` and cached as the hub's users' are, by account
+    /// and user. Without it such a request is `404`.
     #[must_use]
     pub fn with_account_stores(mut self, stores: AccountStores) -> Self {
         self.accounts = Some(stores);
@@ -646,10 +647,7 @@ impl Api {
                         "client_scope_denies_user",
                     ));
                 }
-                match account {
-                    None => self.current_key(user, ctx.now).await,
-                    Some(account) => self.member_key(&account, user, ctx.now).await,
-                }
+                self.current_key(account.as_ref(), user, ctx.now).await
             }
         }
     }
@@ -676,8 +674,21 @@ impl Api {
         Ok(client)
     }
 
-    async fn current_key(&self, user: UserName, now: Timestamp) -> Result<Success, Rejection> {
-        match self.cache.get(&user, now) {
+    /// The current key of `user` of `account` (`None`: the hub's), from the cache or else
+    /// from its store; a found key and a user without one are cached alike.
+    async fn current_key(
+        &self,
+        account: Option<&AccountId>,
+        user: UserName,
+        now: Timestamp,
+    ) -> Result<Success, Rejection> {
+        if account.is_some() && self.accounts.is_none() {
+            return Err(Rejection::new(
+                ErrorCode::KeyNotFound,
+                "accounts_not_served",
+            ));
+        }
+        match self.cache.get(account, &user, now) {
             Some((Some(credentials), retrieved_at)) => {
                 return Ok(Success::Key {
                     user,
@@ -693,27 +704,14 @@ impl Api {
             }
             None => {}
         }
-        let found = self.store.current(&user).await;
-        match &found {
-            Ok(Some(credentials)) => self.cache.put(&user, Some(credentials), now),
-            Ok(None) => self.cache.put(&user, None, now),
-            Err(_) => {}
+        let found = match (account, &self.accounts) {
+            (Some(account), Some(stores)) => stores(account).current(&user).await,
+            _ => self.store.current(&user).await,
+        };
+        if let Ok(credentials) = &found {
+            self.cache.put(account, &user, credentials.as_ref(), now);
         }
         key_found(found, user, now)
-    }
-
-    /// A member account's user's current key, from that account's store (not cached).
-    async fn member_key(
-        &self,
-        account: &AccountId,
-        user: UserName,
-        now: Timestamp,
-    ) -> Result<Success, Rejection> {
-        let stores = self.accounts.as_ref().ok_or(Rejection::new(
-            ErrorCode::KeyNotFound,
-            "accounts_not_served",
-        ))?;
-        key_found(stores(account).current(&user).await, user, now)
     }
 }
 

@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::executor::block_on;
 use keyrot_api::{AccountStores, Api, ApiConfig, ErrorCode};
 use keyrot_core::SecretStore;
+use keyrot_core::Timestamp;
 use keyrot_core::accounts::AccountId;
-use keyrot_core::fake::{FakeAws, FaultRates};
+use keyrot_core::fake::{FakeAws, FaultRates, op};
 use keyrot_core::token::{ApiKey, ApiKeyDigest, ClientRegistry};
 
 use crate::world::*;
@@ -44,7 +46,13 @@ fn registry_with_fleet() -> ClientRegistry {
 /// The world's hub store, and a store per member account: one holds ci and deploy, two holds
 /// ci; three holds nothing.
 fn api_with_accounts() -> Api {
+    api_with_member_fakes().0
+}
+
+/// [`api_with_accounts`], with each member account's fake (its store's calls counted).
+fn api_with_member_fakes() -> (Api, BTreeMap<AccountId, FakeAws>) {
     let hub = World::new();
+    let mut fakes = BTreeMap::new();
     let mut stores: BTreeMap<AccountId, Arc<dyn SecretStore>> = BTreeMap::new();
     for (n, (account, users)) in [(ONE, &["ci", "deploy"][..]), (TWO, &["ci"]), (THREE, &[])]
         .into_iter()
@@ -60,31 +68,36 @@ fn api_with_accounts() -> Api {
                 t0() - secs(3600)
             ));
         }
-        stores.insert(
-            AccountId::new(account).unwrap(),
-            Arc::new(aws.store.clone()),
-        );
+        let account = AccountId::new(account).unwrap();
+        stores.insert(account.clone(), Arc::new(aws.store.clone()));
+        fakes.insert(account, aws);
     }
     let stores: AccountStores = Arc::new(move |account: &AccountId| Arc::clone(&stores[account]));
     let mut config = ApiConfig::new(&rotation());
     config.cache_ttl = TTL;
-    Api::new(
+    let api = Api::new(
         config,
         tokens(("k1", SECRET_K1), &[]),
         registry_with_fleet(),
         Arc::new(hub.aws.store),
     )
     .unwrap()
-    .with_account_stores(stores)
+    .with_account_stores(stores);
+    (api, fakes)
 }
 
 fn send(api: &Api, query: &str, api_key: &str) -> keyrot_api::ApiResponse {
+    send_at(api, query, api_key, t0())
+}
+
+/// `GET /active-key?{query}` by the client of `api_key` at `now`, with a token issued then.
+fn send_at(api: &Api, query: &str, api_key: &str, now: Timestamp) -> keyrot_api::ApiResponse {
     let world = World {
         aws: FakeAws::new(t0(), 1, FaultRates::none()),
         api: api.with_secrets(tokens(("k1", SECRET_K1), &[]), registry_with_fleet()),
     };
-    let token = world.token(api_key);
-    world.send(active_key(query, Some(api_key), Some(&token)), INSIDE)
+    let token = world.token_at(api_key, now);
+    world.send_at(active_key(query, Some(api_key), Some(&token)), INSIDE, now)
 }
 
 #[test]
@@ -168,4 +181,71 @@ fn an_api_without_member_stores_serves_no_account() {
         "alice",
         USERS[0].1,
     );
+}
+
+#[test]
+fn member_keys_are_cached_by_account_and_user_for_the_ttl_found_or_not() {
+    let (api, fakes) = api_with_member_fakes();
+    let ops = ops_key();
+    let fake = |n: &str| &fakes[&AccountId::new(n).unwrap()];
+    let reads = |n: &str| fake(n).plan.calls(op::STORE_CURRENT);
+    let key_id = |response: &keyrot_api::ApiResponse| {
+        body(response)["AccessKeyId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{response:?}"))
+            .to_owned()
+    };
+    let one_ci = format!("account={ONE}&username=ci");
+    let first = key_id(&send_at(&api, &one_ci, &ops, at(0)));
+    assert!(first.starts_with("AKIA1"), "{first}");
+    assert_eq!(reads(ONE), 1);
+
+    // The same name in account two is its own entry, with its own key.
+    let two_ci = format!("account={TWO}&username=ci");
+    assert!(key_id(&send_at(&api, &two_ci, &ops, at(1))).starts_with("AKIA2"));
+    assert_eq!(reads(TWO), 1);
+    // Nor is the hub's ci (which the hub's store lacks) answered from account one's entry.
+    assert_refused(
+        &send_at(&api, "username=ci", &ops, at(2)),
+        ErrorCode::KeyNotFound,
+        "no_stored_key",
+    );
+
+    // The rotator publishes a new key for account one's ci: the cached key is served until
+    // the TTL has passed, from the cache, then the new one, read once more.
+    let ci = user("ci");
+    let next = creds("AKIA9000000000000001", "member-next-secret");
+    let store = &fake(ONE).store;
+    block_on(store.put_pending(&ci, &next, at(3))).unwrap();
+    let seen = store.current_key(&ci);
+    block_on(store.promote(&ci, &next.access_key_id, seen)).unwrap();
+    let cached = send_at(&api, &one_ci, &ops, at(29));
+    assert_eq!(key_id(&cached), first);
+    assert_eq!(body(&cached)["RetrievedAt"], "2025-06-01T12:00:00Z");
+    assert_eq!(reads(ONE), 1, "served from the cache");
+    assert_eq!(
+        key_id(&send_at(&api, &one_ci, &ops, at(30))),
+        next.access_key_id.as_str()
+    );
+    assert_eq!(reads(ONE), 2);
+
+    // A user an account's store has no key for is remembered as such, as long.
+    let three_ci = format!("account={THREE}&username=ci");
+    assert_refused(
+        &send_at(&api, &three_ci, &ops, at(0)),
+        ErrorCode::KeyNotFound,
+        "no_stored_key",
+    );
+    assert_refused(
+        &send_at(&api, &three_ci, &ops, at(29)),
+        ErrorCode::KeyNotFound,
+        "no_stored_key_cached",
+    );
+    assert_eq!(reads(THREE), 1);
+    assert_refused(
+        &send_at(&api, &three_ci, &ops, at(30)),
+        ErrorCode::KeyNotFound,
+        "no_stored_key",
+    );
+    assert_eq!(reads(THREE), 2);
 }
