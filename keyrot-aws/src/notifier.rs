@@ -60,6 +60,9 @@ impl SesNotifier {
 /// The subject line of a notice's email.
 pub fn subject(notice: &Notice) -> String {
     let what = match notice {
+        Notice::InAccount { account, notice } => {
+            return subject(notice).replacen("[keyrot] ", &format!("[keyrot] {account}/"), 1);
+        }
         Notice::Rotated { .. } => "access key rotated",
         Notice::WillForceDeactivate { .. } => "old key still in use, will be deactivated",
         Notice::ForcedDeactivation { .. } => "old key deactivated while maybe in use",

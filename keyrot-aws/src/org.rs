@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_iam::config::ProvideCredentials;
 use aws_sdk_organizations::types::{AccountState, ChildType};
-use keyrot_core::accounts::{AccountId, AccountScope, OrgAccount, OuId};
+use keyrot_core::accounts::{AccountId, AccountNotifier, AccountScope, OrgAccount, OuId};
 use keyrot_core::{BoxError, Policy, Ports, Rotator};
 
 use crate::{AwsClients, AwsIam, AwsSecretStore, BackendSettings};
@@ -239,7 +239,8 @@ pub(crate) async fn assume(hub: &SdkConfig, role: &str) -> Result<SdkConfig, Org
 
 /// A member account's ports: IAM through the member role; the secret store (secrets named
 /// `<prefix><account>/<UserName>`), the lease (items `<account>/<UserName>`), the verifier,
-/// the notifier and the clock the hub's.
+/// the notifier (its notices naming the account, [`AccountNotifier`]) and the clock the
+/// hub's.
 #[derive(Debug, Clone)]
 pub struct MemberAccess {
     hub: AwsClients,
@@ -272,6 +273,8 @@ impl MemberAccess {
             iam: Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&member))),
             store: Arc::new(self.backend.account_store(&self.hub, account)),
             lease: Arc::new(self.backend.lease(&self.hub).for_account(account)),
+            // The hub's notifier, each notice naming the account.
+            notifier: Arc::new(AccountNotifier::new(account.clone(), hub.notifier)),
             ..hub
         })
     }

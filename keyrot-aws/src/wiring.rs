@@ -34,7 +34,7 @@ pub struct LogNotifier;
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
-        match notice {
+        match notice.event() {
             Notice::Rotated { .. } => {
                 tracing::info!(target: "keyrot::notice", user = %notice.user(), "{notice}");
             }

@@ -77,12 +77,13 @@ fn assert_exactly(template: &str, role: &str, needed: &[&str]) {
 fn the_many_accounts_roles_allow_exactly_what_keyrot_calls_through_them() {
     assert_exactly(&template_named("member.yaml"), "MemberRole", MEMBER_ACTIONS);
     assert_exactly(&template_named("org.yaml"), "OrgListRole", ORG_LIST_ACTIONS);
-    // The hub's accounts role: the rotator's secrets and lease actions, no IAM action in the
-    // hub and no SES (it logs its notices), and sts:AssumeRole of the member and list roles.
+    // The hub's accounts role: the rotator's secrets, lease and SES actions (the member
+    // accounts' notices are mailed from the hub), no IAM action in the hub, and sts:AssumeRole
+    // of the member and list roles.
     let mut hub: Vec<&str> = ROTATOR_ACTIONS
         .iter()
         .copied()
-        .filter(|a| !a.starts_with("iam:") && !a.starts_with("ses:"))
+        .filter(|a| !a.starts_with("iam:"))
         .collect();
     hub.push("sts:AssumeRole");
     assert_exactly(&template(), "AccountsRole", &hub);

@@ -132,6 +132,8 @@ enum Command {
         /// Only this user (repeatable).
         #[arg(long = "user", value_name = "USER")]
         users: Vec<String>,
+        #[command(flatten)]
+        accounts: AccountArgs,
     },
     /// Print a shell completion script (e.g. `keyrot completions bash > /etc/bash_completion.d/keyrot`).
     Completions {
@@ -475,29 +477,52 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             max_age_days,
             as_of,
             users,
+            accounts,
         } => {
-            let (backend, _) = open(&flags).await?;
+            let (backend, config) = open(&flags).await?;
             let now = as_of.unwrap_or_else(|| SystemClock.now());
             let options = GatherOptions {
                 last_used: true,
                 exempt: true,
             };
-            let states = gather(
-                &backend.rotator,
-                &user_names(&users)?,
-                options,
-                now,
-                &Unobserved,
-            )
-            .await
-            .map_err(CliError::Status)?;
+            let users = &user_names(&users)?;
+            let gathered: Vec<(Option<AccountId>, Result<_, String>)> = if accounts.org {
+                let fleet = Fleet::open(&backend, &config)?;
+                let each = fleet.each(|rotator| async move {
+                    gather(&rotator, users, options, now, &Unobserved).await
+                });
+                let reports = each.await?.into_iter();
+                reports.map(|r| (Some(r.account), r.outcome)).collect()
+            } else {
+                let rotator = rotator_for(&backend, &config, &accounts).await?;
+                let states = gather(&rotator, users, options, now, &Unobserved).await;
+                vec![(accounts.account, Ok(states.map_err(CliError::Status)?))]
+            };
+            let mut read = Vec::new();
+            for (account, outcome) in &gathered {
+                match (outcome, account) {
+                    (Ok(users), _) => read.push(report::AccountUsers {
+                        account: account.as_ref(),
+                        users,
+                    }),
+                    (Err(e), Some(account)) => eprintln!("keyrot: account {account}: {e}"),
+                    (Err(_), None) => {}
+                }
+            }
             let format = match format.as_str() {
                 "json" => report::Format::Json,
                 "markdown" => report::Format::Markdown,
                 _ => report::Format::Csv,
             };
-            print!("{}", report::render(&states, max_age_days, now, format)?);
-            Ok(ExitCode::SUCCESS)
+            print!(
+                "{}",
+                report::render_accounts(&read, max_age_days, now, format)?
+            );
+            Ok(if read.len() < gathered.len() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -2,12 +2,14 @@
 //! id, status, stage, creation, age and last use, the user's last rotation and next action,
 //! and whether it passes "no active key older than N days" (Security Hub IAM.3) and since when
 //! ([`keyrot_core::report::compliance`] says how that date is derived). As CSV, JSON or a
-//! Markdown table.
+//! Markdown table. Over member accounts (`--account`, `--org`, [`render_accounts`]) every row
+//! begins with its account.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use keyrot_core::Timestamp;
+use keyrot_core::accounts::AccountId;
 use keyrot_core::report::{Compliance, KeyState, LastUse, UserState, compliance};
 use serde::Serialize;
 
@@ -57,9 +59,20 @@ pub enum ReportError {
     Json(#[from] serde_json::Error),
 }
 
+/// The users of one account: the credentials' own (`account: None`) or a member account's.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountUsers<'a> {
+    /// The member account, if it is one.
+    pub account: Option<&'a AccountId>,
+    /// Its users' states.
+    pub users: &'a [UserState],
+}
+
 /// A user in the JSON report.
 #[derive(Debug, Serialize)]
 struct JsonUser<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a AccountId>,
     #[serde(flatten)]
     state: &'a UserState,
     max_age_days: u64,
@@ -73,23 +86,62 @@ pub fn render(
     now: Timestamp,
     format: Format,
 ) -> Result<String, ReportError> {
+    render_accounts(
+        &[AccountUsers {
+            account: None,
+            users,
+        }],
+        max_age_days,
+        now,
+        format,
+    )
+}
+
+/// As [`render`], over the users of several accounts: when one is a member account, each row
+/// begins with an `account` column (each JSON user with an `account` field).
+pub fn render_accounts(
+    accounts: &[AccountUsers<'_>],
+    max_age_days: u64,
+    now: Timestamp,
+    format: Format,
+) -> Result<String, ReportError> {
     let max_age = DAY * u32::try_from(max_age_days).unwrap_or(u32::MAX);
+    let named = accounts.iter().any(|a| a.account.is_some());
+    let columns: Vec<&str> = named
+        .then_some("account")
+        .into_iter()
+        .chain(COLUMNS)
+        .collect();
+    let all_rows = || {
+        accounts.iter().flat_map(move |a| {
+            rows(a.users, max_age_days, max_age, now)
+                .into_iter()
+                .map(move |row| {
+                    let account = a.account.map(ToString::to_string).unwrap_or_default();
+                    named.then_some(account).into_iter().chain(row).collect()
+                })
+        })
+    };
     match format {
         Format::Json => {
-            let users: Vec<JsonUser<'_>> = users
+            let users: Vec<JsonUser<'_>> = accounts
                 .iter()
-                .map(|state| JsonUser {
-                    state,
-                    max_age_days,
-                    compliance: compliance(state, max_age, now),
+                .flat_map(|a| {
+                    a.users.iter().map(|state| JsonUser {
+                        account: a.account,
+                        state,
+                        max_age_days,
+                        compliance: compliance(state, max_age, now),
+                    })
                 })
                 .collect();
             Ok(serde_json::to_string_pretty(&users)? + "\n")
         }
         Format::Csv => {
             let mut out = csv::Writer::from_writer(Vec::new());
-            out.write_record(COLUMNS)?;
-            for row in rows(users, max_age_days, max_age, now) {
+            out.write_record(&columns)?;
+            for row in all_rows() {
+                let row: Vec<String> = row;
                 out.write_record(&row)?;
             }
             let bytes = out
@@ -99,9 +151,10 @@ pub fn render(
         }
         Format::Markdown => {
             let mut out = String::new();
-            let _ = writeln!(out, "| {} |", COLUMNS.join(" | "));
-            let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len()));
-            for row in rows(users, max_age_days, max_age, now) {
+            let _ = writeln!(out, "| {} |", columns.join(" | "));
+            let _ = writeln!(out, "|{}", "---|".repeat(columns.len()));
+            for row in all_rows() {
+                let row: Vec<String> = row;
                 let cells: Vec<String> = row.iter().map(|c| markdown_cell(c)).collect();
                 let _ = writeln!(out, "| {} |", cells.join(" | "));
             }
@@ -231,5 +284,48 @@ mod tests {
         assert_eq!(json[0]["keys"][0]["stage"], "current");
         assert_eq!(json[0]["compliance"]["passes"], true, "{json}");
         assert_eq!(json[0]["max_age_days"], 200);
+        assert!(json[0].get("account").is_none(), "{json}");
+    }
+
+    #[test]
+    fn over_member_accounts_every_row_begins_with_its_account() {
+        let now = "2025-06-01T00:00:00Z".parse().unwrap();
+        let (one, two) = (
+            AccountId::new("111111111111").unwrap(),
+            AccountId::new("222222222222").unwrap(),
+        );
+        let users = [state()];
+        let accounts = [
+            AccountUsers {
+                account: Some(&one),
+                users: &users,
+            },
+            AccountUsers {
+                account: Some(&two),
+                users: &users,
+            },
+        ];
+        let csv = render_accounts(&accounts, 90, now, Format::Csv).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("account,user,managed,"), "{csv}");
+        assert!(
+            lines[1].starts_with("111111111111,ci,true,AKIAOLD"),
+            "{csv}"
+        );
+        assert!(
+            lines[2].starts_with("222222222222,ci,true,AKIAOLD"),
+            "{csv}"
+        );
+        assert_eq!(lines.len(), 3, "{csv}");
+        let markdown = render_accounts(&accounts, 90, now, Format::Markdown).unwrap();
+        assert!(markdown.starts_with("| account | user |"), "{markdown}");
+        assert!(markdown.contains("| 222222222222 | ci |"), "{markdown}");
+        assert!(markdown.lines().nth(1).unwrap().matches("---|").count() == 15);
+        let json: serde_json::Value =
+            serde_json::from_str(&render_accounts(&accounts, 90, now, Format::Json).unwrap())
+                .unwrap();
+        assert_eq!(json[0]["account"], "111111111111", "{json}");
+        assert_eq!(json[1]["account"], "222222222222", "{json}");
+        assert_eq!(json[1]["user"], "ci", "{json}");
     }
 }

@@ -191,7 +191,16 @@ async fn rotate_org_rotates_every_account_in_scope_and_reports_the_failed_ones()
         ("KEYROT_ORG_EXEMPT", exempt.as_str()),
         ("KEYROT_MAX_PARALLEL_ACCOUNTS", "2"),
     ];
-    let (code, out, err) = run(keyrot(moto, &org_vars).args(["rotate", "--org", "--force"])).await;
+    // The first run mails its notices from the hub (this test's own sender).
+    let sender = "keyrot-org-test@example.com";
+    moto.verify_sender(sender).await.unwrap();
+    let alerts = [
+        ("KEYROT_ALERT_FROM", sender),
+        ("KEYROT_ALERT_TO", "ops@example.com"),
+    ];
+    let (code, out, err) =
+        run(keyrot(moto, &[&org_vars[..], &alerts].concat()).args(["rotate", "--org", "--force"]))
+            .await;
     assert_eq!(code, 1, "two accounts failed: {out}\n{err}");
     let lines = summary(&out);
     for (account, old, old2, person) in &members {
@@ -216,6 +225,20 @@ async fn rotate_org_rotates_every_account_in_scope_and_reports_the_failed_ones()
     );
     check_untouched(moto, &exempt, "ci", &exempt_key).await;
     check_untouched(moto, &outside, "ci", &outside_key).await;
+    // Each notice names its account, as the deployed worker's do.
+    let mails = moto.sent_mails(sender).unwrap();
+    for (account, old, _, _) in &members {
+        let mail = mails
+            .iter()
+            .find(|m| m["subject"] == format!("[keyrot] {account}/ci: access key rotated"))
+            .unwrap_or_else(|| panic!("no mail for {account}/ci: {mails:?}"));
+        let body = mail["body"].as_str().unwrap();
+        assert!(
+            body.starts_with(&format!("account {account}: ci: rotated {old} -> ")),
+            "{body}"
+        );
+    }
+    assert_eq!(mails.len(), 9, "a mail per rotated user: {mails:?}");
 
     // An account added to a unit in scope between runs is covered by the next run.
     let added = moto.create_account("added", &nested).await.unwrap();
@@ -237,6 +260,36 @@ async fn rotate_org_rotates_every_account_in_scope_and_reports_the_failed_ones()
         stored.knows(&keyrot_core::AccessKeyId::new(&added_key).unwrap()),
         "adopted: {stored:?}"
     );
+
+    // The auditors' report over the organization: every row begins with its account; the
+    // accounts that could not be read are said on stderr and fail the command.
+    let (code, out, err) = run(keyrot(moto, &org_vars).args(["report", "--org"])).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.starts_with("account,user,managed,"), "{out}");
+    for account in members.iter().map(|m| &m.0).chain([&added]) {
+        assert!(
+            out.contains(&format!("\n{account},ci,true,AKIA")),
+            "{account}: {out}"
+        );
+    }
+    for account in [&missing, &denying] {
+        assert!(!out.contains(account.as_str()), "{out}");
+        assert!(err.contains(&format!("account {account}: ")), "{err}");
+    }
+    let (code, out, err) = run(keyrot(moto, &[]).args([
+        "report",
+        "--format",
+        "json",
+        "--account",
+        members[0].0.as_str(),
+        "--user",
+        "ci",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report[0]["account"], members[0].0.as_str(), "{report}");
+    assert_eq!(report[0]["user"], "ci", "{report}");
 
     // One account by its id: status, a second rotation, then a rollback to the key before.
     let (account, old, _, _) = &members[0];

@@ -39,6 +39,9 @@ use serde::Serialize;
 
 use crate::driver::RunReport;
 
+mod notifier;
+pub use notifier::AccountNotifier;
+
 /// A twelve-digit AWS account id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]

@@ -326,6 +326,14 @@ pub enum Notice {
         /// What failed, without secrets.
         error: String,
     },
+    /// `notice`, about a user of member account `account` (see
+    /// [`crate::accounts::AccountNotifier`]): its text and subject name the account.
+    InAccount {
+        /// The member account.
+        account: crate::accounts::AccountId,
+        /// What happened there.
+        notice: Box<Self>,
+    },
 }
 
 impl Notice {
@@ -340,6 +348,23 @@ impl Notice {
             | Self::ForcedUndelivered { user, .. }
             | Self::Blocked { user, .. }
             | Self::Failed { user, .. } => user,
+            Self::InAccount { notice, .. } => notice.user(),
+        }
+    }
+
+    /// The member account the notice is about (`None`: the hub's, or a single account's).
+    pub fn account(&self) -> Option<&crate::accounts::AccountId> {
+        match self {
+            Self::InAccount { account, .. } => Some(account),
+            _ => None,
+        }
+    }
+
+    /// What happened, whichever account it happened in.
+    pub fn event(&self) -> &Self {
+        match self {
+            Self::InAccount { notice, .. } => notice.event(),
+            _ => self,
         }
     }
 
@@ -348,7 +373,7 @@ impl Notice {
     /// event (rotated, deactivated, discarded), which happens once.
     pub fn is_standing(&self) -> bool {
         matches!(
-            self,
+            self.event(),
             Self::Blocked { .. }
                 | Self::Failed { .. }
                 | Self::WillForceDeactivate { .. }
@@ -410,6 +435,7 @@ impl fmt::Display for Notice {
             ),
             Self::Blocked { user, reason } => write!(f, "{user}: blocked: {reason}"),
             Self::Failed { user, error } => write!(f, "{user}: failed: {error}"),
+            Self::InAccount { account, notice } => write!(f, "account {account}: {notice}"),
         }
     }
 }

@@ -5,6 +5,8 @@
 use super::*;
 
 const MEMBER_ROLE: &str = "keyrot-member";
+/// The hub's SES sender of the fan-out's notices (this test's own).
+const SENDER: &str = "keyrot-fanout@example.com";
 
 #[test]
 fn the_worker_lists_the_scope_and_rotates_each_account_and_a_denying_one_fails_alone() {
@@ -31,6 +33,7 @@ fn the_worker_lists_the_scope_and_rotates_each_account_and_a_denying_one_fails_a
         let denying = moto.create_account("lambda-denying", &ou).await.unwrap();
         let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"iam:*","Resource":"*"}]}"#;
         moto.create_role_in(&denying, MEMBER_ROLE, deny).await.unwrap();
+        moto.verify_sender(SENDER).await.unwrap();
         (ou, members, denying)
     });
 
@@ -40,6 +43,8 @@ fn the_worker_lists_the_scope_and_rotates_each_account_and_a_denying_one_fails_a
         ("KEYROT_SECRET_PREFIX", prefix.to_owned()),
         ("KEYROT_ORG_INCLUDE", ou.to_string()),
         ("KEYROT_METRICS_NAMESPACE", "keyrot-test".to_owned()),
+        ("KEYROT_ALERT_FROM", SENDER.to_owned()),
+        ("KEYROT_ALERT_TO", "ops@example.com".to_owned()),
     ]);
     let mut function = Function::start(env!("CARGO_BIN_EXE_keyrot-rotate"), &runtime, &env);
 
@@ -120,6 +125,25 @@ fn the_worker_lists_the_scope_and_rotates_each_account_and_a_denying_one_fails_a
             }
         }
     });
+
+    // Each account's notices are mailed from the hub and name the account: the subject as
+    // `<account>/<user>`, the text as `account <account>: ...`.
+    let mails = moto.sent_mails(SENDER).unwrap();
+    for account in &members {
+        for user in ["ci", "deploy"] {
+            let subject = format!("[keyrot] {account}/{user}: access key rotated");
+            let mail = mails
+                .iter()
+                .find(|m| m["subject"] == subject.as_str())
+                .unwrap_or_else(|| panic!("no mail {subject:?}: {mails:?}"));
+            let body = mail["body"].as_str().unwrap();
+            assert!(
+                body.starts_with(&format!("account {account}: {user}: published AKIA")),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(mails.len(), 6, "{mails:?}");
 
     // Per-account metrics: the dimension Account beside Service.
     let metrics = function.metric_lines();
