@@ -6,7 +6,8 @@
 #      and org templates pass the rules about their roles (MEMBER_RULES, ORG_RULES), and every
 #      deliberately bad template in cfn/bad fails the rule it is named after
 #      (cfn/bad/<rule>[--<variant>].yaml), with each message its "# expect:" lines name;
-#   3. the rehearsal (cfn/rehearse.py): the template deployed into moto on 127.0.0.1.
+#   3. the rehearsal (cfn/rehearse.py): the template deployed into moto on 127.0.0.1;
+#   4. the accounts state machine executed by moto's interpreter (cfn/execute.py).
 # cfn-guard is installed once with cargo into ~/.cache/keyrot/tools (override: KEYROT_TOOLS), built
 # in its own target directory so that it never waits on the workspace's build.
 set -euo pipefail
@@ -93,5 +94,8 @@ done
 step "rehearsal: the template deployed into moto on 127.0.0.1"
 "$venv/bin/python" cfn/rehearse.py || fail "the rehearsal in moto failed (above)"
 
-printf '\ncfn: cfn-lint clean, %d guard rules pass and each fails its bad templates, rehearsal passed (%d s)\n' \
+step "the accounts state machine executed by moto's interpreter"
+"$venv/bin/python" cfn/execute.py 2>/dev/null || fail "the state machine's execution in moto failed (run cfn/execute.py)"
+
+printf '\ncfn: cfn-lint clean, %d guard rules pass and each fails its bad templates, rehearsal and execution passed (%d s)\n' \
   "$rules" $((SECONDS - started))
