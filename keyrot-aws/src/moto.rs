@@ -19,6 +19,7 @@
 //! [`FaultProxy`] stands in front of the server to inject what moto never does: throttling,
 //! lost replies, and a crash of the caller at a chosen call.
 
+mod bucket;
 mod mail;
 mod org;
 mod proxy;

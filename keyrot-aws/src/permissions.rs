@@ -61,6 +61,11 @@ pub const DELIVERY_ACTIONS: &[&str] = &[
     "kms:Decrypt",
 ];
 
+/// The actions of the fan-out's run summary (keyrot-lambda's `summary`, through
+/// [`Objects`](crate::Objects)): `GetObject` of the inventory (`inventory/`) and the map's
+/// results (`runs/`), `PutObject` of the summary (`summaries/`), nothing else in the bucket.
+pub const SUMMARY_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject"];
+
 /// Every action the API calls: it only reads secrets (each user's current key, its signing
 /// keys and its client registry).
 pub const API_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];

@@ -141,3 +141,50 @@ fn the_check_sees_a_missing_action() {
         "{granted:?}"
     );
 }
+
+/// The statement of `role` named `sid`: from its `Sid:` to the next statement.
+fn statement<'a>(role: &'a str, sid: &str) -> &'a str {
+    let start = role
+        .find(&format!("Sid: {sid}"))
+        .unwrap_or_else(|| panic!("no statement {sid}"));
+    let rest = &role[start..];
+    let end = rest[1..].find("- Sid:").map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+#[test]
+fn the_summary_reads_the_run_and_writes_only_summaries() {
+    let template = template();
+    let role = resource(&template, "AccountsRole");
+    let granted = actions_of(role, &["s3:"]);
+    let needed: BTreeSet<String> = keyrot_aws::permissions::SUMMARY_ACTIONS
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    assert_eq!(granted, needed);
+    let read = statement(role, "ReadRun");
+    assert_eq!(
+        actions_of(read, &["s3:"]),
+        BTreeSet::from(["s3:GetObject".to_owned()])
+    );
+    assert!(
+        read.contains("${AccountsBucket.Arn}/inventory/*")
+            && read.contains("${AccountsBucket.Arn}/runs/*"),
+        "{read}"
+    );
+    assert_eq!(read.matches("AccountsBucket.Arn").count(), 2, "{read}");
+    let write = statement(role, "WriteSummary");
+    assert_eq!(
+        actions_of(write, &["s3:"]),
+        BTreeSet::from(["s3:PutObject".to_owned()])
+    );
+    assert!(
+        write.contains("${AccountsBucket.Arn}/summaries/*\""),
+        "{write}"
+    );
+    assert_eq!(write.matches("AccountsBucket.Arn").count(), 1, "{write}");
+    // The state machine writes the inventory and the results, never a summary.
+    let machine = resource(&template, "AccountsStateMachineRole");
+    assert!(!machine.contains("summaries"), "{machine}");
+    assert!(!machine.contains("${AccountsBucket.Arn}/*"), "{machine}");
+}

@@ -35,16 +35,16 @@ use std::future::Future;
 use std::str::FromStr;
 
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::driver::RunReport;
 
 mod notifier;
 pub use notifier::AccountNotifier;
 
-/// A twelve-digit AWS account id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+/// A twelve-digit AWS account id (read from JSON as its checked string).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct AccountId(String);
 
 /// A string that is not an account id or an organization unit id.
@@ -80,6 +80,19 @@ impl AccountId {
     /// The twelve digits.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(id: AccountId) -> Self {
+        id.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = OrgIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
     }
 }
 
@@ -301,7 +314,9 @@ pub struct AccountSummary {
     /// The account.
     pub account: AccountId,
     /// `ok` (every user reconciled), `failed` (some users failed or are blocked) or
-    /// `unreachable` (the account's run could not start).
+    /// `unreachable` (the account's run could not start); in the deployed fan-out's summary
+    /// also `not_run` (the map ended before the account's turn) and `missing` (named in
+    /// scope, not an active account of the organization).
     pub outcome: &'static str,
     /// Managed users run.
     pub users: usize,

@@ -12,6 +12,13 @@
 //!   past the Lambda deadline, and never runs twice at once (one item per account). Its EMF line
 //!   carries the dimension `Account`.
 //!
+//! - `{"keyrot": "summary", "bucket": ..., "execution": ..., "run": {...}}`: the run summary
+//!   over all accounts ([`crate::summary`]), from the inventory and the map's results in the
+//!   accounts bucket, written there as `summaries/<execution>.json`; it answers with that key
+//!   and the totals. `run` is the execution's state when the map ended: the inventory's
+//!   `missing`, the map's output (`results`, its `ResultWriterDetails`) or, when the map
+//!   failed, `failure`.
+//!
 //! An account that cannot be reached (its role missing or refusing) fails the invocation with
 //! `keyrot.NotRetryable.AccessDenied`, or `keyrot.Retryable.Unreachable` for a failure that
 //! may pass (throttling, a transient error): the map retries the latter, counts the former
@@ -19,7 +26,7 @@
 //! failure never stops the others.
 
 use keyrot_aws::org::{MemberAccess, OrgError, OrgSettings, Organization, accounts_in_scope};
-use keyrot_aws::{AwsClients, BackendSettings};
+use keyrot_aws::{AwsClients, BackendSettings, Objects};
 use keyrot_core::accounts::{AccountId, AccountSummary};
 use keyrot_core::driver::{RunError, error_chain};
 use keyrot_core::{IamError, Outcome, Policy, RunOptions, Timestamp};
@@ -29,6 +36,9 @@ use serde_json::Value;
 
 use crate::metrics::{RunMetrics, account_run_line};
 use crate::rotate::{iam_retryable, run_deadline};
+use crate::summary::{
+    Manifest, Record, RunSummary, inventory_key, is_execution_name, summarize, summary_key,
+};
 
 /// What the state machine asks.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -40,7 +50,71 @@ pub enum FanOutEvent {
     Account {
         /// The account's id.
         account: String,
+        /// The previous answer for this account when the map's item loops (users were left
+        /// for lack of time): its rotations are counted in this answer's.
+        #[serde(default)]
+        before: Option<Before>,
     },
+    /// The run summary over all accounts.
+    Summary {
+        /// The accounts bucket.
+        bucket: String,
+        /// The execution's name.
+        execution: String,
+        /// The execution's state when the map ended.
+        #[serde(default)]
+        run: RunState,
+    },
+}
+
+/// What the summary reads of the execution's state (`$` when the map ended): the accounts
+/// the inventory found missing, the map's output, or why it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct RunState {
+    /// The inventory's answer (its `missing`).
+    #[serde(default)]
+    pub inventory: Option<InventoryState>,
+    /// The map's output: where its results are (absent when it failed).
+    #[serde(default)]
+    pub results: Option<MapResults>,
+    /// Why the map failed (its `Error` and `Cause`), if it did.
+    #[serde(default)]
+    pub failure: Option<Value>,
+}
+
+/// The inventory's answer as the state keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct InventoryState {
+    /// The accounts the scope names that the organization does not list as active.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+/// What a looping item carries from its previous answer (nothing on its first turn).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Before {
+    /// Users rotated so far.
+    #[serde(default)]
+    pub rotated: usize,
+}
+
+/// A Distributed Map's output with a `ResultWriter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MapResults {
+    /// Where the manifest is.
+    #[serde(default)]
+    pub result_writer_details: Option<ResultsAt>,
+}
+
+/// Where a map's manifest is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultsAt {
+    /// The bucket.
+    pub bucket: String,
+    /// The manifest's key.
+    pub key: String,
 }
 
 impl FanOutEvent {
@@ -77,15 +151,38 @@ pub enum FanOutError {
     /// The function was deployed without the fan-out's settings.
     #[error("this function is not set up for many accounts")]
     NotSetUp,
+    /// The summary's execution name cannot name an object, or its results are in another
+    /// bucket.
+    #[error("the summary request names {0:?}, which is not this run's")]
+    BadSummary(String),
+    /// An object in the accounts bucket could not be read or written.
+    #[error(transparent)]
+    Objects(#[from] keyrot_aws::ObjectError),
+    /// An object in the accounts bucket is not what the state machine writes.
+    #[error("s3://{bucket}/{key} is not what the state machine writes")]
+    BadObject {
+        /// The bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl FanOutError {
     /// The `errorType` reported to Lambda, which the state machine's `Retry` matches.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::BadEvent(_) | Self::BadAccount(_) | Self::NotSetUp => {
+            Self::BadEvent(_) | Self::BadAccount(_) | Self::NotSetUp | Self::BadSummary(_) => {
                 "keyrot.NotRetryable.BadEvent"
             }
+            Self::BadObject { .. } => "keyrot.NotRetryable.BadObject",
+            Self::Objects(keyrot_aws::ObjectError::AccessDenied { .. }) => {
+                "keyrot.NotRetryable.AccessDenied"
+            }
+            Self::Objects(_) => "keyrot.Retryable.Storage",
             Self::Org(
                 OrgError::Exempt(_) | OrgError::NotInOrganization(_) | OrgError::Malformed(_),
             ) => "keyrot.NotRetryable.OutOfScope",
@@ -121,7 +218,7 @@ pub struct Inventory {
 }
 
 /// One item of the map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// The account.
     pub account: AccountId,
@@ -194,6 +291,7 @@ impl FanOut {
     pub async fn account(
         &self,
         account: &str,
+        before: Option<&Before>,
         lambda_deadline: Option<Timestamp>,
         namespace: &str,
     ) -> Result<AccountHandled, FanOutError> {
@@ -226,13 +324,103 @@ impl FanOut {
             now,
             account.as_str(),
         );
+        let mut summary = AccountSummary::of(account, &Ok(report));
+        // Users and failures are this run's (it saw every user again); rotations add up.
+        summary.rotated += before.map_or(0, |b| b.rotated);
         Ok(AccountHandled {
             output: AccountOutput {
-                summary: AccountSummary::of(account, &Ok(report)),
+                summary,
                 skipped,
                 more: skipped > 0,
             },
             metrics,
         })
     }
+
+    /// The run summary of `execution` over all accounts, from the accounts `bucket` (see
+    /// [`crate::summary`]), written there; the key it was written to, with the summary.
+    pub async fn summary(
+        &self,
+        bucket: &str,
+        execution: &str,
+        run: &RunState,
+    ) -> Result<(String, RunSummary), FanOutError> {
+        if !is_execution_name(execution) {
+            return Err(FanOutError::BadSummary(execution.to_owned()));
+        }
+        let objects = Objects::new(self.hub.s3.clone(), bucket);
+        let inventory: Vec<Item> = read(&objects, inventory_key(execution))
+            .await?
+            .unwrap_or_default();
+        let mut records: Vec<Record> = Vec::new();
+        if let Some(at) = run
+            .results
+            .as_ref()
+            .and_then(|r| r.result_writer_details.as_ref())
+        {
+            if at.bucket != bucket {
+                return Err(FanOutError::BadSummary(at.bucket.clone()));
+            }
+            let manifest: Manifest = read(&objects, at.key.clone()).await?.unwrap_or_default();
+            for file in manifest.result_files.all() {
+                let file: Vec<Record> = read(&objects, file.key.clone()).await?.unwrap_or_default();
+                records.extend(file);
+            }
+        }
+        let missing: Vec<AccountId> = run
+            .inventory
+            .iter()
+            .flat_map(|i| &i.missing)
+            .map(|a| AccountId::new(a).map_err(FanOutError::BadAccount))
+            .collect::<Result<_, _>>()?;
+        let accounts: Vec<AccountId> = inventory.into_iter().map(|i| i.account).collect();
+        let map_error =
+            run.failure
+                .as_ref()
+                .map(|f| match (f["Error"].as_str(), f["Cause"].as_str()) {
+                    (Some(error), Some(cause)) => format!("{error}: {cause}"),
+                    (Some(error), None) => error.to_owned(),
+                    _ => f.to_string(),
+                });
+        let summary = summarize(execution, &accounts, &missing, &records, map_error);
+        let key = summary_key(execution);
+        let body =
+            serde_json::to_vec_pretty(&summary).map_err(|source| FanOutError::BadObject {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+                source,
+            })?;
+        objects.put(&key, body, "application/json").await?;
+        Ok((key, summary))
+    }
+}
+
+/// The JSON object at `key`, if there is one.
+async fn read<T: serde::de::DeserializeOwned>(
+    objects: &Objects,
+    key: String,
+) -> Result<Option<T>, FanOutError> {
+    let Some(body) = objects.get(&key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|source| FanOutError::BadObject {
+            bucket: objects.bucket().to_owned(),
+            key,
+            source,
+        })
+}
+
+/// The answer to a summary request: where the summary is, and its totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SummaryOutput {
+    /// The summary's key in the accounts bucket.
+    pub key: String,
+    /// Accounts named.
+    pub total: usize,
+    /// Accounts that did not end `ok`.
+    pub failed: usize,
+    /// Users given a new key.
+    pub rotated: usize,
 }

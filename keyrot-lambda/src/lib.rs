@@ -31,3 +31,4 @@ pub mod fanout;
 pub mod metrics;
 pub mod rotate;
 pub mod runtime;
+pub mod summary;

@@ -371,6 +371,8 @@ pub enum Response {
     Inventory(crate::fanout::Inventory),
     /// One account's run.
     Account(crate::fanout::AccountOutput),
+    /// The run summary over all accounts, written.
+    Summary(crate::fanout::SummaryOutput),
 }
 
 impl RotateFunction {
@@ -384,12 +386,26 @@ impl RotateFunction {
         let fan_out = self.fan_out.as_ref().ok_or(FanOutError::NotSetUp)?;
         match request {
             FanOutEvent::Inventory => Ok(Response::Inventory(fan_out.inventory().await?)),
-            FanOutEvent::Account { account } => {
+            FanOutEvent::Account { account, before } => {
                 let handled = fan_out
-                    .account(&account, lambda_deadline, &self.namespace)
+                    .account(&account, before.as_ref(), lambda_deadline, &self.namespace)
                     .await?;
                 metrics::emit(&handled.metrics);
                 Ok(Response::Account(handled.output))
+            }
+            FanOutEvent::Summary {
+                bucket,
+                execution,
+                run,
+            } => {
+                let (key, summary) = fan_out.summary(&bucket, &execution, &run).await?;
+                let totals = &summary.summary;
+                Ok(Response::Summary(crate::fanout::SummaryOutput {
+                    key,
+                    total: totals.total,
+                    failed: totals.failed,
+                    rotated: totals.rotated,
+                }))
             }
         }
     }
