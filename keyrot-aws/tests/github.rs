@@ -186,6 +186,17 @@ impl World {
         );
     }
 
+    /// Runs every two days until a key other than `first` is published.
+    async fn next_rotation(&self, first: &AccessKeyId) -> AccessKeyId {
+        for _ in 0..20 {
+            self.aws.clock.advance(2 * DAY);
+            if let Some(key) = published(&self.run().await).filter(|k| k != first) {
+                return key;
+            }
+        }
+        panic!("no second rotation")
+    }
+
     fn status(&self, key: &AccessKeyId) -> KeyStatus {
         self.aws.iam.key(key).unwrap().status
     }
@@ -277,15 +288,7 @@ async fn an_environment_on_github_enterprise_server_gets_the_new_key_and_keeps_i
     // The next rotation updates the secrets (created_at kept) and keeps an organization
     // secret's visibility as an administrator set it.
     w.server.set_visibility("orgs/acme", "selected");
-    let mut second = None;
-    for _ in 0..20 {
-        w.aws.clock.advance(2 * DAY);
-        second = published(&w.run().await).filter(|k| *k != first);
-        if second.is_some() {
-            break;
-        }
-    }
-    let second = second.expect("a second rotation");
+    let second = w.next_rotation(&first).await;
     w.assert_holds("repos/acme/app/environments/prod", "DEPLOY", &second)
         .await;
     let org = w
@@ -390,6 +393,29 @@ async fn a_write_github_accepted_but_lost_is_not_taken_as_delivered() {
         async |w| w.server.drop_writes(false),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_update_of_secrets_that_exist_is_not_taken_as_delivered() {
+    let w = world("gh-lost-update", "gh=gh-repo:acme/app:AWS", false).await;
+    w.server.add_scope("repos/acme/app");
+    let first = w.current(&w.run().await);
+    w.assert_holds("repos/acme/app", "AWS", &first).await;
+    // GitHub accepts the next key's writes and loses them: the secrets exist, but their
+    // `updated_at` is older than the write.
+    w.server.drop_writes(true);
+    w.aws.notifier.take();
+    let second = w.next_rotation(&first).await;
+    let alert = w.undelivered();
+    assert!(
+        alert.contains("gh (GitHub gh-repo:acme/app:AWS): written, but not seen there yet"),
+        "{alert}"
+    );
+    w.assert_holds("repos/acme/app", "AWS", &first).await;
+    w.server.drop_writes(false);
+    w.aws.clock.advance(HOUR);
+    w.run().await;
+    w.assert_holds("repos/acme/app", "AWS", &second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
