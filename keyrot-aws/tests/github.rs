@@ -7,7 +7,8 @@
 //! an alert naming the GitHub destination).
 //!
 //! IAM, STS and the lease are the in-memory fakes on a virtual clock (so that a grace period
-//! passes in a test); keyrot's secret and the GitHub token are moto's Secrets Manager.
+//! passes in a test); keyrot's secret and the GitHub credential (a token, or a GitHub App's key)
+//! are moto's Secrets Manager.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "github/server.rs"]
@@ -26,6 +27,11 @@ use keyrot_core::{
     SecretStore, Timestamp, UserName, Wait,
 };
 use server::{Calls, GitHubServer};
+
+/// A GitHub App's RSA key, made for these tests only (`openssl genrsa -traditional 2048`).
+const APP_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEArzSzYkjiPsz1zS6akwcraE9MuqKjEYuPFt8vJCLUXQHig988\nrdpGfizHmlNpqeItDOC/adrqMaUcGwr4jWoiPrbhvvRvxeEe3i2Ss99uHBWp7MSq\ni7ZCA5ez1OIbCL1kZAkuDc7ubLBB5fIEDF7ZIWdMwMQzkWyFaFZQ3ds5Lxva6Tg/\nwPxBRb8G5i9mgshgpZukV8r63r1s58zBm0FpJPveUxGP9QyMoXjmb+Hbn2tWjd16\nyRXGUgbBrAfZVBDDVnYPf6TM8WQYAYK1ZGbaflYtjxZiUm+3YBVbh2Nqk5uTgDDz\n5KHpaeyio7HjSGNmsxqh6FSAIAgnnLwS+klaAwIDAQABAoIBABA4aCXAlaGMHB2D\neQVaSTx+SvOPEbBoI+Em3G2+A7xwljtF3uTsK6aMGBaY2P7EqmMM05ZwkUnzUpIh\nBo3LtkvpZnuP6bZ/dvoewfwrwpKQYYuX/CoJv5F8PpvbgEvjgiMjbm4SKvnzqht9\nt746xw3+oEPLEPMfrDd9S5NJM8Fr7TCtTvcskt3Z1CmOkvWMvJl5EA/Xy7gl7qyF\nlb8j9ejUWjcwDDPTGw8eNQ4bMsYxlr6c0oh85TApTIXzGHluh7CXnNJe+KU550xL\nBiNnm8E2CKsUUeeZthalL2+RaMbyaOoXc8DzBkXSiklSumaC/bJIeeU1OzfxQ9l1\nmV5P07ECgYEA8kQGoFYiB/SJENAALnUiF5YyljuIDAvzZHZJAHvL3lvaKZSPrsMP\nRbDHxOLByGLsr/vrBRsRhAEp/o0VjGNTyM7niYduQXr28qpkbtktgPp2DtIDf/OB\nmsliP02+lR1OeAV/miXNMmrUTRsdEity9bkRzlXDlsItHYCP5108/Q0CgYEAuSNx\nYKt70m6wQ799FfS9g3JagQjUmih78OFmZ51ZCBDnvqo3I5zaBcjWFcCItIY0dq+5\nwo6CJiR7k5Y6hHHAKoavoKLoP2ThA6lwBxhpvQ5yXd5rwf96LZA7iAoDq2UCF/+O\nwjoWJaXAe7z4dexqJVASuGKksj2vHHKUS9pRj08CgYEAwJzXC9kPO3XvF7/XtRgJ\nn+kZlRoFo1ZJD6F/jvPd9Y7fl9l2lwKcfNL9MQr7+J62AYDvrOKFfYcTZT+0VyaN\ncYUWzuAvB76E4hAYw4zFwdrfzA6rG6p1a6QbCat9D776KTBt8BeH2kLXQeqBpXWH\n89dNUdgcJhuBlQgm4VLe720CgYAF8k589WUXwDhnJKpm3yKLK0we4uK5RN2eQg8g\n+tvWN3zKEfuNaEdUcjv2HOYHLlxXB5Pm3N7vTLKvbd7ZTDII66SOe00MZDgZ/wI7\nKByVVvZzb2Z0p7kL55sR5ohxo9/qV2oFcQovEWDaWJp+ZyaNpkHDrF9v3i1Ws5Nx\n0ERYXwKBgQCsSbKUibPNd2lBD4Lsk2jwMRsK9c0Qp+/6PxFsDTbmrMOF6m+Snnhk\nrG9Ms0xaHuF/vrYCD06UOzKFBirSny9a5MI+Tw2cSM83G2bQ0KPxkK9DVCG6ykOw\n1OihNCmIJtEnlIiFkxPNqDYtjw9DWpXc0gRdERmz6h8vXQutvKBNRg==\n-----END RSA PRIVATE KEY-----";
+/// Its public half, PKCS #1 DER in base64 (`openssl rsa -RSAPublicKey_out -outform DER`).
+const APP_PUBLIC_KEY: &str = "MIIBCgKCAQEArzSzYkjiPsz1zS6akwcraE9MuqKjEYuPFt8vJCLUXQHig988rdpGfizHmlNpqeItDOC/adrqMaUcGwr4jWoiPrbhvvRvxeEe3i2Ss99uHBWp7MSqi7ZCA5ez1OIbCL1kZAkuDc7ubLBB5fIEDF7ZIWdMwMQzkWyFaFZQ3ds5Lxva6Tg/wPxBRb8G5i9mgshgpZukV8r63r1s58zBm0FpJPveUxGP9QyMoXjmb+Hbn2tWjd16yRXGUgbBrAfZVBDDVnYPf6TM8WQYAYK1ZGbaflYtjxZiUm+3YBVbh2Nqk5uTgDDz5KHpaeyio7HjSGNmsxqh6FSAIAgnnLwS+klaAwIDAQAB";
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -135,6 +141,7 @@ impl World {
         let github = GitHubDelivery::new(
             self.secrets.clone(),
             &self.credential,
+            self.aws.ports().clock,
             &self.server.base_url(),
             Duration::from_secs(5),
             Duration::from_secs(10),
@@ -416,6 +423,52 @@ async fn a_lost_update_of_secrets_that_exist_is_not_taken_as_delivered() {
     w.aws.clock.advance(HOUR);
     w.run().await;
     w.assert_holds("repos/acme/app", "AWS", &second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_credential_is_exchanged_for_an_installation_token() {
+    use base64::Engine as _;
+    let mut w = world("gh-app", "gh=gh-repo:acme/app:AWS", false).await;
+    w.server.add_scope("repos/acme/app");
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(APP_PUBLIC_KEY)
+        .unwrap();
+    w.server.set_app("1234", 42, public.clone());
+    w.server.set_token("ghs_installation_token");
+    let app = serde_json::json!({"app_id": 1234, "installation_id": 42, "private_key": APP_KEY});
+    set_secret(&w.secrets, &w.credential, &app.to_string()).await;
+    let new = w.current(&w.run().await);
+    w.assert_holds("repos/acme/app", "AWS", &new).await;
+    assert_eq!(
+        w.server.requests()[0],
+        "POST /app/installations/42/access_tokens",
+        "{:?}",
+        w.server.requests()
+    );
+    let exchanges = w
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST "))
+        .count();
+    assert_eq!(
+        exchanges, 1,
+        "the installation token is kept for the adapter's life"
+    );
+
+    // Another installation: the exchange's 404 is the delivery's error.
+    w.server.set_app("1234", 7, public);
+    w.aws.notifier.take();
+    w.rotator = w.fresh_rotator();
+    w.next_rotation(&new).await;
+    let alert = w.undelivered();
+    assert!(
+        alert.contains(
+            "gh (GitHub gh-repo:acme/app:AWS): the destination does not exist: GitHub POST \
+             /app/installations/42/access_tokens answered 404 Not Found: Not Found"
+        ),
+        "{alert}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

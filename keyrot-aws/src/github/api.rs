@@ -33,13 +33,18 @@ pub enum GitHubError {
     /// The credential's secret holds no token (an empty or binary value).
     #[error("Secrets Manager secret {0} holds no GitHub token")]
     NoCredential(String),
-    /// The credential's secret holds a GitHub App's credential, which this adapter does not
-    /// exchange for a token.
+    /// The credential's secret holds JSON that is not a GitHub App's credential.
     #[error(
-        "Secrets Manager secret {0} holds a JSON value: a GitHub App credential, which keyrot \
-         does not support yet (store a token)"
+        "Secrets Manager secret {0} holds JSON that is no GitHub App credential (app_id, \
+         installation_id, private_key)"
     )]
     AppCredential(String),
+    /// The GitHub App's private key could not sign a JWT.
+    #[error(
+        "the GitHub App private key in Secrets Manager secret {0} is not an RSA key in PEM \
+         (BEGIN RSA PRIVATE KEY)"
+    )]
+    AppKey(String),
     /// A call got no answer (connection refused, timeout, reset).
     #[error("GitHub {call} failed")]
     Http {

@@ -17,15 +17,17 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use keyrot_core::delivery::{DeliveryError, Destination, GitHubScope, Target};
-use keyrot_core::{AccessKeyId, Credentials};
+use keyrot_core::{AccessKeyId, Clock, Credentials};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
 mod api;
+mod app;
 
 use api::{Answer, PublicKey, SecretMeta, check_base_url, seal, secrets_path};
 pub use api::{GitHubError, GitHubMessage, secret_names};
+use app::{AppCredential, InstallationToken};
 
 /// GitHub.com's REST API; GitHub Enterprise Server's is `https://HOST/api/v3`.
 pub const GITHUB_API: &str = "https://api.github.com";
@@ -46,8 +48,9 @@ struct Accepted {
     since: Option<jiff::Timestamp>,
 }
 
-/// GitHub Actions secrets as delivery destinations, reached with a token read from Secrets
-/// Manager (read once, kept for the adapter's life, read again once when GitHub answers 401).
+/// GitHub Actions secrets as delivery destinations, reached with a token (given, or a GitHub
+/// App's installation token) from a credential read from Secrets Manager (read once, kept for
+/// the adapter's life, read again once when GitHub answers 401).
 ///
 /// - [`GitHubDelivery::write`] reads the scope's public key, then `PUT`s each secret with
 ///   `encrypted_value` (a sealed box, base64) and `key_id`; an organization secret also takes
@@ -67,6 +70,7 @@ pub struct GitHubDelivery {
     base: String,
     secrets: aws_sdk_secretsmanager::Client,
     credential: String,
+    clock: Arc<dyn Clock>,
     token: Mutex<Option<Arc<SecretString>>>,
     accepted: Mutex<BTreeMap<String, Accepted>>,
 }
@@ -82,12 +86,15 @@ impl fmt::Debug for GitHubDelivery {
 
 impl GitHubDelivery {
     /// GitHub's REST API at `base_url` ([`GITHUB_API`], or `https://HOST/api/v3` for GitHub
-    /// Enterprise Server), with the token that the Secrets Manager secret `credential` holds
-    /// (its `SecretString`, read through `secrets` on the first call), each connection made
+    /// Enterprise Server), with the credential that the Secrets Manager secret `credential`
+    /// holds (its `SecretString`, read through `secrets` on the first call): a token, or a
+    /// GitHub App's JSON `{"app_id", "installation_id", "private_key"}`, exchanged for an
+    /// installation token with a JWT whose times come from `clock`. Each connection is made
     /// within `connect_timeout` and each call answered within `request_timeout`.
     pub fn new(
         secrets: aws_sdk_secretsmanager::Client,
         credential: impl Into<String>,
+        clock: Arc<dyn Clock>,
         base_url: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
@@ -116,6 +123,7 @@ impl GitHubDelivery {
             base,
             secrets,
             credential: credential.into(),
+            clock,
             token: Mutex::new(None),
             accepted: Mutex::new(BTreeMap::new()),
         })
@@ -146,15 +154,31 @@ impl GitHubDelivery {
                 source: crate::error::boxed(e),
             })?;
         let value = out.secret_string().map(str::trim).unwrap_or_default();
-        if value.starts_with('{') {
-            return Err(GitHubError::AppCredential(self.credential.clone()));
-        }
         if value.is_empty() {
             return Err(GitHubError::NoCredential(self.credential.clone()));
         }
-        let token = Arc::new(SecretString::from(value.to_owned()));
+        let token = if value.starts_with('{') {
+            Arc::new(self.installation_token(value).await?)
+        } else {
+            Arc::new(SecretString::from(value.to_owned()))
+        };
         *self.token.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&token));
         Ok(token)
+    }
+
+    /// Exchanges a GitHub App's credential (`value`) for an installation token.
+    async fn installation_token(&self, value: &str) -> Result<SecretString, GitHubError> {
+        let app = AppCredential::parse(value, &self.credential)?;
+        let jwt = app.jwt(self.clock.now(), &self.credential)?;
+        let path = format!("/app/installations/{}/access_tokens", app.installation_id);
+        let call = format!("POST {path}");
+        let answer = self
+            .send(&Method::POST, &path, None, &jwt)
+            .await?
+            .ok(&call)?;
+        Ok(SecretString::from(
+            answer.json::<InstallationToken>(&call)?.token,
+        ))
     }
 
     /// One call; on a 401 the token is read again and, if it changed, the call made once more.

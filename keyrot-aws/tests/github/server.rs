@@ -59,6 +59,7 @@ struct State {
     failure: Option<(u16, Calls)>,
     drop_writes: bool,
     clock: jiff::Timestamp,
+    app: Option<(String, u64, Vec<u8>)>,
     requests: Vec<String>,
     headers_seen: Vec<(String, String, String)>,
 }
@@ -89,6 +90,7 @@ impl GitHubServer {
             failure: None,
             drop_writes: false,
             clock: "2026-01-01T00:00:00Z".parse().unwrap(),
+            app: None,
             requests: Vec::new(),
             headers_seen: Vec::new(),
         }));
@@ -136,6 +138,14 @@ impl GitHubServer {
     /// Accepts `token` from now on (and no other).
     pub(crate) fn set_token(&self, token: &str) {
         self.state().token = token.to_owned();
+    }
+
+    /// Knows a GitHub App `app_id`, installed as `installation_id`, whose RSA public key is
+    /// `public_key` (PKCS #1 DER): `POST /app/installations/{installation_id}/access_tokens`
+    /// with a JWT it signed (RS256, `iss` the App's id, at most ten minutes from `iat` to
+    /// `exp`) answers the token the server accepts.
+    pub(crate) fn set_app(&self, app_id: &str, installation_id: u64, public_key: Vec<u8>) {
+        self.state().app = Some((app_id.to_owned(), installation_id, public_key));
     }
 
     /// Answers `status` (GitHub's JSON error body) to `calls` until told otherwise.
@@ -289,6 +299,18 @@ async fn handle(
     let presented = auth
         .strip_prefix("Bearer ")
         .or_else(|| auth.strip_prefix("token "));
+    if let Some(installation) = path
+        .strip_prefix("/app/installations/")
+        .and_then(|p| p.strip_suffix("/access_tokens"))
+    {
+        return exchange(
+            &s,
+            &method,
+            installation,
+            presented.unwrap_or_default(),
+            now,
+        );
+    }
     if presented != Some(s.token.as_str()) {
         return error(401, "Bad credentials", now);
     }
@@ -406,4 +428,52 @@ async fn handle(
         }
         _ => error(404, "Not Found", now),
     }
+}
+
+/// `POST /app/installations/{installation_id}/access_tokens`.
+fn exchange(
+    s: &State,
+    method: &http::Method,
+    installation: &str,
+    jwt: &str,
+    now: jiff::Timestamp,
+) -> http::Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iat: i64,
+        exp: i64,
+        iss: String,
+    }
+    let Some((app_id, installation_id, public_key)) = &s.app else {
+        return error(404, "Not Found", now);
+    };
+    if method != http::Method::POST {
+        return error(404, "Not Found", now);
+    }
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    // The JWT's times are the caller's (a virtual clock): checked against each other here.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let key = jsonwebtoken::DecodingKey::from_rsa_der(public_key);
+    let claims = jsonwebtoken::decode::<Claims>(jwt, &key, &validation).map(|d| d.claims);
+    match claims {
+        Ok(c) if c.iss == *app_id && c.iat < c.exp && c.exp - c.iat <= 600 => {}
+        Ok(_) => {
+            return error(
+                401,
+                "'Expiration time' claim ('exp') is too far in the future",
+                now,
+            );
+        }
+        Err(_) => return error(401, "A JSON web token could not be decoded", now),
+    }
+    if installation != installation_id.to_string() {
+        return error(404, "Not Found", now);
+    }
+    let expires = now + jiff::SignedDuration::from_hours(1);
+    answer(
+        201,
+        Some(json!({"token": s.token, "expires_at": expires.to_string()})),
+        now,
+    )
 }
