@@ -325,6 +325,9 @@ async fn fails_then_recovers(
         "{alert}"
     );
     assert!(alert.ends_with("the old key stays active"), "{alert}");
+    let credentials = w.store.credentials(&w.user, &new).await.unwrap().unwrap();
+    let secret = credentials.secret_access_key.expose();
+    assert!(!alert.contains(secret) && !report.to_string().contains(secret));
     for _ in 0..3 {
         w.aws.clock.advance(12 * HOUR);
         let report = w.run().await;
