@@ -15,6 +15,7 @@ use keyrot_core::{AccessKeyId, Credentials, Timestamp, UserName, request_token};
 
 use crate::error::{Kind, boxed, kind};
 use crate::store::payload;
+use crate::user_tags::UserTags;
 
 /// One region's clients.
 #[derive(Clone)]
@@ -38,11 +39,13 @@ struct Regional {
 /// - GitHub destinations are refused here ([`DeliveryError::Rejected`]): the user's old key
 ///   then stays active until the maximum grace, with an alert that names the destination.
 /// - Destinations come from configuration and, with [`AwsDelivery::with_user_tags`], from the
-///   user's [`DELIVER_TAG`] (`ListUserTags`, one call per user and observation).
+///   user's [`DELIVER_TAG`]: as the run's listing of users saw it ([`UserTags`], no call of
+///   its own when users are selected by tag), else one `ListUserTags` per user and run.
 pub struct AwsDelivery {
     base: SdkConfig,
     configured: BTreeMap<UserName, Vec<Destination>>,
     tags: Option<aws_sdk_iam::Client>,
+    seen: UserTags,
     regions: Mutex<BTreeMap<String, Regional>>,
 }
 
@@ -62,6 +65,7 @@ impl AwsDelivery {
             base: base.clone(),
             configured,
             tags: None,
+            seen: UserTags::default(),
             regions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -71,6 +75,39 @@ impl AwsDelivery {
     pub fn with_user_tags(mut self, iam: aws_sdk_iam::Client) -> Self {
         self.tags = Some(iam);
         self
+    }
+
+    /// Takes the users' tags from `seen`, the record the rotator's [`AwsIam`](crate::AwsIam)
+    /// keeps of its listing ([`crate::AwsIam::with_user_tags`]), and records there the tags
+    /// it reads itself.
+    #[must_use]
+    pub fn with_tags_seen(mut self, seen: UserTags) -> Self {
+        self.seen = seen;
+        self
+    }
+
+    /// The user's [`DELIVER_TAG`], from this run's record or else read (and recorded).
+    async fn deliver_tag(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        user: &UserName,
+    ) -> Result<Option<String>, DeliveryError> {
+        if let Some(seen) = self.seen.get(user) {
+            return Ok(seen);
+        }
+        let tags = iam
+            .list_user_tags()
+            .user_name(user.as_str())
+            .send()
+            .await
+            .map_err(delivery_error)?;
+        let tag = tags
+            .tags()
+            .iter()
+            .find(|t| t.key() == DELIVER_TAG)
+            .map(|t| t.value().to_owned());
+        self.seen.insert(user.clone(), tag.clone());
+        Ok(tag)
     }
 
     fn regional(&self, region: &str) -> Regional {
@@ -165,15 +202,8 @@ impl Delivery for AwsDelivery {
         let Some(iam) = &self.tags else {
             return Ok(found);
         };
-        let tags = iam
-            .list_user_tags()
-            .user_name(user.as_str())
-            .send()
-            .await
-            .map_err(delivery_error)?;
-        let tagged = tags.tags().iter().find(|t| t.key() == DELIVER_TAG);
-        if let Some(tag) = tagged {
-            for destination in parse_destinations(tag.value()).map_err(DeliveryError::BadTag)? {
+        if let Some(tag) = self.deliver_tag(iam, user).await? {
+            for destination in parse_destinations(&tag).map_err(DeliveryError::BadTag)? {
                 if found.iter().any(|d| d.id == destination.id) {
                     let id = destination.id.as_str().to_owned();
                     return Err(DeliveryError::BadTag(DestinationError::DuplicateId(id)));

@@ -31,6 +31,7 @@
 mod api_secrets;
 mod config;
 mod delivery;
+mod delivery_settings;
 mod error;
 mod iam;
 mod lease;
@@ -43,6 +44,7 @@ pub mod retries;
 mod store;
 mod survey;
 mod time;
+mod user_tags;
 mod verifier;
 mod wiring;
 
@@ -50,10 +52,12 @@ pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
 pub use aws_config::retry::RetryMode;
 pub use config::{AwsClients, AwsSettings};
 pub use delivery::AwsDelivery;
+pub use delivery_settings::{DEFAULT_GITHUB_API_URL, DeliverySettings, GitHubSettings};
 pub use iam::AwsIam;
 pub use lease::{DEFAULT_LEASE_TABLE, DynamoLease, check_table_name};
 pub use notifier::{SesNotifier, subject};
 pub use pressure::ThrottleCounter;
 pub use store::{AwsSecretStore, DEFAULT_PREFIX, MANAGED_BY_TAG};
+pub use user_tags::UserTags;
 pub use verifier::AwsVerifier;
 pub use wiring::{BackendSettings, LogNotifier, SystemClock};
