@@ -1,6 +1,7 @@
 //! Delivery switched on by configuration, through the `keyrot` binary against moto: a user
 //! with an SSM destination and a Secrets Manager destination in another region, declared in
-//! the configuration file, holds the new key in both after `keyrot rotate`; a bad destination
+//! the configuration file, holds the new key in both after `keyrot rotate`; with `--account`,
+//! a member account's destination is written there, with its member role; a bad destination
 //! in the file is refused, by name, before any AWS call.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -135,4 +136,80 @@ async fn a_bad_destination_in_the_file_is_refused_before_any_aws_call() {
         assert!(err.contains(&expected), "{command:?}: {err}");
     }
     assert!(proxy.calls().is_empty(), "{:?}", proxy.calls());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_account_writes_the_member_accounts_destination_with_its_member_role() {
+    let moto = moto().await;
+    let root = moto.organization_root().await.unwrap();
+    let account = moto
+        .create_account("cli-delivery-member", &root)
+        .await
+        .unwrap();
+    // The member role as cfn/member.yaml makes it when given destinations.
+    let actions: Vec<&str> = keyrot_aws::permissions::MEMBER_ACTIONS
+        .iter()
+        .chain(keyrot_aws::permissions::DELIVERY_ACTIONS)
+        .copied()
+        .collect();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": actions, "Resource": "*"}]});
+    moto.create_role_in(&account, "keyrot-member", &policy.to_string())
+        .await
+        .unwrap();
+    let (name, tag) = ("cli-delivery-member-ci", "keyrot:cli-delivery-member");
+    moto.create_user_in(&account, name, &[(tag, "true")])
+        .await
+        .unwrap();
+    let member = moto.account_admin_config(&account).await.unwrap();
+    let user = UserName::new(name).unwrap();
+    AwsIam::new(aws_sdk_iam::Client::new(&member))
+        .create_key(&user)
+        .await
+        .unwrap();
+    let text = "ci=ssm:eu-west-1:/keyrot-cli-delivery/member";
+    let config = config_file(
+        "member",
+        &format!("[delivery.users]\n{name} = \"{text}\"\n"),
+    );
+    let destination = &parse_destinations(text).unwrap()[0];
+
+    let out = keyrot(moto, moto.endpoint(), &config, tag)
+        .args([
+            "rotate",
+            "--force",
+            "--user",
+            name,
+            "--account",
+            account.as_str(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("1 rotated"), "{table}");
+
+    let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(
+        &moto.admin_config().await,
+    ))
+    .with_prefix(format!("keyrot-cli-delivery/{account}/"));
+    let current = store
+        .load(&user)
+        .await
+        .unwrap()
+        .current()
+        .unwrap()
+        .to_string();
+    let held = keyrot_aws::moto::held_by(&member, &destination.target)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&held).unwrap();
+    assert_eq!(json["AccessKeyId"], current.as_str(), "{json}");
+    // In the member account, not the hub.
+    assert_eq!(moto.held(&destination.target).await, None);
 }
