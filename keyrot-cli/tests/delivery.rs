@@ -46,6 +46,31 @@ fn keyrot(moto: &Moto, endpoint: &str, config: &PathBuf, tag: &str) -> Command {
     cmd
 }
 
+/// `keyrot rotate --force --user NAME`, with `extra` arguments, rotates the user.
+async fn rotated(moto: &Moto, config: &PathBuf, tag: &str, name: &str, extra: &[&str]) {
+    let out = keyrot(moto, moto.endpoint(), config, tag)
+        .args(["rotate", "--force", "--user", name])
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("1 rotated"), "{table}");
+}
+
+/// The store of keyrot's secrets under `prefix`.
+async fn store(moto: &Moto, prefix: String) -> AwsSecretStore {
+    AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(
+        &moto.admin_config().await,
+    ))
+    .with_prefix(prefix)
+}
+
 /// The key id in keyrot's JSON that `destination` holds.
 async fn held(moto: &Moto, destination: &Destination, user: &str) -> Option<String> {
     let value = moto.held(&destination.target).await?;
@@ -69,23 +94,8 @@ async fn rotate_delivers_the_new_key_to_the_configured_ssm_parameter_and_secret(
     );
     let [ssm, sm]: [Destination; 2] = parse_destinations(text).unwrap().try_into().unwrap();
 
-    let out = keyrot(moto, moto.endpoint(), &config, tag)
-        .args(["rotate", "--force", "--user", name])
-        .output()
-        .await
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(table.contains("1 rotated"), "{table}");
-
-    let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(
-        &moto.admin_config().await,
-    ))
-    .with_prefix("keyrot-cli-delivery/");
+    rotated(moto, &config, tag, name, &[]).await;
+    let store = store(moto, "keyrot-cli-delivery/".to_owned()).await;
     let stored = store.load(&user).await.unwrap();
     let current = stored.current().unwrap().to_string();
     assert_ne!(current, legacy.to_string());
@@ -174,30 +184,8 @@ async fn rotate_account_writes_the_member_accounts_destination_with_its_member_r
     );
     let destination = &parse_destinations(text).unwrap()[0];
 
-    let out = keyrot(moto, moto.endpoint(), &config, tag)
-        .args([
-            "rotate",
-            "--force",
-            "--user",
-            name,
-            "--account",
-            account.as_str(),
-        ])
-        .output()
-        .await
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(table.contains("1 rotated"), "{table}");
-
-    let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(
-        &moto.admin_config().await,
-    ))
-    .with_prefix(format!("keyrot-cli-delivery/{account}/"));
+    rotated(moto, &config, tag, name, &["--account", account.as_str()]).await;
+    let store = store(moto, format!("keyrot-cli-delivery/{account}/")).await;
     let current = store
         .load(&user)
         .await
