@@ -14,6 +14,7 @@ use keyrot_core::delivery::{
 use keyrot_core::{AccessKeyId, Credentials, Timestamp, UserName, request_token};
 
 use crate::error::{Kind, boxed, kind};
+use crate::github::GitHubDelivery;
 use crate::store::payload;
 use crate::user_tags::UserTags;
 
@@ -36,8 +37,9 @@ struct Regional {
 ///   ARN); it is read back with `GetSecretValue` (`AWSCURRENT`).
 /// - Clients are made per region from one [`SdkConfig`] (credentials, endpoint, retries and
 ///   timeouts as everywhere else).
-/// - GitHub destinations are refused here ([`DeliveryError::Rejected`]): the user's old key
-///   then stays active until the maximum grace, with an alert that names the destination.
+/// - GitHub destinations go to the [`GitHubDelivery`] given with [`AwsDelivery::with_github`];
+///   without one they are refused ([`DeliveryError::Rejected`]): the user's old key then stays
+///   active until the maximum grace, with an alert that names the destination.
 /// - Destinations come from configuration and, with [`AwsDelivery::with_user_tags`], from the
 ///   user's [`DELIVER_TAG`]: as the run's listing of users saw it ([`UserTags`], no call of
 ///   its own when users are selected by tag), else one `ListUserTags` per user and run.
@@ -46,6 +48,7 @@ pub struct AwsDelivery {
     configured: BTreeMap<UserName, Vec<Destination>>,
     tags: Option<aws_sdk_iam::Client>,
     seen: UserTags,
+    github: Option<GitHubDelivery>,
     regions: Mutex<BTreeMap<String, Regional>>,
 }
 
@@ -54,6 +57,7 @@ impl std::fmt::Debug for AwsDelivery {
         f.debug_struct("AwsDelivery")
             .field("users", &self.configured.len())
             .field("tags", &self.tags.is_some())
+            .field("github", &self.github)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +70,7 @@ impl AwsDelivery {
             configured,
             tags: None,
             seen: UserTags::default(),
+            github: None,
             regions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -108,6 +113,18 @@ impl AwsDelivery {
             .map(|t| t.value().to_owned());
         self.seen.insert(user.clone(), tag.clone());
         Ok(tag)
+    }
+
+    /// Sends GitHub destinations to `github`.
+    #[must_use]
+    pub fn with_github(mut self, github: GitHubDelivery) -> Self {
+        self.github = Some(github);
+        self
+    }
+
+    /// The GitHub adapter, or the refusal of GitHub destinations without one.
+    fn github(&self) -> Result<&GitHubDelivery, DeliveryError> {
+        self.github.as_ref().ok_or_else(unsupported)
     }
 
     fn regional(&self, region: &str) -> Regional {
@@ -171,7 +188,7 @@ impl AwsDelivery {
 }
 
 fn unsupported() -> DeliveryError {
-    DeliveryError::Rejected("GitHub destinations are not supported by keyrot-aws".into())
+    DeliveryError::Rejected("no GitHub credential is configured for GitHub destinations".into())
 }
 
 /// The key id a delivered value names, if it is keyrot's JSON.
@@ -220,6 +237,9 @@ impl Delivery for AwsDelivery {
         destination: &Destination,
         key: &AccessKeyId,
     ) -> Result<bool, DeliveryError> {
+        if let Target::GitHub { .. } = destination.target {
+            return self.github()?.holds(destination, key).await;
+        }
         let value = self.read(destination).await?;
         Ok(value.and_then(|v| key_of(&v)).as_deref() == Some(key.as_str()))
     }
@@ -231,6 +251,9 @@ impl Delivery for AwsDelivery {
         credentials: &Credentials,
         created: Timestamp,
     ) -> Result<(), DeliveryError> {
+        if let Target::GitHub { .. } = destination.target {
+            return self.github()?.write(destination, credentials).await;
+        }
         let value =
             payload(user, credentials, created).map_err(|e| DeliveryError::Other(Box::new(e)))?;
         match &destination.target {

@@ -81,6 +81,7 @@
 //! | `[delivery] user_tags`       | `KEYROT_DELIVERY_USER_TAGS`    |                  | also read destinations from each user's `keyrot:deliver` tag (`true`/`false`) | `false`     |
 //! | `[delivery] github_credential_secret` | `KEYROT_GITHUB_CREDENTIAL_SECRET` |     | the secret (name or ARN) with the GitHub App or token for GitHub destinations | none        |
 //! | `[delivery] github_api_url`  | `KEYROT_GITHUB_API_URL`        |                  | GitHub's REST API (a GitHub Enterprise Server's `https://HOST/api/v3`) | `https://api.github.com` |
+//! |                              | `KEYROT_REPORT_BUCKET`         |                  | the Lambda functions' reports bucket (the rotator writes, the API's admin routes read) | none |
 //!
 //! Durations are whole numbers with units, largest first (`90d`, `1h30m`, `45s`; see
 //! [`keyrot_core::duration`]).

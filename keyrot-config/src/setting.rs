@@ -122,6 +122,8 @@ pub enum Setting {
     GitHubCredentialSecret,
     /// GitHub's REST API base URL (GitHub Enterprise Server's).
     GitHubApiUrl,
+    /// The deployed functions' S3 bucket for reports: the rotator writes, the API reads.
+    ReportBucket,
 }
 
 /// A setting's names. `section` is the file's table (`None`: the top level).
@@ -180,7 +182,7 @@ const fn list(spelling: Spelling) -> Spelling {
 
 impl Setting {
     /// Every setting, in the order of the crate's table.
-    pub const ALL: [Self; 56] = [
+    pub const ALL: [Self; 57] = [
         Self::Config,
         Self::Backend,
         Self::Listen,
@@ -237,6 +239,7 @@ impl Setting {
         Self::DeliveryUserTags,
         Self::GitHubCredentialSecret,
         Self::GitHubApiUrl,
+        Self::ReportBucket,
     ];
 
     /// The setting's names in the file, the environment and the flags: the one place that
@@ -383,6 +386,7 @@ impl Setting {
                 Some("KEYROT_GITHUB_API_URL"),
                 None,
             ),
+            Self::ReportBucket => s(None, Some("KEYROT_REPORT_BUCKET"), None),
         }
     }
 

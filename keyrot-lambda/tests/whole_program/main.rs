@@ -36,6 +36,7 @@ mod cold_start;
 mod delivery;
 mod fanout;
 mod function;
+mod report;
 mod rotate;
 mod runtime_api;
 
