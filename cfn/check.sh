@@ -54,7 +54,7 @@ done
 
 # The member role's template and the management account's hold only roles (and the StackSet):
 # the rules about roles apply to them, and must PASS.
-MEMBER_RULES="access_key_actions_scoped no_wildcard_iam_secretsmanager_actions cross_account_roles"
+MEMBER_RULES="access_key_actions_scoped no_wildcard_iam_secretsmanager_actions cross_account_roles delivery_scoped"
 ORG_RULES="no_wildcard_iam_secretsmanager_actions cross_account_roles"
 for pair in "cfn/member.yaml:$MEMBER_RULES" "cfn/org.yaml:$ORG_RULES"; do
   template="${pair%%:*}"

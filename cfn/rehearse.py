@@ -204,6 +204,54 @@ def expected_resources(template: dict, conditions: dict[str, bool]) -> dict[str,
     }
 
 
+DELIVERY_CONDITIONS = ["HasDeliveryUsers", "DeliversToSsm", "DeliversToSecrets", "DeliversWithKmsKeys", "HasGitHubCredential", "ReadsDeliverTagsByName"]
+DELIVERY_SIDS = {"DeliverToSsmParameters", "DeliverToSecrets", "DeliveryKeys", "DeliverTagsOfManagedUsers", "GitHubCredential"}
+
+
+def check_delivery(ck: Checks, params: dict[str, str], conditions: dict[str, bool], delivery: dict, user_path: str) -> None:
+    """The rotator's delivery statements: each present exactly when the stack is given its
+    destinations, and only on them."""
+    want = {
+        "DeliverToSsmParameters": conditions["DeliversToSsm"],
+        "DeliverToSecrets": conditions["DeliversToSecrets"],
+        "DeliveryKeys": conditions["DeliversWithKmsKeys"],
+        "DeliverTagsOfManagedUsers": conditions["ReadsDeliverTagsByName"],
+        "GitHubCredential": conditions["HasGitHubCredential"],
+    }
+    ck.check(
+        set(delivery) == {sid for sid, on in want.items() if on},
+        "rotator policy: a delivery statement exactly for each kind of destination given",
+        sorted(delivery),
+    )
+    expect = {
+        "DeliverToSsmParameters": (
+            {"ssm:PutParameter", "ssm:GetParameter"},
+            [f"arn:aws:ssm:*:{ACCOUNT}:parameter{params.get('DeliverySsmPrefix', '')}*"],
+        ),
+        "DeliverToSecrets": (
+            {"secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+            params.get("DeliverySecretArns", "").split(","),
+        ),
+        "DeliveryKeys": ({"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}, params.get("DeliveryKmsKeyArns", "").split(",")),
+        "DeliverTagsOfManagedUsers": ({"iam:ListUserTags"}, [f"arn:aws:iam::{ACCOUNT}:user{user_path}*"]),
+        "GitHubCredential": ({"secretsmanager:GetSecretValue"}, [params.get("GitHubCredentialSecretArn")]),
+    }
+    for sid, stmt in delivery.items():
+        actions, resources = expect[sid]
+        ck.check(
+            set(as_list(stmt["Action"])) == actions and as_list(stmt["Resource"]) == resources,
+            f"rotator policy: {sid} grants {sorted(actions)} on the given destinations only",
+            stmt,
+        )
+    if "DeliveryKeys" in delivery:
+        ck.check(
+            delivery["DeliveryKeys"].get("Condition")
+            == {"StringLike": {"kms:ViaService": ["ssm.*.amazonaws.com", "secretsmanager.*.amazonaws.com"]}},
+            "rotator policy: the destinations' keys through SSM and Secrets Manager only",
+            delivery["DeliveryKeys"],
+        )
+
+
 def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, str], conditions: dict[str, bool]) -> str:
     cf, lam, iam = c["cloudformation"], c["lambda"], c["iam"]
     print(f"stack {stack}: {', '.join(f'{k}={v}' for k, v in sorted(params.items()) if k not in COMMON_PARAMETERS)}")
@@ -283,8 +331,14 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         "KEYROT_ALERT_FROM": params["AlertFromEmail"],
         "KEYROT_ALERT_TO": params["AdminEmail"],
         "KEYROT_METRICS_NAMESPACE": params.get("MetricsNamespace", "keyrot"),
+        "KEYROT_DELIVERY_USER_TAGS": params.get("DeliveryUserTags", "false"),
+        "KEYROT_GITHUB_API_URL": params.get("GitHubApiUrl", "https://api.github.com"),
         "KEYROT_REPORT_BUCKET": f"{stack}-reports-{ACCOUNT}-{REGION}",
     }
+    if params.get("DeliveryUsers"):
+        want_env["KEYROT_DELIVERY_USERS"] = params["DeliveryUsers"]
+    if params.get("GitHubCredentialSecretArn"):
+        want_env["KEYROT_GITHUB_CREDENTIAL_SECRET"] = params["GitHubCredentialSecretArn"]
     if params.get("ManagedUsers"):
         want_env["KEYROT_USERS"] = params["ManagedUsers"]
     if params.get("ExemptUsers"):
@@ -316,8 +370,12 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         ck.check(principals == ["lambda.amazonaws.com"], f"role {role}: only Lambda may assume it", principals)
         ck.check(not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], f"role {role}: no managed policy")
 
-    rot = statements(iam, rotate_role)
-    actions = [a for s in rot for a in as_list(s["Action"])]
+    everything = statements(iam, rotate_role)
+    # Delivery's statements are checked on their own (below); the rest as without delivery.
+    rot = [s for s in everything if s.get("Sid") not in DELIVERY_SIDS]
+    delivery = {s.get("Sid"): s for s in everything if s.get("Sid") in DELIVERY_SIDS}
+    check_delivery(ck, params, conditions, delivery, user_path)
+    actions = [a for s in everything for a in as_list(s["Action"])]
     ck.check(
         not any(a == "*" or a.endswith(":*") for a in actions),
         "rotator policy: no wildcard action",
@@ -614,6 +672,7 @@ def main() -> int:
 
         base = dict(COMMON_PARAMETERS, **code)
         base_conditions = {"UseCmk": False, "CreateSenderIdentity": False, "HasManagedUsers": False, "HasExemptUsers": False, "Accounts": False, "HasOrgListRole": False}
+        base_conditions.update({c: False for c in DELIVERY_CONDITIONS})
         first = rehearse_stack(c, ck, template, "keyrot-rehearsal", base, base_conditions)
 
         variant = dict(
@@ -629,8 +688,16 @@ def main() -> int:
             ManyAccounts="true",
             OrgListRoleArn="arn:aws:iam::111122223333:role/keyrot-org-list",
             MaxParallelAccounts="5",
+            DeliveryUsers="ci-deployer: ci=ssm:eu-west-1:/ci/aws-key app=sm:us-west-2:consumers/ci",
+            DeliveryUserTags="true",
+            DeliverySsmPrefix="/ci/",
+            DeliverySecretArns=f"arn:aws:secretsmanager:us-west-2:{ACCOUNT}:secret:consumers/ci-*,arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:consumers/ci-*",
+            DeliveryKmsKeyArns=f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555",
+            GitHubCredentialSecretArn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:keyrot/github-AbCdEf",
+            GitHubApiUrl="https://ghe.example.com/api/v3",
         )
         all_on = {"UseCmk": True, "CreateSenderIdentity": True, "HasManagedUsers": True, "HasExemptUsers": True, "Accounts": True, "HasOrgListRole": True}
+        all_on.update({c: True for c in DELIVERY_CONDITIONS})
         second = rehearse_stack(c, ck, template, "keyrot-rehearsal-b", variant, all_on)
 
         # The update runs on the stack with every condition on: moto's UpdateStack re-parses a

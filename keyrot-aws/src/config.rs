@@ -6,6 +6,7 @@ use std::time::Duration;
 use aws_config::retry::{RetryConfig, RetryMode};
 
 use crate::pressure::ThrottleCounter;
+use crate::user_tags::UserTags;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 
@@ -106,6 +107,9 @@ pub struct AwsClients {
     /// The throttling answers the clients met, retried attempts included: the rotator's
     /// adaptive concurrency follows it.
     pub pressure: ThrottleCounter,
+    /// The users' `keyrot:deliver` tags as this account's last listing of users saw them,
+    /// shared by the IAM adapter and the delivery adapter built from these clients.
+    pub user_tags: UserTags,
 }
 
 impl AwsClients {
@@ -137,6 +141,7 @@ impl AwsClients {
             ses: aws_sdk_sesv2::Client::from_conf(ses),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             pressure,
+            user_tags: UserTags::default(),
             config,
         }
     }

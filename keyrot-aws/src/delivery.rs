@@ -16,6 +16,7 @@ use keyrot_core::{AccessKeyId, Credentials, Timestamp, UserName, request_token};
 use crate::error::{Kind, boxed, kind};
 use crate::github::GitHubDelivery;
 use crate::store::payload;
+use crate::user_tags::UserTags;
 
 /// One region's clients.
 #[derive(Clone)]
@@ -40,11 +41,13 @@ struct Regional {
 ///   without one they are refused ([`DeliveryError::Rejected`]): the user's old key then stays
 ///   active until the maximum grace, with an alert that names the destination.
 /// - Destinations come from configuration and, with [`AwsDelivery::with_user_tags`], from the
-///   user's [`DELIVER_TAG`] (`ListUserTags`, one call per user and observation).
+///   user's [`DELIVER_TAG`]: as the run's listing of users saw it ([`UserTags`], no call of
+///   its own when users are selected by tag), else one `ListUserTags` per user and run.
 pub struct AwsDelivery {
     base: SdkConfig,
     configured: BTreeMap<UserName, Vec<Destination>>,
     tags: Option<aws_sdk_iam::Client>,
+    seen: UserTags,
     github: Option<GitHubDelivery>,
     regions: Mutex<BTreeMap<String, Regional>>,
 }
@@ -66,6 +69,7 @@ impl AwsDelivery {
             base: base.clone(),
             configured,
             tags: None,
+            seen: UserTags::default(),
             github: None,
             regions: Mutex::new(BTreeMap::new()),
         }
@@ -76,6 +80,39 @@ impl AwsDelivery {
     pub fn with_user_tags(mut self, iam: aws_sdk_iam::Client) -> Self {
         self.tags = Some(iam);
         self
+    }
+
+    /// Takes the users' tags from `seen`, the record the rotator's [`AwsIam`](crate::AwsIam)
+    /// keeps of its listing ([`crate::AwsIam::with_user_tags`]), and records there the tags
+    /// it reads itself.
+    #[must_use]
+    pub fn with_tags_seen(mut self, seen: UserTags) -> Self {
+        self.seen = seen;
+        self
+    }
+
+    /// The user's [`DELIVER_TAG`], from this run's record or else read (and recorded).
+    async fn deliver_tag(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        user: &UserName,
+    ) -> Result<Option<String>, DeliveryError> {
+        if let Some(seen) = self.seen.get(user) {
+            return Ok(seen);
+        }
+        let tags = iam
+            .list_user_tags()
+            .user_name(user.as_str())
+            .send()
+            .await
+            .map_err(delivery_error)?;
+        let tag = tags
+            .tags()
+            .iter()
+            .find(|t| t.key() == DELIVER_TAG)
+            .map(|t| t.value().to_owned());
+        self.seen.insert(user.clone(), tag.clone());
+        Ok(tag)
     }
 
     /// Sends GitHub destinations to `github`.
@@ -182,15 +219,8 @@ impl Delivery for AwsDelivery {
         let Some(iam) = &self.tags else {
             return Ok(found);
         };
-        let tags = iam
-            .list_user_tags()
-            .user_name(user.as_str())
-            .send()
-            .await
-            .map_err(delivery_error)?;
-        let tagged = tags.tags().iter().find(|t| t.key() == DELIVER_TAG);
-        if let Some(tag) = tagged {
-            for destination in parse_destinations(tag.value()).map_err(DeliveryError::BadTag)? {
+        if let Some(tag) = self.deliver_tag(iam, user).await? {
+            for destination in parse_destinations(&tag).map_err(DeliveryError::BadTag)? {
                 if found.iter().any(|d| d.id == destination.id) {
                     let id = destination.id.as_str().to_owned();
                     return Err(DeliveryError::BadTag(DestinationError::DuplicateId(id)));

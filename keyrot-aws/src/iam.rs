@@ -1,5 +1,7 @@
 //! [`Iam`] on aws-sdk-iam.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
@@ -12,6 +14,7 @@ use keyrot_core::{
 use crate::error::{boxed, iam_error};
 use crate::survey;
 use crate::time::from_aws;
+use crate::user_tags::UserTags;
 
 /// IAM through the AWS SDK.
 ///
@@ -24,15 +27,29 @@ use crate::time::from_aws;
 /// - `LimitExceeded`, `NoSuchEntity` and throttling map to their own [`IamError`] variants,
 ///   after the SDK's own retries (see [`crate::AwsSettings`]).
 /// - `CreateAccessKey` is sent once, never retried by the SDK (see [`crate::retries`]).
+/// - Each listing records the listed users' `keyrot:deliver` tags in its [`UserTags`] (see
+///   there), which [`AwsDelivery`](crate::AwsDelivery) reads.
 #[derive(Debug, Clone)]
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
+    tags: UserTags,
 }
 
 impl AwsIam {
     /// An adapter calling IAM through `client`.
     pub fn new(client: aws_sdk_iam::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            tags: UserTags::default(),
+        }
+    }
+
+    /// Records the listed users' `keyrot:deliver` tags in `tags` (shared with the rotator's
+    /// [`AwsDelivery`](crate::AwsDelivery)).
+    #[must_use]
+    pub fn with_user_tags(mut self, tags: UserTags) -> Self {
+        self.tags = tags;
+        self
     }
 }
 
@@ -40,9 +57,12 @@ impl AwsIam {
 impl Iam for AwsIam {
     async fn managed_users(&self, selection: &Selection) -> Result<Vec<UserName>, IamError> {
         match selection {
-            Selection::Listed(users) => Ok(users.iter().cloned().collect()),
+            Selection::Listed(users) => {
+                self.tags.replace(BTreeMap::new());
+                Ok(users.iter().cloned().collect())
+            }
             Selection::Tagged { key, value } => {
-                survey::tagged_users(&self.client, key, value).await
+                survey::tagged_users(&self.client, key, value, &self.tags).await
             }
         }
     }

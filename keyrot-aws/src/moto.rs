@@ -192,6 +192,13 @@ impl Moto {
         create_user_with(&self.admin_config().await, name, tags).await
     }
 
+    /// The value an SSM or Secrets Manager destination holds (its current value, decrypted),
+    /// read with the administrator's credentials in the destination's region; `None` when
+    /// there is none yet, or for a GitHub destination.
+    pub async fn held(&self, target: &keyrot_core::delivery::Target) -> Option<String> {
+        held_by(&self.admin_config().await, target).await
+    }
+
     /// Creates the lease table `name` as the template does (partition key `user`, on
     /// demand, TTL on `ttl`), for [`crate::DynamoLease`]. A table that exists already is left
     /// as it is.
@@ -402,4 +409,39 @@ fn bootstrap(endpoint: &str) -> Result<(String, String), MotoError> {
             .map_err(|e| MotoError::Bootstrap(crate::error::boxed(e).to_string()))?;
         Ok((key.access_key_id().to_owned(), key.secret_access_key().to_owned()))
     })
+}
+
+/// The value an SSM or Secrets Manager destination holds, read with `config`'s credentials in
+/// the destination's region (see [`Moto::held`]).
+pub async fn held_by(config: &SdkConfig, target: &keyrot_core::delivery::Target) -> Option<String> {
+    use keyrot_core::delivery::Target;
+    let config = |region: &str| {
+        config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build()
+    };
+    match target {
+        Target::Ssm { region, name, .. } => aws_sdk_ssm::Client::new(&config(region))
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .ok()?
+            .parameter()?
+            .value()
+            .map(str::to_owned),
+        Target::SecretsManager { region, secret } => {
+            aws_sdk_secretsmanager::Client::new(&config(region))
+                .get_secret_value()
+                .secret_id(secret)
+                .send()
+                .await
+                .ok()?
+                .secret_string()
+                .map(str::to_owned)
+        }
+        Target::GitHub { .. } => None,
+    }
 }

@@ -267,24 +267,33 @@ impl MemberAccess {
 
     /// `account`'s ports, once its member role is assumed.
     pub async fn ports(&self, account: &AccountId) -> Result<Ports, OrgError> {
-        let member = assume(&self.hub.config, &self.role_arn(account)).await?;
+        Ok(self.member(account).await?.1)
+    }
+
+    /// `account`'s clients (its member role assumed) and ports.
+    async fn member(&self, account: &AccountId) -> Result<(AwsClients, Ports), OrgError> {
+        let member = AwsClients::new(assume(&self.hub.config, &self.role_arn(account)).await?);
         let hub = self.backend.ports(&self.hub);
-        Ok(Ports {
-            iam: Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&member))),
+        let ports = Ports {
+            iam: Arc::new(AwsIam::new(member.iam.clone()).with_user_tags(member.user_tags.clone())),
             store: Arc::new(self.backend.account_store(&self.hub, account)),
             lease: Arc::new(self.backend.lease(&self.hub).for_account(account)),
             // The hub's notifier, each notice naming the account.
             notifier: Arc::new(AccountNotifier::new(account.clone(), hub.notifier)),
             ..hub
-        })
+        };
+        Ok((member, ports))
     }
 
-    /// A rotator over `account` under `policy`, with the backend's alert settings.
+    /// A rotator over `account` under `policy`, with the backend's alert settings, delivering
+    /// as the backend says: the member account's destinations are written with its member
+    /// role.
     pub async fn rotator(&self, account: &AccountId, policy: Policy) -> Result<Rotator, OrgError> {
-        let ports = self.ports(account).await?;
-        Ok(self
+        let (member, ports) = self.member(account).await?;
+        let rotator = self
             .backend
-            .with_alert_settings(Rotator::new(ports, policy)))
+            .with_alert_settings(Rotator::new(ports, policy));
+        Ok(self.backend.with_delivery(rotator, &member))
     }
 }
 

@@ -48,8 +48,11 @@ pub const ORG_LIST_ACTIONS: &[&str] = &[
 /// The actions delivery adds (`AwsDelivery`), needed only by a rotator with destinations and
 /// only on them: SSM parameters and Secrets Manager secrets named by the destinations, the
 /// users' tags when destinations may be declared there, and the KMS keys of SSM destinations
-/// with a key of their own (SSM encrypts and decrypts with the caller's permissions). The
-/// template's roles do not grant them yet.
+/// with a key of their own (SSM and Secrets Manager encrypt and decrypt with the caller's
+/// permissions). The template's rotator role and the member role grant each only under a
+/// condition on the stack's delivery parameters (`tests/permissions.rs`,
+/// `cfn/rules/delivery_scoped.guard`); `iam:ListUserTags` only for users selected by name
+/// (a listing by tag brings the tags).
 pub const DELIVERY_ACTIONS: &[&str] = &[
     "ssm:PutParameter",
     "ssm:GetParameter",
@@ -59,6 +62,7 @@ pub const DELIVERY_ACTIONS: &[&str] = &[
     "iam:ListUserTags",
     "kms:Encrypt",
     "kms:Decrypt",
+    "kms:GenerateDataKey",
 ];
 
 /// The actions of the fan-out's run summary (keyrot-lambda's `summary`, through

@@ -1,14 +1,17 @@
 //! The bulk reads of a [survey](keyrot_core::survey): IAM's credential report and the users
 //! selected by tag, each in a few calls for the whole account.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_iam::types::{EntityType, ReportStateType};
+use keyrot_core::delivery::DELIVER_TAG;
 use keyrot_core::survey::{CredentialReport, ReportedKey};
 use keyrot_core::{BoxError, IamError, Timestamp, UserName};
 
 use crate::error::iam_error;
 use crate::time::from_aws;
+use crate::user_tags::UserTags;
 
 /// How long to wait for IAM to finish a credential report it started, and how often to ask.
 /// IAM makes one in seconds for most accounts (IAM User Guide, "Getting credential reports").
@@ -105,11 +108,13 @@ pub(crate) fn parse_report(csv: &[u8], generated: Timestamp) -> Result<Credentia
 
 /// The users carrying the tag `key=value`, from GetAccountAuthorizationDetails: one call per
 /// page of users with their tags (ListUsers returns no tags, so it would take a ListUserTags
-/// per user).
+/// per user). The selected users' [`DELIVER_TAG`]s, in the same pages, are recorded in
+/// `tags`.
 pub(crate) async fn tagged_users(
     client: &aws_sdk_iam::Client,
     key: &str,
     value: &str,
+    tags: &UserTags,
 ) -> Result<Vec<UserName>, IamError> {
     let mut pages = client
         .get_account_authorization_details()
@@ -118,6 +123,7 @@ pub(crate) async fn tagged_users(
         .into_paginator()
         .send();
     let mut users = Vec::new();
+    let mut seen = BTreeMap::new();
     while let Some(page) = pages.try_next().await.map_err(iam_error)? {
         for user in page.user_detail_list() {
             let tagged = user
@@ -125,10 +131,14 @@ pub(crate) async fn tagged_users(
                 .iter()
                 .any(|t| t.key() == key && t.value() == value);
             if let (true, Some(name)) = (tagged, user.user_name()) {
-                users.push(UserName::new(name).map_err(|e| IamError::Other(Box::new(e)))?);
+                let name = UserName::new(name).map_err(|e| IamError::Other(Box::new(e)))?;
+                let deliver = user.tags().iter().find(|t| t.key() == DELIVER_TAG);
+                seen.insert(name.clone(), deliver.map(|t| t.value().to_owned()));
+                users.push(name);
             }
         }
     }
+    tags.replace(seen);
     users.sort();
     Ok(users)
 }

@@ -8,7 +8,7 @@ use keyrot_core::{Clock, Notice, Notifier, NotifyError, Policy, Ports, Rotator, 
 
 use crate::{
     AwsClients, AwsIam, AwsSecretStore, AwsVerifier, DEFAULT_LEASE_TABLE, DEFAULT_PREFIX,
-    DynamoLease, SesNotifier,
+    DeliverySettings, DynamoLease, SesNotifier,
 };
 
 /// The wall clock and tokio's timer: what the rotator runs on outside tests.
@@ -61,6 +61,8 @@ pub struct BackendSettings {
     /// A standing condition (a blocked or failing user, a key still in use) is mailed again
     /// only after this long. Default one day.
     pub alert_repeat_after: Duration,
+    /// Where new keys are delivered (nothing by default).
+    pub delivery: DeliverySettings,
 }
 
 impl Default for BackendSettings {
@@ -72,6 +74,7 @@ impl Default for BackendSettings {
             alert_from: None,
             alert_to: Vec::new(),
             alert_repeat_after: keyrot_core::driver::DEFAULT_ALERT_REPEAT_AFTER,
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -103,7 +106,9 @@ impl BackendSettings {
             _ => Arc::new(LogNotifier),
         };
         Ports {
-            iam: Arc::new(AwsIam::new(clients.iam.clone())),
+            iam: Arc::new(
+                AwsIam::new(clients.iam.clone()).with_user_tags(clients.user_tags.clone()),
+            ),
             store: Arc::new(self.store(clients)),
             verifier: Arc::new(AwsVerifier::new(clients.config.clone())),
             lease: Arc::new(self.lease(clients)),
@@ -114,11 +119,18 @@ impl BackendSettings {
 
     /// A rotator on [`BackendSettings::ports`] under `policy`, holding back a repeated alert
     /// for [`BackendSettings::alert_repeat_after`], its concurrency following the clients'
-    /// throttling ([`AwsClients::pressure`]).
+    /// throttling ([`AwsClients::pressure`]), delivering as [`BackendSettings::delivery`] says.
     pub fn rotator(&self, clients: &AwsClients, policy: Policy) -> Rotator {
         let rotator = Rotator::new(self.ports(clients), policy)
             .with_pressure(Arc::new(clients.pressure.clone()));
-        self.with_alert_settings(rotator)
+        self.with_delivery(self.with_alert_settings(rotator), clients)
+    }
+
+    /// `rotator`, on [`BackendSettings::ports`] of `clients`, delivering as
+    /// [`BackendSettings::delivery`] says (unchanged when nothing is configured).
+    pub fn with_delivery(&self, rotator: Rotator, clients: &AwsClients) -> Rotator {
+        self.delivery
+            .attach(rotator, &clients.config, &clients.iam, &clients.user_tags)
     }
 
     /// `rotator` with these settings' alert repeat period (for a rotator on other ports).

@@ -114,37 +114,7 @@ impl World {
 
     /// The key id in the JSON the destination holds, read with moto's admin credentials.
     async fn held(&self, destination: &Destination) -> Option<String> {
-        let settings = |region: &str| AwsSettings {
-            region: Some(region.to_owned()),
-            ..self.moto.settings()
-        };
-        let value = match &destination.target {
-            keyrot_core::delivery::Target::Ssm { region, name, .. } => {
-                let config = self.moto.admin_config_with(&settings(region)).await;
-                aws_sdk_ssm::Client::new(&config)
-                    .get_parameter()
-                    .name(name)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .ok()?
-                    .parameter()?
-                    .value()?
-                    .to_owned()
-            }
-            keyrot_core::delivery::Target::SecretsManager { region, secret } => {
-                let config = self.moto.admin_config_with(&settings(region)).await;
-                aws_sdk_secretsmanager::Client::new(&config)
-                    .get_secret_value()
-                    .secret_id(secret)
-                    .send()
-                    .await
-                    .ok()?
-                    .secret_string()?
-                    .to_owned()
-            }
-            keyrot_core::delivery::Target::GitHub { .. } => return None,
-        };
+        let value = self.moto.held(&destination.target).await?;
         let json: serde_json::Value = serde_json::from_str(&value).unwrap();
         assert_eq!(json["UserName"], self.user.as_str(), "{json}");
         assert!(

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use keyrot_aws::permissions::{
-    API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, REPORT_ACTIONS, ROTATOR_ACTIONS,
+    API_ACTIONS, DELIVERY_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, REPORT_ACTIONS,
+    ROTATOR_ACTIONS,
 };
 
 /// The text of one top-level resource of the template: from `  <name>:` to the next resource.
@@ -66,11 +67,59 @@ fn template_named(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../cfn/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-/// `role`'s actions in `template` but its trust policy's `sts:AssumeRole`, against `needed`.
-fn assert_exactly(template: &str, role: &str, needed: &[&str]) {
+/// The conditions under which a role's statements deliver (the stack's delivery parameters).
+const DELIVERY_CONDITIONS: &[&str] = &[
+    "DeliversToSsm",
+    "DeliversToSecrets",
+    "DeliversWithKmsKeys",
+    "ReadsDeliverTagsByName",
+    "HasGitHubCredential",
+];
+
+/// The statements of `role`'s policies in `template`, each with the condition of the `!If` it
+/// sits in (`None`: granted whatever the parameters).
+fn statements<'a>(template: &'a str, role: &str) -> Vec<(Option<&'a str>, &'a str)> {
     let text = resource(template, role);
     let policies = &text[text.find("Policies:").unwrap()..];
-    let granted = all_actions(policies);
+    let list = &policies[policies.find("Statement:").unwrap()..];
+    let indent = "\n              - ";
+    list.split(indent)
+        .skip(1)
+        .map(|chunk| match chunk.strip_prefix("!If") {
+            Some(rest) => {
+                let condition = rest.trim_start().strip_prefix("- ").unwrap();
+                (Some(condition.split_whitespace().next().unwrap()), chunk)
+            }
+            None => (None, chunk),
+        })
+        .collect()
+}
+
+/// `role`'s statements' actions, split: (not delivering, delivering). Every delivery action
+/// must sit under a delivery condition.
+fn split_by_delivery(template: &str, role: &str) -> (String, String) {
+    let (mut plain, mut delivery) = (String::new(), String::new());
+    for (condition, chunk) in statements(template, role) {
+        match condition {
+            Some(c) if DELIVERY_CONDITIONS.contains(&c) => delivery.push_str(chunk),
+            _ => plain.push_str(chunk),
+        }
+    }
+    (plain, delivery)
+}
+
+/// Every action `text` names, KMS and SSM included.
+fn delivery_actions(text: &str) -> BTreeSet<String> {
+    let mut found = actions_of(text, &["iam:", "secretsmanager:", "ssm:", "kms:"]);
+    found.remove("kms:ViaService"); // a condition key
+    found
+}
+
+/// `role`'s actions in `template` but its trust policy's `sts:AssumeRole` and its delivery
+/// statements (see [`delivery_is_conditional_and_exact`]), against `needed`.
+fn assert_exactly(template: &str, role: &str, needed: &[&str]) {
+    let (plain, _) = split_by_delivery(template, role);
+    let granted = all_actions(&plain);
     let needed: BTreeSet<String> = needed.iter().map(|a| (*a).to_owned()).collect();
     assert_eq!(
         granted, needed,
@@ -94,10 +143,60 @@ fn the_many_accounts_roles_allow_exactly_what_keyrot_calls_through_them() {
     assert_exactly(&template(), "AccountsRole", &hub);
 }
 
+/// `role`'s delivery statements grant exactly [`DELIVERY_ACTIONS`], each only under a
+/// condition on the delivery parameters, and nothing else grants them.
+fn delivery_is_conditional_and_exact(template: &str, role: &str) {
+    let (plain, delivery) = split_by_delivery(template, role);
+    let granted = delivery_actions(&delivery);
+    let needed: BTreeSet<String> = DELIVERY_ACTIONS.iter().map(|a| (*a).to_owned()).collect();
+    assert_eq!(granted, needed, "{role}'s delivery statements");
+    // Secrets Manager's and KMS's actions serve keyrot's own secrets too; SSM and the users'
+    // tags serve only delivery.
+    assert!(
+        !plain.contains("ssm:") && !plain.contains("ListUserTags"),
+        "{role}: delivery only under its conditions"
+    );
+}
+
+#[test]
+fn delivery_is_granted_only_with_destinations_and_only_what_it_calls() {
+    delivery_is_conditional_and_exact(&template(), "RotateRole");
+    delivery_is_conditional_and_exact(&template_named("member.yaml"), "MemberRole");
+    // Each delivery condition is on the stack's delivery parameters.
+    let template = template();
+    let conditions = &template[template.find("\nConditions:\n").unwrap()..];
+    for (condition, parameter) in [
+        ("DeliversToSsm", "DeliverySsmPrefix"),
+        ("DeliversToSecrets", "DeliverySecretArns"),
+        ("DeliversWithKmsKeys", "DeliveryKmsKeyArns"),
+        ("ReadsDeliverTagsByName", "DeliveryUserTags"),
+        ("HasGitHubCredential", "GitHubCredentialSecretArn"),
+    ] {
+        let line = conditions
+            .lines()
+            .find(|l| l.starts_with(&format!("  {condition}:")))
+            .unwrap_or_else(|| panic!("no condition {condition}"));
+        assert!(line.contains(parameter), "{line}");
+    }
+}
+
+#[test]
+fn the_check_sees_a_delivery_action_granted_unconditionally() {
+    // The parsing above must notice an SSM write outside the delivery conditions.
+    let template = template().replace(
+        "              # Delivery: each statement only when the stack is given its destinations.\n              - !If\n                - DeliversToSsm\n",
+        "              - !If\n                - UseCmk\n",
+    );
+    let (plain, delivery) = split_by_delivery(&template, "RotateRole");
+    assert!(plain.contains("ssm:PutParameter"));
+    assert!(!delivery_actions(&delivery).contains("ssm:PutParameter"));
+}
+
 #[test]
 fn the_rotator_role_allows_exactly_what_the_rotator_calls() {
     let template = template();
-    let granted = actions(resource(&template, "RotateRole"));
+    let (plain, _) = split_by_delivery(&template, "RotateRole");
+    let granted = actions(&plain);
     let needed: BTreeSet<String> = ROTATOR_ACTIONS
         .iter()
         .chain(REPORT_ACTIONS)

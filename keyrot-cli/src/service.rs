@@ -107,6 +107,10 @@ impl Backend {
         let rotator = config
             .backend_settings
             .with_alert_settings(Rotator::new(ports.clone(), policy.clone()));
+        let rotator = match &clients {
+            Some(clients) => config.backend_settings.with_delivery(rotator, clients),
+            None => rotator,
+        };
         let rotator = Arc::new(rotator);
         Ok(Self {
             kind: config.backend,

@@ -162,10 +162,39 @@ const CASES: &[Case] = &[
     (Setting::ManagedTag, "=true", &[], Reader::Both, None),
     (Setting::Users, "ci,../etc", &[], Reader::Both, None),
     (Setting::ExemptUsers, "a b", &[], Reader::Both, None),
+    (
+        Setting::DeliveryUsers,
+        "ci: x=ftp:somewhere",
+        &[],
+        Reader::Rotator,
+        None,
+    ),
+    (
+        Setting::DeliveryUsers,
+        "ci: gh=gh-repo:acme/app:AWS",
+        &[],
+        Reader::Rotator,
+        None,
+    ),
+    (Setting::DeliveryUserTags, "yes", &[], Reader::Rotator, None),
+    (
+        Setting::GitHubCredentialSecret,
+        "github token",
+        &[],
+        Reader::Rotator,
+        None,
+    ),
+    (
+        Setting::GitHubApiUrl,
+        "http://github.example.com",
+        &[],
+        Reader::Rotator,
+        None,
+    ),
 ];
 
 /// Every setting both the command line and a Lambda function read.
-const SHARED: [Setting; 27] = [
+const SHARED: [Setting; 31] = [
     Setting::AlertFrom,
     Setting::AlertTo,
     Setting::AlertRepeatAfter,
@@ -193,6 +222,10 @@ const SHARED: [Setting; 27] = [
     Setting::ManagedTag,
     Setting::Users,
     Setting::ExemptUsers,
+    Setting::DeliveryUsers,
+    Setting::DeliveryUserTags,
+    Setting::GitHubCredentialSecret,
+    Setting::GitHubApiUrl,
 ];
 
 fn var(setting: Setting) -> &'static str {

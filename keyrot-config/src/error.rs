@@ -174,6 +174,52 @@ pub enum Reason {
     /// Not a number of parallel accounts keyrot allows.
     #[error("{0:?} is not a number of accounts: write a whole number from 1 to 1000")]
     Parallel(String),
+    /// Not a user's destinations in the variable's form.
+    #[error(
+        "{0:?} is not a user's destinations: write USER: ID=KIND:... ID=KIND:..., users \
+         separated by ;"
+    )]
+    DeliveryEntry(String),
+    /// Not an IAM user name.
+    #[error("{0:?} is not an IAM user name")]
+    DeliveryUser(String),
+    /// A user is given destinations twice.
+    #[error("user {0} is given destinations twice")]
+    DeliveryUserTwice(String),
+    /// A user is given no destinations.
+    #[error("user {0} is given no destinations: write ID=KIND:... or leave the user out")]
+    NoDestinations(String),
+    /// A user's destinations do not parse.
+    #[error("user {user}")]
+    Destinations {
+        /// The user.
+        user: String,
+        /// The entry at fault and why.
+        #[source]
+        source: keyrot_core::delivery::DestinationError,
+    },
+    /// A GitHub destination, and no GitHub credential to write it with.
+    #[error(
+        "user {user}: destination {id} is a GitHub destination, which needs {credential} (the \
+         secret holding the GitHub App or token)"
+    )]
+    GitHubWithoutCredential {
+        /// The user.
+        user: String,
+        /// The destination.
+        id: String,
+        /// The GitHub credential's setting.
+        credential: Name,
+    },
+    /// Not `true` or `false`.
+    #[error("{0:?} is not true or false")]
+    Bool(String),
+    /// Not a URL GitHub's API can be at.
+    #[error(
+        "{0:?} is not GitHub's API: write an https:// URL (https://api.github.com, or \
+         https://HOST/api/v3 for GitHub Enterprise Server); http:// only to a loopback address"
+    )]
+    GitHubUrl(String),
     /// The policy settings do not make a policy.
     #[error(transparent)]
     Policy(#[from] SettingsError),

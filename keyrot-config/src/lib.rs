@@ -77,6 +77,10 @@
 //! | `[org] member_role`          | `KEYROT_MEMBER_ROLE`           |                  | the role assumed in each member account (a name, with its path)   | `keyrot-member`             |
 //! | `[org] list_role`            | `KEYROT_ORG_LIST_ROLE`         |                  | a management-account role that can only list the organization (an ARN) | keyrot's own credentials |
 //! | `[org] max_parallel_accounts` | `KEYROT_MAX_PARALLEL_ACCOUNTS` |                 | at most this many accounts run at once, 1 to 1000                 | `10`                        |
+//! | `[delivery] users`           | `KEYROT_DELIVERY_USERS`        |                  | each user's destinations: a table `alice = "ci=ssm:REGION:NAME"` (`alice: ...; bob: ...` in the variable) | none |
+//! | `[delivery] user_tags`       | `KEYROT_DELIVERY_USER_TAGS`    |                  | also read destinations from each user's `keyrot:deliver` tag (`true`/`false`) | `false`     |
+//! | `[delivery] github_credential_secret` | `KEYROT_GITHUB_CREDENTIAL_SECRET` |     | the secret (name or ARN) with the GitHub App or token for GitHub destinations | none        |
+//! | `[delivery] github_api_url`  | `KEYROT_GITHUB_API_URL`        |                  | GitHub's REST API (a GitHub Enterprise Server's `https://HOST/api/v3`) | `https://api.github.com` |
 //! |                              | `KEYROT_REPORT_BUCKET`         |                  | the Lambda functions' reports bucket (the rotator writes, the API's admin routes read) | none |
 //!
 //! Durations are whole numbers with units, largest first (`90d`, `1h30m`, `45s`; see
@@ -100,6 +104,7 @@
 //! # Ok::<(), keyrot_config::ConfigError>(())
 //! ```
 
+mod delivery;
 mod error;
 mod org;
 mod resolve;

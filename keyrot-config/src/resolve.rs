@@ -176,6 +176,7 @@ impl Sources {
             alert_repeat_after: self
                 .duration(Setting::AlertRepeatAfter)?
                 .unwrap_or(BackendSettings::default().alert_repeat_after),
+            delivery: self.delivery()?,
         })
     }
 
@@ -244,16 +245,7 @@ impl Sources {
         policy: &Policy,
         default_cache_ttl: Option<Duration>,
     ) -> Result<ApiSettings, ConfigError> {
-        let secret_id = |setting| -> Result<Option<String>, ConfigError> {
-            let Some(id) = self.text(setting)? else {
-                return Ok(None);
-            };
-            // A name (the prefix's characters) or an ARN (which adds ':').
-            if id.len() > 2048 || !id.chars().all(|c| is_secret_name_char(c) || c == ':') {
-                return Err(self.invalid(setting, Reason::SecretId(id)));
-            }
-            Ok(Some(id))
-        };
+        let secret_id = |setting| self.secret_id(setting);
         let api = ApiSettings {
             signing_key_secret: secret_id(Setting::SigningKeySecret)?,
             clients_secret: secret_id(Setting::ClientsSecret)?,
@@ -288,6 +280,18 @@ impl Sources {
             ));
         }
         Ok(api)
+    }
+
+    /// The secret `setting` names, if set: a name (the prefix's characters) or an ARN (which
+    /// adds `:`).
+    pub(crate) fn secret_id(&self, setting: Setting) -> Result<Option<String>, ConfigError> {
+        let Some(id) = self.text(setting)? else {
+            return Ok(None);
+        };
+        if id.len() > 2048 || !id.chars().all(|c| is_secret_name_char(c) || c == ':') {
+            return Err(self.invalid(setting, Reason::SecretId(id)));
+        }
+        Ok(Some(id))
     }
 
     /// The Lambda functions' CloudWatch namespace.

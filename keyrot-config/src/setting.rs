@@ -113,6 +113,15 @@ pub enum Setting {
     OrgListRole,
     /// At most this many accounts run at once.
     MaxParallelAccounts,
+    // Delivery (issue 14): kept together.
+    /// Each user's delivery destinations (a table of users in the file).
+    DeliveryUsers,
+    /// Whether destinations are also read from each user's `keyrot:deliver` tag.
+    DeliveryUserTags,
+    /// The secret holding the GitHub credential that GitHub destinations are written with.
+    GitHubCredentialSecret,
+    /// GitHub's REST API base URL (GitHub Enterprise Server's).
+    GitHubApiUrl,
     /// The deployed functions' S3 bucket for reports: the rotator writes, the API reads.
     ReportBucket,
 }
@@ -161,6 +170,9 @@ const fn policy(key: &'static str) -> Option<(Option<&'static str>, &'static str
 const fn org(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
     Some((Some("org"), key))
 }
+const fn delivery(key: &'static str) -> Option<(Option<&'static str>, &'static str)> {
+    Some((Some("delivery"), key))
+}
 const fn list(spelling: Spelling) -> Spelling {
     Spelling {
         list: true,
@@ -170,7 +182,7 @@ const fn list(spelling: Spelling) -> Spelling {
 
 impl Setting {
     /// Every setting, in the order of the crate's table.
-    pub const ALL: [Self; 53] = [
+    pub const ALL: [Self; 57] = [
         Self::Config,
         Self::Backend,
         Self::Listen,
@@ -223,6 +235,10 @@ impl Setting {
         Self::MemberRole,
         Self::OrgListRole,
         Self::MaxParallelAccounts,
+        Self::DeliveryUsers,
+        Self::DeliveryUserTags,
+        Self::GitHubCredentialSecret,
+        Self::GitHubApiUrl,
         Self::ReportBucket,
     ];
 
@@ -352,6 +368,22 @@ impl Setting {
             Self::MaxParallelAccounts => s(
                 org("max_parallel_accounts"),
                 Some("KEYROT_MAX_PARALLEL_ACCOUNTS"),
+                None,
+            ),
+            Self::DeliveryUsers => s(delivery("users"), Some("KEYROT_DELIVERY_USERS"), None),
+            Self::DeliveryUserTags => s(
+                delivery("user_tags"),
+                Some("KEYROT_DELIVERY_USER_TAGS"),
+                None,
+            ),
+            Self::GitHubCredentialSecret => s(
+                delivery("github_credential_secret"),
+                Some("KEYROT_GITHUB_CREDENTIAL_SECRET"),
+                None,
+            ),
+            Self::GitHubApiUrl => s(
+                delivery("github_api_url"),
+                Some("KEYROT_GITHUB_API_URL"),
                 None,
             ),
             Self::ReportBucket => s(None, Some("KEYROT_REPORT_BUCKET"), None),

@@ -14,6 +14,10 @@ pub enum Value {
     One(String),
     /// A TOML array.
     Many(Vec<String>),
+    /// A TOML table of texts, in the file's order (`[delivery.users]`: a user's
+    /// destinations, an array's items joined by spaces). Only [`Setting::DeliveryUsers`]
+    /// takes one.
+    Table(Vec<(String, String)>),
 }
 
 /// The values of every setting some source sets, each with its source. Empty values count as
@@ -140,6 +144,12 @@ impl Sources {
             reason,
         };
         let value = match value {
+            toml::Value::Table(entries) if setting == Setting::DeliveryUsers => Value::Table(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| Ok((key, words(value).map_err(invalid)?)))
+                    .collect::<Result<_, _>>()?,
+            ),
             toml::Value::Array(items) => Value::Many(
                 items
                     .into_iter()
@@ -156,6 +166,7 @@ impl Sources {
         let empty = match &value {
             Value::One(text) => text.trim().is_empty(),
             Value::Many(items) => items.iter().all(|item| item.trim().is_empty()),
+            Value::Table(entries) => entries.is_empty(),
         };
         // An empty value leaves the lower sources' value in place.
         if !empty {
@@ -187,6 +198,7 @@ impl Sources {
             None => Ok(None),
             Some(Value::One(text)) => Ok(Some(text.trim().to_owned())),
             Some(Value::Many(_)) => Err(self.invalid(setting, Reason::NotOne)),
+            Some(Value::Table(_)) => Err(self.invalid(setting, Reason::Kind("a table"))),
         }
     }
 
@@ -201,6 +213,7 @@ impl Sources {
         let items: Vec<&str> = match self.value(setting)? {
             Value::One(text) => text.split(',').collect(),
             Value::Many(items) => items.iter().map(String::as_str).collect(),
+            Value::Table(entries) => entries.iter().map(|(_, text)| text.as_str()).collect(),
         };
         Some(
             items
@@ -238,6 +251,18 @@ fn scalar(value: toml::Value) -> Result<String, Reason> {
         toml::Value::Datetime(d) => Ok(d.to_string()),
         toml::Value::Array(_) => Err(Reason::Kind("a nested list")),
         toml::Value::Table(_) => Err(Reason::Kind("a table")),
+    }
+}
+
+/// A table entry's value as text: a string, or an array of strings joined by spaces.
+fn words(value: toml::Value) -> Result<String, Reason> {
+    match value {
+        toml::Value::Array(items) => Ok(items
+            .into_iter()
+            .map(scalar)
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" ")),
+        item => scalar(item),
     }
 }
 

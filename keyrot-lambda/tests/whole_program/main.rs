@@ -33,6 +33,7 @@ const SCHEDULED: &str = include_str!("../fixtures/eventbridge-scheduled.json");
 
 mod api;
 mod cold_start;
+mod delivery;
 mod fanout;
 mod function;
 mod report;
