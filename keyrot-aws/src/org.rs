@@ -272,6 +272,9 @@ impl MemberAccess {
             iam: Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&member))),
             store: Arc::new(self.backend.account_store(&self.hub, account)),
             lease: Arc::new(self.backend.lease(&self.hub).for_account(account)),
+            // Owners are not read through the member role (it may only touch keys): a member
+            // account's notices go to the administrators alone, never to a hub user's owner.
+            notifier: self.backend.notifier(&self.hub, None),
             ..hub
         })
     }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use keyrot_aws::permissions::{API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, ROTATOR_ACTIONS};
+use keyrot_aws::permissions::{
+    API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, OWNER_ACTIONS, ROTATOR_ACTIONS,
+};
 
 /// The text of one top-level resource of the template: from `  <name>:` to the next resource.
 fn resource<'a>(template: &'a str, name: &str) -> &'a str {
@@ -92,7 +94,11 @@ fn the_many_accounts_roles_allow_exactly_what_keyrot_calls_through_them() {
 fn the_rotator_role_allows_exactly_what_the_rotator_calls() {
     let template = template();
     let granted = actions(resource(&template, "RotateRole"));
-    let needed: BTreeSet<String> = ROTATOR_ACTIONS.iter().map(|a| (*a).to_owned()).collect();
+    let needed: BTreeSet<String> = ROTATOR_ACTIONS
+        .iter()
+        .chain(OWNER_ACTIONS)
+        .map(|a| (*a).to_owned())
+        .collect();
     let missing: Vec<_> = needed.difference(&granted).collect();
     let extra: Vec<_> = granted.difference(&needed).collect();
     assert!(missing.is_empty(), "RotateRole lacks {missing:?}");

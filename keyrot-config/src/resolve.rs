@@ -173,6 +173,7 @@ impl Sources {
             kms_key_id,
             alert_from,
             alert_to,
+            alert_webhook_secret: self.secret_id(Setting::AlertWebhookSecret)?,
             alert_repeat_after: self
                 .duration(Setting::AlertRepeatAfter)?
                 .unwrap_or(BackendSettings::default().alert_repeat_after),
@@ -244,19 +245,9 @@ impl Sources {
         policy: &Policy,
         default_cache_ttl: Option<Duration>,
     ) -> Result<ApiSettings, ConfigError> {
-        let secret_id = |setting| -> Result<Option<String>, ConfigError> {
-            let Some(id) = self.text(setting)? else {
-                return Ok(None);
-            };
-            // A name (the prefix's characters) or an ARN (which adds ':').
-            if id.len() > 2048 || !id.chars().all(|c| is_secret_name_char(c) || c == ':') {
-                return Err(self.invalid(setting, Reason::SecretId(id)));
-            }
-            Ok(Some(id))
-        };
         let api = ApiSettings {
-            signing_key_secret: secret_id(Setting::SigningKeySecret)?,
-            clients_secret: secret_id(Setting::ClientsSecret)?,
+            signing_key_secret: self.secret_id(Setting::SigningKeySecret)?,
+            clients_secret: self.secret_id(Setting::ClientsSecret)?,
             issuer: self
                 .text(Setting::TokenIssuer)?
                 .unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
@@ -288,6 +279,18 @@ impl Sources {
             ));
         }
         Ok(api)
+    }
+
+    /// A secret's id as `setting` gives it: a name (the prefix's characters) or an ARN (which
+    /// adds ':').
+    fn secret_id(&self, setting: Setting) -> Result<Option<String>, ConfigError> {
+        let Some(id) = self.text(setting)? else {
+            return Ok(None);
+        };
+        if id.len() > 2048 || !id.chars().all(|c| is_secret_name_char(c) || c == ':') {
+            return Err(self.invalid(setting, Reason::SecretId(id)));
+        }
+        Ok(Some(id))
     }
 
     /// The Lambda functions' CloudWatch namespace.
