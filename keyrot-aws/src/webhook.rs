@@ -15,12 +15,13 @@ use crate::notifier::subject;
 /// Attempts per notice: the first and two retries, for a 429 or a 5xx only.
 const ATTEMPTS: u32 = 3;
 /// The longest wait keyrot takes for a 429's `Retry-After` (a longer one fails the notice,
-/// saying how long was asked).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// saying how long was asked): a notice holds up its user's run while it waits, and a run has
+/// a deadline.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// The wait before retrying a 5xx, doubled for the next one.
 const BACKOFF: Duration = Duration::from_secs(1);
 /// Time for one request, connection included.
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a webhook notice was not accepted. No variant, message or source holds the webhook's
 /// URL: it is a secret (whoever has it can post to the channel).
@@ -72,7 +73,7 @@ impl fmt::Debug for Url {
 /// notice). It appears in no error, log or `Debug` output.
 ///
 /// As Slack documents incoming webhooks: `200` (body `ok`) is success; a `429` is retried
-/// after its `Retry-After` (at most 30 s) and a 5xx after a second, then two, up to three
+/// after its `Retry-After` (at most 5 s) and a 5xx after a second, then two, up to three
 /// attempts; any other answer (`400 invalid_payload`, `403 invalid_token`,
 /// `403 action_prohibited`, `404 no_service`, `404 channel_not_found`,
 /// `410 channel_is_archived`, ...) is a [`WebhookError::Refused`] naming the status and code
