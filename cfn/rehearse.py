@@ -283,6 +283,7 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         "KEYROT_ALERT_FROM": params["AlertFromEmail"],
         "KEYROT_ALERT_TO": params["AdminEmail"],
         "KEYROT_METRICS_NAMESPACE": params.get("MetricsNamespace", "keyrot"),
+        "KEYROT_REPORT_BUCKET": f"{stack}-reports-{ACCOUNT}-{REGION}",
     }
     if params.get("ManagedUsers"):
         want_env["KEYROT_USERS"] = params["ManagedUsers"]
@@ -300,8 +301,9 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
     ck.check(
         api_env.get("KEYROT_TOKEN_ISSUER") == params.get("TokenIssuer", "keyrot")
         and api_env.get("KEYROT_TOKEN_AUDIENCE") == params.get("TokenAudience", "keyrot-api")
-        and api_env.get("KEYROT_SECRET_PREFIX") == want_env["KEYROT_SECRET_PREFIX"],
-        "API environment (issuer, audience, prefix)",
+        and api_env.get("KEYROT_SECRET_PREFIX") == want_env["KEYROT_SECRET_PREFIX"]
+        and api_env.get("KEYROT_REPORT_BUCKET") == want_env["KEYROT_REPORT_BUCKET"],
+        "API environment (issuer, audience, prefix, reports bucket)",
         api_env,
     )
 
@@ -393,6 +395,15 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         "rotator policy: item reads and writes on its lease table only",
         lease,
     )
+    reports_arn = f"arn:aws:s3:::{want_env['KEYROT_REPORT_BUCKET']}"
+    s3_rot = [s for s in rot if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    ck.check(
+        len(s3_rot) == 1
+        and set(as_list(s3_rot[0]["Action"])) == {"s3:PutObject", "s3:GetObject"}
+        and as_list(s3_rot[0]["Resource"]) == [f"{reports_arn}/reports/*"],
+        "rotator policy: objects under reports/ of its reports bucket only",
+        s3_rot,
+    )
     kms = [s for s in rot if any(a.startswith("kms:") for a in as_list(s["Action"]))]
     if conditions["UseCmk"]:
         ck.check(
@@ -407,10 +418,12 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
 
     api_stmts = statements(iam, api_role)
     api_actions = {a for s in api_stmts for a in as_list(s["Action"])}
-    allowed = {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"}
+    allowed = {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "s3:GetObject"}
     if conditions["UseCmk"]:
         allowed.add("kms:Decrypt")
-    ck.check(api_actions == allowed, "API policy: reads secrets and writes its log, nothing else", api_actions)
+    ck.check(api_actions == allowed, "API policy: reads secrets and the latest report, writes its log, nothing else", api_actions)
+    api_s3 = [r for s in api_stmts if "s3:GetObject" in as_list(s["Action"]) for r in as_list(s["Resource"])]
+    ck.check(api_s3 == [f"{reports_arn}/reports/latest.json"], "API policy: the latest report only", api_s3)
     api_sm = [r for s in api_stmts if "secretsmanager:GetSecretValue" in as_list(s["Action"]) for r in as_list(s["Resource"])]
     # The two API secrets are skipped by moto, so their ARNs come back as None here.
     ck.check(
@@ -510,6 +523,8 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         "POST /generate-token": (True, "AWS_PROXY", True),
         "GET /active-key": (True, "AWS_PROXY", True),
         "GET /health": (False, "AWS_PROXY", True),
+        "GET /admin/status": (True, "AWS_PROXY", True),
+        "GET /admin/page": (True, "AWS_PROXY", True),
     }
     ck.check(routes == want_routes, "REST API routes, API keys required except on /health, proxied to the API function", routes)
     ck.check(bool(apigw.get_deployments(restApiId=api_id)["items"]), "REST API has a deployment")

@@ -18,18 +18,31 @@ use serde::Serialize;
 use crate::request::{self, Credential, Rejection};
 use crate::{Api, Audit, ErrorCode, RequestContext, Success};
 
-/// Where the admin route reads the users' status from: the [`Rotator`] of the process, or
-/// anything else that can say it.
+/// What the admin routes show: every managed user's state, as of `generated_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// When the states were read: now for a [`Rotator`], the report's time for a stored
+    /// report.
+    pub generated_at: Timestamp,
+    /// Every managed user's state.
+    pub users: Vec<UserState>,
+}
+
+/// Where the admin route reads the users' status from: the [`Rotator`] of the process, the
+/// deployed rotator's latest report, or anything else that can say it.
 #[async_trait]
 pub trait StatusSource: Send + Sync + fmt::Debug {
-    /// Every managed user's state at `now`. Read-only.
-    async fn status(&self, now: Timestamp) -> Result<Vec<UserState>, BoxError>;
+    /// Every managed user's state, read at `now` or earlier. Read-only.
+    async fn status(&self, now: Timestamp) -> Result<Status, BoxError>;
 }
 
 #[async_trait]
 impl StatusSource for Rotator {
-    async fn status(&self, now: Timestamp) -> Result<Vec<UserState>, BoxError> {
-        Ok(gather(self, &[], GatherOptions::default(), now, &Unobserved).await?)
+    async fn status(&self, now: Timestamp) -> Result<Status, BoxError> {
+        Ok(Status {
+            generated_at: now,
+            users: gather(self, &[], GatherOptions::default(), now, &Unobserved).await?,
+        })
     }
 }
 
@@ -86,16 +99,19 @@ impl Api {
                 "client_scope_not_admin",
             ));
         }
-        let users = source.status(ctx.now).await.map_err(|err| {
+        let status = source.status(ctx.now).await.map_err(|err| {
             Rejection::new(ErrorCode::StoreUnavailable, "status_error")
                 .with_detail(keyrot_core::driver::error_chain(err.as_ref()))
         })?;
         if page {
-            return Ok(Success::Page(crate::page::render(&users, ctx.now)));
+            return Ok(Success::Page(crate::page::render(
+                &status.users,
+                status.generated_at,
+            )));
         }
         let body = StatusBody {
-            generated_at: ctx.now,
-            users: &users,
+            generated_at: status.generated_at,
+            users: &status.users,
         };
         serde_json::to_string(&body)
             .map(Success::Status)

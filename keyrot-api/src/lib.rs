@@ -133,7 +133,7 @@ mod response;
 mod route;
 
 pub use adapter::{AdapterAnswer, AdapterRoute};
-pub use admin::StatusSource;
+pub use admin::{Status, StatusSource};
 use cache::KeyCache;
 pub use config::{ApiConfig, ApiConfigError, DEFAULT_CACHE_TTL, Limits};
 use limit::Limiter;

@@ -101,6 +101,8 @@ pub struct AwsClients {
     pub ses: aws_sdk_sesv2::Client,
     /// DynamoDB (the lease table).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3 (reports and summaries, see [`Objects`](crate::Objects)).
+    pub s3: aws_sdk_s3::Client,
     /// The throttling answers the clients met, retried attempts included: the rotator's
     /// adaptive concurrency follows it.
     pub pressure: ThrottleCounter,
@@ -123,8 +125,14 @@ impl AwsClients {
         let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
             .interceptor(pressure.clone())
             .build();
+        // An emulator on an address (`http://127.0.0.1:5000`) has no bucket subdomains.
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(config.endpoint_url().is_some())
+            .interceptor(pressure.clone())
+            .build();
         Self {
             iam: aws_sdk_iam::Client::from_conf(iam),
+            s3: aws_sdk_s3::Client::from_conf(s3),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
             ses: aws_sdk_sesv2::Client::from_conf(ses),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),

@@ -14,6 +14,7 @@ use keyrot_core::delivery::{
 use keyrot_core::{AccessKeyId, Credentials, Timestamp, UserName, request_token};
 
 use crate::error::{Kind, boxed, kind};
+use crate::github::GitHubDelivery;
 use crate::store::payload;
 
 /// One region's clients.
@@ -35,14 +36,16 @@ struct Regional {
 ///   ARN); it is read back with `GetSecretValue` (`AWSCURRENT`).
 /// - Clients are made per region from one [`SdkConfig`] (credentials, endpoint, retries and
 ///   timeouts as everywhere else).
-/// - GitHub destinations are refused here ([`DeliveryError::Rejected`]): the user's old key
-///   then stays active until the maximum grace, with an alert that names the destination.
+/// - GitHub destinations go to the [`GitHubDelivery`] given with [`AwsDelivery::with_github`];
+///   without one they are refused ([`DeliveryError::Rejected`]): the user's old key then stays
+///   active until the maximum grace, with an alert that names the destination.
 /// - Destinations come from configuration and, with [`AwsDelivery::with_user_tags`], from the
 ///   user's [`DELIVER_TAG`] (`ListUserTags`, one call per user and observation).
 pub struct AwsDelivery {
     base: SdkConfig,
     configured: BTreeMap<UserName, Vec<Destination>>,
     tags: Option<aws_sdk_iam::Client>,
+    github: Option<GitHubDelivery>,
     regions: Mutex<BTreeMap<String, Regional>>,
 }
 
@@ -51,6 +54,7 @@ impl std::fmt::Debug for AwsDelivery {
         f.debug_struct("AwsDelivery")
             .field("users", &self.configured.len())
             .field("tags", &self.tags.is_some())
+            .field("github", &self.github)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +66,7 @@ impl AwsDelivery {
             base: base.clone(),
             configured,
             tags: None,
+            github: None,
             regions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -71,6 +76,18 @@ impl AwsDelivery {
     pub fn with_user_tags(mut self, iam: aws_sdk_iam::Client) -> Self {
         self.tags = Some(iam);
         self
+    }
+
+    /// Sends GitHub destinations to `github`.
+    #[must_use]
+    pub fn with_github(mut self, github: GitHubDelivery) -> Self {
+        self.github = Some(github);
+        self
+    }
+
+    /// The GitHub adapter, or the refusal of GitHub destinations without one.
+    fn github(&self) -> Result<&GitHubDelivery, DeliveryError> {
+        self.github.as_ref().ok_or_else(unsupported)
     }
 
     fn regional(&self, region: &str) -> Regional {
@@ -134,7 +151,7 @@ impl AwsDelivery {
 }
 
 fn unsupported() -> DeliveryError {
-    DeliveryError::Rejected("GitHub destinations are not supported by keyrot-aws".into())
+    DeliveryError::Rejected("no GitHub credential is configured for GitHub destinations".into())
 }
 
 /// The key id a delivered value names, if it is keyrot's JSON.
@@ -190,6 +207,9 @@ impl Delivery for AwsDelivery {
         destination: &Destination,
         key: &AccessKeyId,
     ) -> Result<bool, DeliveryError> {
+        if let Target::GitHub { .. } = destination.target {
+            return self.github()?.holds(destination, key).await;
+        }
         let value = self.read(destination).await?;
         Ok(value.and_then(|v| key_of(&v)).as_deref() == Some(key.as_str()))
     }
@@ -201,6 +221,9 @@ impl Delivery for AwsDelivery {
         credentials: &Credentials,
         created: Timestamp,
     ) -> Result<(), DeliveryError> {
+        if let Target::GitHub { .. } = destination.target {
+            return self.github()?.write(destination, credentials).await;
+        }
         let value =
             payload(user, credentials, created).map_err(|e| DeliveryError::Other(Box::new(e)))?;
         match &destination.target {

@@ -66,6 +66,11 @@ pub const DELIVERY_ACTIONS: &[&str] = &[
     "kms:Decrypt",
 ];
 
+/// The actions of the deployed rotator's report ([`Objects`](crate::Objects)): `PutObject`, and
+/// `GetObject` for `HeadObject` (when the latest report was written), both only under the
+/// reports bucket's `reports/` prefix. The API reads the latest report with `GetObject` alone.
+pub const REPORT_ACTIONS: &[&str] = &["s3:PutObject", "s3:GetObject"];
+
 /// Every action the API calls: it only reads secrets (each user's current key, its signing
 /// keys and its client registry).
 pub const API_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use keyrot_aws::permissions::{
-    API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, OWNER_ACTIONS, ROTATOR_ACTIONS,
+    API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, OWNER_ACTIONS, REPORT_ACTIONS,
+    ROTATOR_ACTIONS,
 };
 
 /// The text of one top-level resource of the template: from `  <name>:` to the next resource.
@@ -29,7 +30,10 @@ fn resource<'a>(template: &'a str, name: &str) -> &'a str {
 
 /// Every `service:Action` named in `text` for the services keyrot's adapters call.
 fn actions(text: &str) -> BTreeSet<String> {
-    actions_of(text, &["iam:", "secretsmanager:", "ses:", "dynamodb:"])
+    actions_of(
+        text,
+        &["iam:", "secretsmanager:", "ses:", "dynamodb:", "s3:"],
+    )
 }
 
 /// As [`actions`], with Organizations and STS (the many accounts' roles).
@@ -97,6 +101,7 @@ fn the_rotator_role_allows_exactly_what_the_rotator_calls() {
     let needed: BTreeSet<String> = ROTATOR_ACTIONS
         .iter()
         .chain(OWNER_ACTIONS)
+        .chain(REPORT_ACTIONS)
         .map(|a| (*a).to_owned())
         .collect();
     let missing: Vec<_> = needed.difference(&granted).collect();
@@ -112,7 +117,7 @@ fn the_rotator_role_allows_exactly_what_the_rotator_calls() {
 fn the_api_role_allows_what_the_api_calls_and_only_reads() {
     let template = template();
     let granted = actions(resource(&template, "ApiRole"));
-    for action in API_ACTIONS {
+    for action in API_ACTIONS.iter().chain(&["s3:GetObject"]) {
         assert!(
             granted.contains(*action),
             "ApiRole lacks {action}: {granted:?}"

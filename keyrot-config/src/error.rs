@@ -127,6 +127,12 @@ pub enum Reason {
          not starting with AWS/"
     )]
     Namespace(String),
+    /// Not an S3 bucket name.
+    #[error(
+        "{0:?} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, \
+         starting and ending with a letter or digit"
+    )]
+    Bucket(String),
     /// Not a backend.
     #[error("{0:?} is not a backend: write embedded or aws")]
     Backend(String),

@@ -78,6 +78,7 @@
 //! | `[org] member_role`          | `KEYROT_MEMBER_ROLE`           |                  | the role assumed in each member account (a name, with its path)   | `keyrot-member`             |
 //! | `[org] list_role`            | `KEYROT_ORG_LIST_ROLE`         |                  | a management-account role that can only list the organization (an ARN) | keyrot's own credentials |
 //! | `[org] max_parallel_accounts` | `KEYROT_MAX_PARALLEL_ACCOUNTS` |                 | at most this many accounts run at once, 1 to 1000                 | `10`                        |
+//! |                              | `KEYROT_REPORT_BUCKET`         |                  | the Lambda functions' reports bucket (the rotator writes, the API's admin routes read) | none |
 //!
 //! Durations are whole numbers with units, largest first (`90d`, `1h30m`, `45s`; see
 //! [`keyrot_core::duration`]).

@@ -309,6 +309,24 @@ impl Sources {
         Ok(namespace)
     }
 
+    /// The deployed functions' reports bucket, if the stack has one.
+    pub fn report_bucket(&self) -> Result<Option<String>, ConfigError> {
+        let Some(bucket) = self.text(Setting::ReportBucket)? else {
+            return Ok(None);
+        };
+        let edge =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let inner = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c);
+        if !(3..=63).contains(&bucket.len())
+            || !bucket.chars().all(inner)
+            || !edge(bucket.chars().next())
+            || !edge(bucket.chars().last())
+        {
+            return Err(self.invalid(Setting::ReportBucket, Reason::Bucket(bucket)));
+        }
+        Ok(Some(bucket))
+    }
+
     /// The backend asked for, if any.
     pub fn backend_kind(&self) -> Result<Option<BackendKind>, ConfigError> {
         self.text(Setting::Backend)?

@@ -115,6 +115,8 @@ pub enum Setting {
     OrgListRole,
     /// At most this many accounts run at once.
     MaxParallelAccounts,
+    /// The deployed functions' S3 bucket for reports: the rotator writes, the API reads.
+    ReportBucket,
 }
 
 /// A setting's names. `section` is the file's table (`None`: the top level).
@@ -170,7 +172,7 @@ const fn list(spelling: Spelling) -> Spelling {
 
 impl Setting {
     /// Every setting, in the order of the crate's table.
-    pub const ALL: [Self; 53] = [
+    pub const ALL: [Self; 54] = [
         Self::Config,
         Self::Backend,
         Self::Listen,
@@ -224,6 +226,7 @@ impl Setting {
         Self::MemberRole,
         Self::OrgListRole,
         Self::MaxParallelAccounts,
+        Self::ReportBucket,
     ];
 
     /// The setting's names in the file, the environment and the flags: the one place that
@@ -359,6 +362,7 @@ impl Setting {
                 Some("KEYROT_MAX_PARALLEL_ACCOUNTS"),
                 None,
             ),
+            Self::ReportBucket => s(None, Some("KEYROT_REPORT_BUCKET"), None),
         }
     }
 

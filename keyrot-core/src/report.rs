@@ -376,6 +376,55 @@ pub fn compliance(user: &UserState, max_age: Duration, now: Timestamp) -> Compli
     }
 }
 
+/// A report as a document: every user's state at `generated_at` with its compliance under
+/// "no active key older than `max_age_days` days". The deployed rotator writes one after its
+/// runs (to S3, `reports/latest.json`), and the deployed API's admin routes show it: the API
+/// needs no IAM permission, and an admin's page costs no IAM call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When the users' states were gathered.
+    pub generated_at: Timestamp,
+    /// The rule's N.
+    pub max_age_days: u64,
+    /// Every user, with its compliance.
+    pub users: Vec<SnapshotUser>,
+}
+
+/// One user of a [`Snapshot`]: its state and whether it passes the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotUser {
+    /// The user's state.
+    #[serde(flatten)]
+    pub state: UserState,
+    /// Whether it passes, and since when.
+    pub compliance: Compliance,
+}
+
+impl Snapshot {
+    /// `users` at `now`, each judged by the rule "no active key older than `max_age_days`".
+    pub fn new(users: Vec<UserState>, max_age_days: u64, now: Timestamp) -> Self {
+        let max_age = Duration::from_secs(86_400)
+            .saturating_mul(u32::try_from(max_age_days).unwrap_or(u32::MAX));
+        let users = users
+            .into_iter()
+            .map(|state| SnapshotUser {
+                compliance: compliance(&state, max_age, now),
+                state,
+            })
+            .collect();
+        Self {
+            generated_at: now,
+            max_age_days,
+            users,
+        }
+    }
+
+    /// The users' states, without their compliance.
+    pub fn states(&self) -> Vec<UserState> {
+        self.users.iter().map(|u| u.state.clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,5 +537,40 @@ mod tests {
                 since: None,
             }
         );
+    }
+
+    #[test]
+    fn a_snapshot_judges_each_user_and_reads_back_as_written() {
+        let now = at("2026-06-01T00:00:00Z");
+        let old = user(
+            vec![key(
+                "AKIAOLD0000000000001",
+                KeyStatus::Active,
+                "2026-01-01T00:00:00Z",
+            )],
+            None,
+        );
+        let fresh = user(
+            vec![key(
+                "AKIANEW0000000000001",
+                KeyStatus::Active,
+                "2026-05-20T00:00:00Z",
+            )],
+            None,
+        );
+        let snapshot = Snapshot::new(vec![old.clone(), fresh.clone()], 90, now);
+        assert_eq!(snapshot.generated_at, now);
+        assert!(!snapshot.users[0].compliance.passes);
+        assert_eq!(
+            snapshot.users[0].compliance.since,
+            Some(at("2026-04-01T00:00:00Z"))
+        );
+        assert!(snapshot.users[1].compliance.passes);
+        assert_eq!(snapshot.states(), [old, fresh]);
+
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert!(json.contains(r#""user":"ci","managed":true"#), "{json}");
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snapshot);
     }
 }

@@ -36,6 +36,8 @@ pub struct RotateConfig {
     /// The organization's accounts, for the fan-out's requests (`KEYROT_ORG_*`,
     /// `KEYROT_MEMBER_ROLE`, `KEYROT_MAX_PARALLEL_ACCOUNTS`).
     pub org: keyrot_aws::org::OrgSettings,
+    /// Where the report goes after a run (`KEYROT_REPORT_BUCKET`; none: no report).
+    pub report_bucket: Option<String>,
 }
 
 impl RotateConfig {
@@ -52,6 +54,7 @@ impl RotateConfig {
             policy: env.policy(&PolicySettings::default())?,
             metrics_namespace: env.metrics_namespace()?,
             org: env.org()?,
+            report_bucket: env.report_bucket()?,
         })
     }
 }
@@ -85,6 +88,9 @@ pub struct ApiFunctionConfig {
     /// The API's own rate limits (inside API Gateway's usage plan): per client and per source
     /// address, per warm function instance.
     pub rate_limits: keyrot_api::RateLimits,
+    /// The bucket whose latest report the admin routes show (`KEYROT_REPORT_BUCKET`; none:
+    /// no admin routes).
+    pub report_bucket: Option<String>,
 }
 
 impl ApiFunctionConfig {
@@ -109,6 +115,7 @@ impl ApiFunctionConfig {
             rotation,
             metrics_namespace: env.metrics_namespace()?,
             rate_limits: api.rate_limits,
+            report_bucket: env.report_bucket()?,
         })
     }
 
@@ -221,9 +228,17 @@ mod tests {
                 "KEYROT_KMS_KEY_ID",
                 "arn:aws:kms:eu-west-1:123456789012:key/0f3c",
             ),
+            (
+                "KEYROT_REPORT_BUCKET",
+                "prod-reports-123456789012-eu-west-1",
+            ),
         ]))
         .unwrap();
         assert_eq!(c.backend.lease_table, "prod-keyrot-leases");
+        assert_eq!(
+            c.report_bucket.as_deref(),
+            Some("prod-reports-123456789012-eu-west-1")
+        );
         assert_eq!(c.backend.alert_to, ["admin@example.com", "ops@example.org"]);
         assert_eq!(c.backend.alert_from.as_deref(), Some("keyrot@example.com"));
         assert!(c.backend.kms_key_id.is_some());
@@ -354,6 +369,19 @@ mod tests {
             (&[("KEYROT_USERS", "ci,../etc")], "KEYROT_USERS"),
             (&[("KEYROT_EXEMPT_USERS", "a b")], "KEYROT_EXEMPT_USERS"),
             (&[("KEYROT_LEASE_TABLE", "my leases")], "KEYROT_LEASE_TABLE"),
+            (
+                &[("KEYROT_REPORT_BUCKET", "Reports")],
+                "KEYROT_REPORT_BUCKET",
+            ),
+            (&[("KEYROT_REPORT_BUCKET", "ab")], "KEYROT_REPORT_BUCKET"),
+            (
+                &[("KEYROT_REPORT_BUCKET", "reports-")],
+                "KEYROT_REPORT_BUCKET",
+            ),
+            (
+                &[("KEYROT_REPORT_BUCKET", "s3://reports")],
+                "KEYROT_REPORT_BUCKET",
+            ),
         ] {
             let err = rotate_with(vars).unwrap_err();
             assert_eq!(var(&err), expected, "{vars:?}: {err}");

@@ -3,7 +3,7 @@
 //!
 //! It decides nothing: every rule is keyrot-core's, every AWS call keyrot-aws'. This crate
 //! reads the functions' configuration ([`config`]), turns Lambda events into calls of the core
-//! and their results into responses ([`rotate`], [`api`]), writes JSON logs and CloudWatch
+//! and their results into responses ([`rotate`], [`api`]), writes the rotator's report ([`report`]), writes JSON logs and CloudWatch
 //! Embedded Metric Format lines ([`metrics`]), and reports a cold start with a bad
 //! configuration to Lambda as an init error ([`runtime`]). It reads the clock only at the
 //! edge: the rotator through [`keyrot_aws::SystemClock`], the API once per
@@ -29,5 +29,6 @@ pub mod api;
 pub mod config;
 pub mod fanout;
 pub mod metrics;
+pub mod report;
 pub mod rotate;
 pub mod runtime;

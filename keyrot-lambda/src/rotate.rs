@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use keyrot_aws::AwsClients;
+use keyrot_aws::{AwsClients, Objects};
 use keyrot_core::delivery::DeliveryError;
 use keyrot_core::driver::{RunError, error_chain};
 use keyrot_core::{
@@ -31,6 +31,7 @@ use keyrot_core::duration::format_duration;
 
 use crate::config::{ConfigError, RotateConfig};
 use crate::metrics::{self, RunMetrics, run_line};
+use crate::report::Reports;
 
 /// Time kept back at the end of the invocation beyond the verify timeout, for the users in
 /// flight to store their outcome and for the report and metrics to be written.
@@ -144,6 +145,9 @@ pub struct RunOutput {
     /// too short for the verify timeout).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The report's objects written after the run, if any (see [`crate::report`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<String>,
 }
 
 /// How many users ended how.
@@ -223,6 +227,7 @@ impl RunOutput {
             counts,
             users,
             warnings: Vec::new(),
+            reports: Vec::new(),
         }
     }
 }
@@ -257,6 +262,7 @@ pub struct RotateFunction {
     rotator: Rotator,
     namespace: String,
     fan_out: Option<crate::fanout::FanOut>,
+    reports: Option<Reports>,
 }
 
 impl RotateFunction {
@@ -266,7 +272,15 @@ impl RotateFunction {
             rotator,
             namespace: namespace.into(),
             fan_out: None,
+            reports: None,
         }
+    }
+
+    /// The function writing a report after its runs (see [`crate::report`]).
+    #[must_use]
+    pub fn with_reports(mut self, reports: Reports) -> Self {
+        self.reports = Some(reports);
+        self
     }
 
     /// The function answering the fan-out's requests too (see [`crate::fanout`]).
@@ -295,7 +309,11 @@ impl RotateFunction {
             lease_table = %config.backend.lease_table,
             "rotator ready"
         );
-        Ok(Self::new(rotator, config.metrics_namespace).with_fan_out(fan_out))
+        let function = Self::new(rotator, config.metrics_namespace).with_fan_out(fan_out);
+        Ok(match config.report_bucket {
+            Some(bucket) => function.with_reports(Reports::new(Objects::new(clients.s3, bucket))),
+            None => function,
+        })
     }
 
     /// The rotator.
@@ -353,6 +371,16 @@ impl RotateFunction {
             .map_err(|RunError::ListUsers(e)| RotateError::ListUsers(e))?;
         let metrics = RunMetrics::of(&report, now);
         let mut output = RunOutput::of(&report, now, deadline);
+        if let Some(reports) = &self.reports {
+            match reports.after_run(&self.rotator, &report, now).await {
+                Ok(written) => output.reports = written,
+                Err(error) => {
+                    let warning = format!("the report was not written: {}", error_chain(&error));
+                    tracing::warn!("{warning}");
+                    warnings.push(warning);
+                }
+            }
+        }
         output.warnings = warnings;
         Ok(Handled {
             output,

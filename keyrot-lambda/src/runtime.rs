@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use keyrot_core::Timestamp;
 use keyrot_core::driver::error_chain;
 use lambda_runtime::{Context, Diagnostic};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -34,14 +33,15 @@ pub const CAPPED_TARGETS: [&str; 6] = [
 /// keeps as one event. The level comes from `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`,
 /// else `info`; whatever they say, [`CAPPED_TARGETS`] log at `info` at most (see
 /// [`capped_targets`]).
+///
+/// `RUST_LOG` is read as a list of `target=level` directives ([`Targets`]: no span or field
+/// filters, so no regex engine in the bootstrap). Release builds compile out every event below
+/// `info` (keyrot-lambda's `tracing` features), so there `debug` and `trace` show nothing more.
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env()
-        .ok()
-        .or_else(|| {
-            let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok()?;
-            EnvFilter::try_new(level.to_ascii_lowercase()).ok()
-        })
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let filter = log_filter(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+    );
     let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -57,9 +57,24 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// The cap on [`CAPPED_TARGETS`], applied after the user's filter rather than merged into it:
-/// an `EnvFilter` directive on a span (`[{requestId}]=trace`) enables every event inside the
-/// span, whatever its target's directive says, so only a filter of its own holds.
+/// The filter [`init_logging`] installs, from `RUST_LOG` and `AWS_LAMBDA_LOG_LEVEL`: the first
+/// of them that parses, else `info`. Lambda's levels are `TRACE` to `ERROR` and `FATAL`, which
+/// `tracing` calls `error`.
+fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> Targets {
+    rust_log
+        .and_then(|directives| directives.parse().ok())
+        .or_else(|| {
+            let level = match lambda_level?.to_ascii_lowercase().as_str() {
+                "fatal" => LevelFilter::ERROR,
+                level => level.parse().ok()?,
+            };
+            Some(Targets::new().with_default(level))
+        })
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// The cap on [`CAPPED_TARGETS`], a filter of its own applied after the user's rather than
+/// merged into it, so that no directive of the user's (`RUST_LOG=lambda_runtime=trace`) lifts it.
 pub fn capped_targets() -> Targets {
     CAPPED_TARGETS.iter().fold(
         Targets::new().with_default(LevelFilter::TRACE),
@@ -144,5 +159,24 @@ mod tests {
         }
         assert!(targets.would_enable("keyrot::audit", &Level::TRACE));
         assert!(targets.would_enable("keyrot_core::driver", &Level::DEBUG));
+    }
+
+    #[test]
+    fn the_level_comes_from_rust_log_then_lambda_then_info() {
+        let debug = log_filter(Some("warn,keyrot_core=debug"), Some("ERROR"));
+        assert!(debug.would_enable("keyrot_core::driver", &Level::DEBUG));
+        assert!(!debug.would_enable("keyrot_aws::iam", &Level::INFO));
+
+        let lambda = log_filter(Some("keyrot=loud"), Some("DEBUG"));
+        assert!(lambda.would_enable("keyrot_aws::iam", &Level::DEBUG));
+
+        let fatal = log_filter(None, Some("FATAL"));
+        assert!(fatal.would_enable("keyrot_aws::iam", &Level::ERROR));
+        assert!(!fatal.would_enable("keyrot_aws::iam", &Level::WARN));
+
+        for default in [log_filter(None, None), log_filter(None, Some("LOUD"))] {
+            assert!(default.would_enable("keyrot_aws::iam", &Level::INFO));
+            assert!(!default.would_enable("keyrot_aws::iam", &Level::DEBUG));
+        }
     }
 }

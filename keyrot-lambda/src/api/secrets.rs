@@ -163,10 +163,13 @@ impl Reading {
             Arc::new(backend.account_store(&hub, account)) as Arc<dyn SecretStore>
         });
         api_config.rate_limits = self.config.rate_limits;
-        let api = Arc::new(
-            Api::new(api_config, tokens, clients, Arc::clone(&self.store))?
-                .with_account_stores(accounts),
-        );
+        let mut api = Api::new(api_config, tokens, clients, Arc::clone(&self.store))?
+            .with_account_stores(accounts);
+        if let Some(bucket) = &self.config.report_bucket {
+            let objects = keyrot_aws::Objects::new(self.aws.s3.clone(), bucket.clone());
+            api = api.with_status_source(Arc::new(crate::report::LatestReport::new(objects)));
+        }
+        let api = Arc::new(api);
         let mut current = self.lock();
         // Another request may have read them meanwhile: the first to finish is kept.
         let current = current.get_or_insert_with(|| Current { api, read_at: now });

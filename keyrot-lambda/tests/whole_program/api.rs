@@ -4,16 +4,26 @@ use super::*;
 
 /// The API deployed in moto under names of its own: the signing key and client registry
 /// secrets, and one user's stored key.
-struct ApiDeployment {
+pub(crate) struct ApiDeployment {
     /// The function's environment: moto and the `KEYROT_*` variables.
-    env: Vec<(&'static str, String)>,
+    pub(crate) env: Vec<(&'static str, String)>,
     /// The one client's API key (allowed from 52.255.255.0/24, may read `user`).
-    api_key: String,
+    pub(crate) api_key: String,
     user: &'static str,
     credentials: Credentials,
 }
 
 fn deploy_api(rt: &tokio::runtime::Runtime, moto: &Moto, name: &str) -> ApiDeployment {
+    deploy_api_for(rt, moto, name, &["lambda-api-ci"])
+}
+
+/// As [`deploy_api`], the client's scope being `scope`.
+pub(crate) fn deploy_api_for(
+    rt: &tokio::runtime::Runtime,
+    moto: &Moto,
+    name: &str,
+    scope: &[&str],
+) -> ApiDeployment {
     let config = rt.block_on(moto.admin_config());
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let base = format!("keyrot-lambda-test/{name}");
@@ -23,7 +33,7 @@ fn deploy_api(rt: &tokio::runtime::Runtime, moto: &Moto, name: &str) -> ApiDeplo
     let registry = json!({"clients": [{
         "id": "ci",
         "api_key_sha256": ApiKeyDigest::of(&api_key).to_hex(),
-        "scope": [user],
+        "scope": scope,
         "allowed_cidrs": ["52.255.255.0/24"],
     }]});
     let credentials = Credentials {
@@ -94,7 +104,7 @@ fn start_api(name: &str) -> ApiRun {
 }
 
 /// Invokes the API function with `event`; its response and the response's body.
-fn call_api(
+pub(crate) fn call_api(
     runtime: &RuntimeApi,
     function: &mut Function,
     id: &str,
@@ -107,12 +117,12 @@ fn call_api(
     (response, body)
 }
 
-fn from_allowed(event: &mut Value) {
+pub(crate) fn from_allowed(event: &mut Value) {
     event["requestContext"]["identity"]["sourceIp"] = json!("52.255.255.12");
 }
 
-/// `POST /generate-token`, then `GET /active-key` with the token: the token.
-fn token_then_key(
+/// `POST /generate-token` from an allowed address: the token.
+pub(crate) fn token(
     runtime: &RuntimeApi,
     function: &mut Function,
     deployment: &ApiDeployment,
@@ -125,7 +135,16 @@ fn token_then_key(
         &event(GENERATE_TOKEN, &fill, from_allowed),
     );
     assert_eq!(response["statusCode"], 200, "{response}");
-    let token = body["token"].as_str().unwrap().to_owned();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// `POST /generate-token`, then `GET /active-key` with the token: the token.
+fn token_then_key(
+    runtime: &RuntimeApi,
+    function: &mut Function,
+    deployment: &ApiDeployment,
+) -> String {
+    let token = token(runtime, function, deployment);
 
     let fill = [
         ("{{API_KEY}}", deployment.api_key.as_str()),

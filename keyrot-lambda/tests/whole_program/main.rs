@@ -35,6 +35,7 @@ mod api;
 mod cold_start;
 mod fanout;
 mod function;
+mod report;
 mod rotate;
 mod runtime_api;
 
