@@ -7,8 +7,7 @@
 use std::collections::BTreeSet;
 
 use keyrot_aws::permissions::{
-    API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, OWNER_ACTIONS, REPORT_ACTIONS,
-    ROTATOR_ACTIONS,
+    API_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, OWNER_ACTIONS, REPORT_ACTIONS, ROTATOR_ACTIONS,
 };
 
 /// The text of one top-level resource of the template: from `  <name>:` to the next resource.
