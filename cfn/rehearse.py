@@ -343,6 +343,8 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         want_env["KEYROT_USERS"] = params["ManagedUsers"]
     if params.get("ExemptUsers"):
         want_env["KEYROT_EXEMPT_USERS"] = params["ExemptUsers"]
+    if params.get("AlertWebhookSecretArn"):
+        want_env["KEYROT_ALERT_WEBHOOK_SECRET"] = params["AlertWebhookSecretArn"]
     if conditions["UseCmk"]:
         kms_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{physical.get('SecretsKey')}"
         want_env["KEYROT_KMS_KEY_ID"] = kms_arn
@@ -398,7 +400,28 @@ def rehearse_stack(c, ck: Checks, template: dict, stack: str, params: dict[str, 
         if any(a.startswith("secretsmanager:") and a != "secretsmanager:ListSecrets" for a in as_list(s["Action"]))
         for r in as_list(s["Resource"])
     }
-    ck.check(sm_resources == {prefix_arn}, "rotator policy: Secrets Manager only on the secret prefix", sm_resources)
+    webhook = params.get("AlertWebhookSecretArn")
+    ck.check(
+        sm_resources == {prefix_arn} | ({webhook} if webhook else set()),
+        "rotator policy: Secrets Manager only on the secret prefix (and the webhook's secret, if any)",
+        sm_resources,
+    )
+    if webhook:
+        hook = [s for s in rot if webhook in as_list(s["Resource"])]
+        ck.check(
+            len(hook) == 1 and as_list(hook[0]["Action"]) == ["secretsmanager:GetSecretValue"],
+            "rotator policy: the webhook's secret is only read",
+            hook,
+        )
+    owners = [s for s in rot if "iam:ListUserTags" in as_list(s["Action"])]
+    ck.check(
+        len(owners) == 1
+        and as_list(owners[0]["Action"]) == ["iam:ListUserTags"]
+        and as_list(owners[0]["Resource"]) == [f"arn:aws:iam::{ACCOUNT}:user{user_path}*"]
+        and owners[0].get("Condition") == {"StringEquals": {"aws:ResourceTag/keyrot:managed": "true"}},
+        f"rotator policy: owners' tags read only on tagged users under {user_path}",
+        owners,
+    )
     ses = [s for s in rot if "ses:SendEmail" in as_list(s["Action"])]
     ck.check(
         len(ses) == 1
@@ -671,7 +694,7 @@ def main() -> int:
         code = {"RotateCodeKey": "rotate.zip", "ApiCodeKey": "api.zip"}
 
         base = dict(COMMON_PARAMETERS, **code)
-        base_conditions = {"UseCmk": False, "CreateSenderIdentity": False, "HasManagedUsers": False, "HasExemptUsers": False, "Accounts": False, "HasOrgListRole": False}
+        base_conditions = {"UseCmk": False, "CreateSenderIdentity": False, "HasManagedUsers": False, "HasExemptUsers": False, "Accounts": False, "HasOrgListRole": False, "HasAlertWebhook": False}
         base_conditions.update({c: False for c in DELIVERY_CONDITIONS})
         first = rehearse_stack(c, ck, template, "keyrot-rehearsal", base, base_conditions)
 
@@ -695,8 +718,9 @@ def main() -> int:
             DeliveryKmsKeyArns=f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555",
             GitHubCredentialSecretArn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:keyrot/github-AbCdEf",
             GitHubApiUrl="https://ghe.example.com/api/v3",
+            AlertWebhookSecretArn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:keyrot/alerts/webhook-AbCdEf",
         )
-        all_on = {"UseCmk": True, "CreateSenderIdentity": True, "HasManagedUsers": True, "HasExemptUsers": True, "Accounts": True, "HasOrgListRole": True}
+        all_on = {"UseCmk": True, "CreateSenderIdentity": True, "HasManagedUsers": True, "HasExemptUsers": True, "Accounts": True, "HasOrgListRole": True, "HasAlertWebhook": True}
         all_on.update({c: True for c in DELIVERY_CONDITIONS})
         second = rehearse_stack(c, ck, template, "keyrot-rehearsal-b", variant, all_on)
 

@@ -148,6 +148,9 @@ mod tests {
             .unwrap();
         assert!(format!("{with:?}").contains("github: Some("), "{with:?}");
         let without = settings(None).delivery(&config, &iam, &tags).unwrap();
-        assert!(format!("{without:?}").contains("github: None"), "{without:?}");
+        assert!(
+            format!("{without:?}").contains("github: None"),
+            "{without:?}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! keyrot's ports implemented with the AWS SDK: [`AwsIam`], [`AwsSecretStore`],
-//! [`AwsVerifier`], [`SesNotifier`] and [`DynamoLease`], plus the API's secrets
-//! ([`load_api_secrets`]).
+//! [`AwsVerifier`], [`SesNotifier`] (with the users' [`Owners`]), [`WebhookNotifier`] and
+//! [`DynamoLease`], plus the API's secrets ([`load_api_secrets`]).
 //!
 //! This crate holds no policy: what to do and when is keyrot-core's business. It maps calls
 //! and errors, and nothing else.
@@ -38,8 +38,10 @@ mod iam;
 mod lease;
 pub mod moto;
 mod notifier;
+mod notifiers;
 mod objects;
 pub mod org;
+mod owners;
 pub mod permissions;
 mod pressure;
 pub mod retries;
@@ -48,6 +50,7 @@ mod survey;
 mod time;
 mod user_tags;
 mod verifier;
+mod webhook;
 mod wiring;
 
 pub use api_secrets::{ApiSecretsError, SigningKeys, load_api_secrets};
@@ -59,9 +62,12 @@ pub use github::{GitHubDelivery, GitHubError};
 pub use iam::AwsIam;
 pub use lease::{DEFAULT_LEASE_TABLE, DynamoLease, check_table_name};
 pub use notifier::{SesNotifier, subject};
+pub use notifiers::Notifiers;
 pub use objects::{ObjectError, ObjectInfo, Objects};
+pub use owners::{OWNER_TAG, OWNER_TTL, Owner, Owners, concerns_owner, is_email_address};
 pub use pressure::ThrottleCounter;
 pub use store::{AwsSecretStore, DEFAULT_PREFIX, MANAGED_BY_TAG};
 pub use user_tags::UserTags;
 pub use verifier::AwsVerifier;
+pub use webhook::{WebhookError, WebhookNotifier};
 pub use wiring::{BackendSettings, LogNotifier, SystemClock};

@@ -278,8 +278,13 @@ impl MemberAccess {
             iam: Arc::new(AwsIam::new(member.iam.clone()).with_user_tags(member.user_tags.clone())),
             store: Arc::new(self.backend.account_store(&self.hub, account)),
             lease: Arc::new(self.backend.lease(&self.hub).for_account(account)),
-            // The hub's notifier, each notice naming the account.
-            notifier: Arc::new(AccountNotifier::new(account.clone(), hub.notifier)),
+            // The hub's notifiers, each notice naming the account. Owners are not read through
+            // the member role (it may only touch keys): a member account's notices go to the
+            // administrators alone, never to a hub user's owner of the same name.
+            notifier: Arc::new(AccountNotifier::new(
+                account.clone(),
+                self.backend.notifier(&self.hub, None),
+            )),
             ..hub
         };
         Ok((member, ports))

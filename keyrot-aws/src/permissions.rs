@@ -31,6 +31,11 @@ pub const ROTATOR_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
 ];
 
+/// The actions owner notices add ([`crate::Owners`]): the tags of a user a notice is about
+/// (`keyrot:owner`), read in the account keyrot runs in, on managed users only. Never through
+/// the member role: a member account's notices go to the administrators alone.
+pub const OWNER_ACTIONS: &[&str] = &["iam:ListUserTags"];
+
 /// Every action keyrot calls in a member account, through the member role
 /// (`cfn/member.yaml`): the IAM part of [`ROTATOR_ACTIONS`], nothing else (secrets, the lease
 /// and alerts stay in the hub).

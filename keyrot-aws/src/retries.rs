@@ -26,6 +26,12 @@
 //! | `dynamodb:GetItem` | `acquire`, when a refusal carries no item | yes | A read. |
 //! | `sts:GetCallerIdentity` | [`AwsVerifier`] | yes | A read, signed with the candidate key. |
 //! | `ses:SendEmail` | [`SesNotifier`] | yes | A retry after a lost reply may send the mail twice. Accepted: a duplicate notification, never a lost one, and no key or secret changes. |
+//! | `iam:ListUserTags` | [`Owners`] (a user's `keyrot:owner`), when a notice is mailed | yes | A read. |
+//! | `secretsmanager:GetSecretValue` | [`WebhookNotifier`], the webhook's URL | yes | A read. |
+//!
+//! The webhook's own `POST` is not an AWS call: [`WebhookNotifier`] tries it up to three times
+//! after a 429, a 5xx or no answer. A retry after a lost answer may post the notice twice:
+//! like a second mail, a duplicate notification, never a lost one.
 //!
 //! Every claim is proven against moto through [`FaultProxy`](crate::moto::FaultProxy), which
 //! lets moto perform a call and then loses its reply, with the SDK's default retries on
@@ -38,3 +44,5 @@
 //! [`AwsVerifier`]: crate::AwsVerifier
 //! [`DynamoLease`]: crate::DynamoLease
 //! [`SesNotifier`]: crate::SesNotifier
+//! [`Owners`]: crate::Owners
+//! [`WebhookNotifier`]: crate::WebhookNotifier

@@ -8,7 +8,7 @@ use keyrot_core::{Clock, Notice, Notifier, NotifyError, Policy, Ports, Rotator, 
 
 use crate::{
     AwsClients, AwsIam, AwsSecretStore, AwsVerifier, DEFAULT_LEASE_TABLE, DEFAULT_PREFIX,
-    DeliverySettings, DynamoLease, SesNotifier,
+    DeliverySettings, DynamoLease, Notifiers, Owners, SesNotifier, WebhookNotifier,
 };
 
 /// The wall clock and tokio's timer: what the rotator runs on outside tests.
@@ -58,6 +58,9 @@ pub struct BackendSettings {
     pub alert_from: Option<String>,
     /// Administrators' addresses.
     pub alert_to: Vec<String>,
+    /// The Secrets Manager secret (name or ARN) holding a Slack-compatible incoming
+    /// webhook's URL: notices are posted there too ([`WebhookNotifier`]).
+    pub alert_webhook_secret: Option<String>,
     /// A standing condition (a blocked or failing user, a key still in use) is mailed again
     /// only after this long. Default one day.
     pub alert_repeat_after: Duration,
@@ -73,6 +76,7 @@ impl Default for BackendSettings {
             kms_key_id: None,
             alert_from: None,
             alert_to: Vec::new(),
+            alert_webhook_secret: None,
             alert_repeat_after: keyrot_core::driver::DEFAULT_ALERT_REPEAT_AFTER,
             delivery: DeliverySettings::default(),
         }
@@ -94,17 +98,11 @@ impl BackendSettings {
         DynamoLease::new(clients.dynamodb.clone(), &self.lease_table)
     }
 
-    /// Every port, on AWS: IAM, Secrets Manager, STS, DynamoDB (the lease), SES (or the log
-    /// when no alert address is set), and the system clock.
+    /// Every port, on AWS: IAM, Secrets Manager, STS, DynamoDB (the lease), the notifiers
+    /// ([`BackendSettings::notifier`], owners read in the clients' account), and the system
+    /// clock.
     pub fn ports(&self, clients: &AwsClients) -> Ports {
-        let notifier: Arc<dyn Notifier> = match (&self.alert_from, self.alert_to.is_empty()) {
-            (Some(from), false) => Arc::new(SesNotifier::new(
-                clients.ses.clone(),
-                from,
-                self.alert_to.clone(),
-            )),
-            _ => Arc::new(LogNotifier),
-        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Ports {
             iam: Arc::new(
                 AwsIam::new(clients.iam.clone()).with_user_tags(clients.user_tags.clone()),
@@ -112,8 +110,36 @@ impl BackendSettings {
             store: Arc::new(self.store(clients)),
             verifier: Arc::new(AwsVerifier::new(clients.config.clone())),
             lease: Arc::new(self.lease(clients)),
-            notifier,
-            clock: Arc::new(SystemClock),
+            notifier: self.notifier(
+                clients,
+                Some(Owners::new(clients.iam.clone(), clock.clone())),
+            ),
+            clock,
+        }
+    }
+
+    /// The notifiers these settings name: SES to the administrators (and, with `owners`, to
+    /// each user's owner) when an alert address is set, the webhook when its secret is set,
+    /// both when both are; the log when neither is.
+    pub fn notifier(&self, clients: &AwsClients, owners: Option<Owners>) -> Arc<dyn Notifier> {
+        let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
+        if let (Some(from), false) = (&self.alert_from, self.alert_to.is_empty()) {
+            let ses = SesNotifier::new(clients.ses.clone(), from, self.alert_to.clone());
+            notifiers.push(Arc::new(match owners {
+                Some(owners) => ses.with_owners(owners),
+                None => ses,
+            }));
+        }
+        if let Some(secret) = &self.alert_webhook_secret {
+            notifiers.push(Arc::new(WebhookNotifier::new(
+                clients.secrets.clone(),
+                secret,
+            )));
+        }
+        match notifiers.len() {
+            0 => Arc::new(LogNotifier),
+            1 => notifiers.remove(0),
+            _ => Arc::new(Notifiers::new(notifiers)),
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use keyrot_aws::permissions::{
-    API_ACTIONS, DELIVERY_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, REPORT_ACTIONS,
+    API_ACTIONS, DELIVERY_ACTIONS, MEMBER_ACTIONS, ORG_LIST_ACTIONS, OWNER_ACTIONS, REPORT_ACTIONS,
     ROTATOR_ACTIONS,
 };
 
@@ -199,6 +199,7 @@ fn the_rotator_role_allows_exactly_what_the_rotator_calls() {
     let granted = actions(&plain);
     let needed: BTreeSet<String> = ROTATOR_ACTIONS
         .iter()
+        .chain(OWNER_ACTIONS)
         .chain(REPORT_ACTIONS)
         .map(|a| (*a).to_owned())
         .collect();

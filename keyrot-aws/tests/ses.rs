@@ -1,5 +1,6 @@
-//! The SES notifier against moto: what it sends; and the rotator's repeat rule, remembered in
-//! Secrets Manager, that keeps a standing condition from mailing the administrators every run.
+//! The SES notifier against moto: what it sends, to the administrators and to each user's
+//! owner (the `keyrot:owner` tag); and the rotator's repeat rule, remembered in Secrets
+//! Manager, that keeps a standing condition from mailing the administrators every run.
 //!
 //! moto keeps every message it "sends", readable at `/moto-api/data.json`. These tests have a
 //! moto server of their own (a test binary of their own): moto 5.2.5 cannot render that page
@@ -13,12 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyrot_aws::moto::{Fault, FaultProxy, Moto, Rule};
-use keyrot_aws::permissions::ROTATOR_ACTIONS;
-use keyrot_aws::{AwsSecretStore, AwsSettings, SesNotifier};
-use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, op};
+use keyrot_aws::permissions::{OWNER_ACTIONS, ROTATOR_ACTIONS};
+use keyrot_aws::{
+    AwsIam, AwsSecretStore, AwsSettings, AwsVerifier, DynamoLease, OWNER_TAG, OWNER_TTL, Owners,
+    SesNotifier,
+};
+use keyrot_core::fake::{FakeAws, FaultKind, FaultRates, SimClock, op};
 use keyrot_core::{
-    KeyStatus, Notice, Notifier, Policy, Ports, Rotator, RunOptions, SecretStore, Timestamp,
-    UserName,
+    Iam, KeyStatus, Notice, Notifier, Outcome, Policy, Ports, Rotator, RunOptions, SecretStore,
+    Selection, Timestamp, UserName,
 };
 
 use calls::Calls;
@@ -101,6 +105,16 @@ async fn ses_notifier_mails_the_administrators_from_the_verified_sender() {
     );
 }
 
+/// Makes `sender` a verified SES identity, as the deployment guide asks.
+async fn verify_sender(config: &aws_config::SdkConfig, sender: &str) {
+    aws_sdk_sesv2::Client::new(config)
+        .create_email_identity()
+        .email_identity(sender)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A GET over a plain TCP connection (moto speaks HTTP/1.1 and closes after each answer).
 async fn http_get(endpoint: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -133,12 +147,7 @@ async fn a_repeated_alert_is_held_back_within_its_period_through_the_secret_stor
     let moto = shared_moto().await;
     let config = moto.admin_config().await;
     let sender = "keyrot-repeats@example.com";
-    aws_sdk_sesv2::Client::new(&config)
-        .create_email_identity()
-        .email_identity(sender)
-        .send()
-        .await
-        .unwrap();
+    verify_sender(&config, sender).await;
     let calls = Calls::default();
     let ses = calls.ses(&config);
     let store = AwsSecretStore::new(calls.secrets(&config)).with_prefix("keyrot-test/repeats/");
@@ -191,12 +200,7 @@ async fn a_lost_send_email_reply_may_mail_twice_and_is_not_an_error() {
     // get the mail twice, never not at all.
     let moto = shared_moto().await;
     let sender = "keyrot-lost-reply@example.com";
-    aws_sdk_sesv2::Client::new(&moto.admin_config().await)
-        .create_email_identity()
-        .email_identity(sender)
-        .send()
-        .await
-        .unwrap();
+    verify_sender(&moto.admin_config().await, sender).await;
     let proxy = FaultProxy::start(moto.endpoint()).unwrap();
     proxy.inject(Rule::nth("ses:SendEmail", 1, Fault::FailAfter));
     let settings = AwsSettings {
@@ -216,5 +220,231 @@ async fn a_lost_send_email_reply_may_mail_twice_and_is_not_an_error() {
         mails_from(moto, sender).await.len(),
         2,
         "the duplicate mail"
+    );
+}
+
+/// The mails from `sender` about `user`: (recipients, body).
+async fn mails_about(moto: &Moto, sender: &str, user: &str) -> Vec<(serde_json::Value, String)> {
+    mails_from(moto, sender)
+        .await
+        .into_iter()
+        .filter(|m| {
+            m["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("[keyrot] {user}: "))
+        })
+        .map(|m| {
+            let body = m["body"].as_str().unwrap().to_owned();
+            (m["destinations"]["ToAddresses"].clone(), body)
+        })
+        .collect()
+}
+
+/// A forced rotation on moto (IAM, Secrets Manager, STS, DynamoDB and SES) of three users: one
+/// whose `keyrot:owner` tag names an address, one without the tag, one whose tag is no
+/// address. The owner is mailed besides the administrators, who are told of the owner, of
+/// nobody, or of the bad tag; the tag is read once per user, and again only after
+/// [`OWNER_TTL`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_is_mailed_to_the_users_owner_as_well_as_the_administrators() {
+    let moto = shared_moto().await;
+    let config = moto.admin_config().await;
+    let sender = "keyrot-owners@example.com";
+    verify_sender(&config, sender).await;
+    // The owners' reads go through a proxy that counts them.
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    let counted = moto
+        .admin_config_with(&AwsSettings {
+            endpoint_url: Some(proxy.endpoint().to_owned()),
+            ..moto.settings()
+        })
+        .await;
+    let calls = Calls::default();
+    let managed = "keyrot:managed:owners-test";
+    let owner = "ana.owner+keys@example.com";
+    let users = [
+        ("owned-deployer", Some(owner)),
+        ("unowned-deployer", None),
+        ("misowned-deployer", Some("ana@example")),
+    ];
+    let iam = AwsIam::new(calls.iam(&config));
+    for (name, tag) in users {
+        let mut tags = vec![(managed, "true")];
+        tags.extend(tag.map(|t| (OWNER_TAG, t)));
+        moto.create_user(name, &tags).await.unwrap();
+        iam.create_key(&UserName::new(name).unwrap()).await.unwrap();
+    }
+    let table = "keyrot-owners-test";
+    moto.create_lease_table(table).await.unwrap();
+    let clock = SimClock::new(real_now());
+    let owners = Owners::new(calls.iam(&counted), Arc::new(clock.clone()));
+    let notifier = SesNotifier::new(calls.ses(&config), sender, vec!["ops@example.com".into()])
+        .with_owners(owners);
+    let ports = Ports {
+        iam: Arc::new(iam),
+        store: Arc::new(
+            AwsSecretStore::new(calls.secrets(&config)).with_prefix("keyrot-test/owners/"),
+        ),
+        verifier: Arc::new(AwsVerifier::new(config.clone())),
+        lease: Arc::new(DynamoLease::new(calls.dynamodb(&config), table)),
+        notifier: Arc::new(notifier.clone()),
+        clock: Arc::new(clock.clone()),
+    };
+    let policy = Policy::builder()
+        .selection(Selection::Tagged {
+            key: managed.into(),
+            value: "true".into(),
+        })
+        .build()
+        .unwrap();
+    let options = RunOptions {
+        force: true,
+        ..RunOptions::default()
+    };
+    let report = Rotator::new(ports, policy).run(&options).await.unwrap();
+    assert_eq!(report.users.len(), 3, "{report:?}");
+    for user in &report.users {
+        assert!(matches!(user.outcome, Outcome::Waiting(_)), "{user:?}");
+    }
+
+    let ops = serde_json::json!(["ops@example.com"]);
+    let owned = mails_about(moto, sender, "owned-deployer").await;
+    assert_eq!(owned.len(), 2, "{owned:?}");
+    assert_eq!(owned[0].0, serde_json::json!([owner]), "the owner first");
+    assert!(owned[0].1.contains("owned-deployer: rotated "), "{owned:?}");
+    assert_eq!(owned[1].0, ops);
+    assert!(owned[1].1.starts_with(&owned[0].1), "{owned:?}");
+    assert!(
+        owned[1].1.ends_with(&format!(
+            "Also sent to the user's owner (keyrot:owner), {owner}.\n"
+        )),
+        "{owned:?}"
+    );
+
+    let unowned = mails_about(moto, sender, "unowned-deployer").await;
+    assert_eq!(unowned.len(), 1, "{unowned:?}");
+    assert_eq!(unowned[0].0, ops);
+    assert!(!unowned[0].1.contains("owner"), "{unowned:?}");
+
+    let misowned = mails_about(moto, sender, "misowned-deployer").await;
+    assert_eq!(misowned.len(), 1, "only the administrators: {misowned:?}");
+    assert_eq!(misowned[0].0, ops);
+    assert!(
+        misowned[0]
+            .1
+            .contains("keyrot:owner tag (\"ana@example\") is not an email address"),
+        "{misowned:?}"
+    );
+    assert_eq!(mails_from(moto, sender).await.len(), 4);
+    assert_eq!(proxy.forwarded("iam:ListUserTags"), 3, "once a user");
+
+    // More notices about the owned user in the same run read the tag no more; one that is no
+    // business of the owner's reads it not at all; after OWNER_TTL it is read again.
+    let user = UserName::new("owned-deployer").unwrap();
+    let blocked = Notice::Blocked {
+        user: user.clone(),
+        reason: "two keys in service".into(),
+    };
+    notifier.notify(&blocked).await.unwrap();
+    let failed = Notice::Failed {
+        user: user.clone(),
+        error: "throttled by IAM".into(),
+    };
+    notifier.notify(&failed).await.unwrap();
+    assert_eq!(proxy.forwarded("iam:ListUserTags"), 3);
+    let owned = mails_about(moto, sender, "owned-deployer").await;
+    assert_eq!(
+        owned.len(),
+        5,
+        "the owner hears of the block, not of the failure"
+    );
+    assert_eq!(owned[2].0, serde_json::json!([owner]));
+    assert!(owned[2].1.contains("blocked: two keys in service"));
+    assert_eq!(owned[4].0, ops);
+    assert!(!owned[4].1.contains("owner"), "{owned:?}");
+    clock.advance(OWNER_TTL);
+    notifier.notify(&blocked).await.unwrap();
+    assert_eq!(proxy.forwarded("iam:ListUserTags"), 4);
+
+    let allowed: Vec<&str> = ROTATOR_ACTIONS
+        .iter()
+        .chain(OWNER_ACTIONS)
+        .copied()
+        .collect();
+    calls.assert_within(&allowed, "rotator");
+}
+
+/// The owner's mail refused (a recipient SES will not take) costs the administrators nothing:
+/// they get theirs, saying the owner could not be told; a tag that cannot be read is said too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_ses_refuses_or_an_unreadable_tag_is_told_to_the_administrators() {
+    let moto = shared_moto().await;
+    let config = moto.admin_config().await;
+    let sender = "keyrot-owner-refused@example.com";
+    verify_sender(&config, sender).await;
+    let clock = SimClock::new(real_now());
+    let notifier = |iam: aws_sdk_iam::Client| {
+        SesNotifier::new(
+            aws_sdk_sesv2::Client::new(&config),
+            sender,
+            vec!["ops@example.com".into()],
+        )
+        .with_owners(Owners::new(iam, Arc::new(clock.clone())))
+    };
+
+    // No such user in IAM: the tag cannot be read.
+    let nobody = Notice::Blocked {
+        user: UserName::new("nobody-at-all").unwrap(),
+        reason: "two keys in service".into(),
+    };
+    notifier(aws_sdk_iam::Client::new(&config))
+        .notify(&nobody)
+        .await
+        .unwrap();
+    let mails = mails_about(moto, sender, "nobody-at-all").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0]
+            .1
+            .contains("The user's keyrot:owner tag could not be read (no such user or access key)"),
+        "{mails:?}"
+    );
+
+    // SES refuses the owner's mail (through a proxy that fails its first SendEmail).
+    let proxy = FaultProxy::start(moto.endpoint()).unwrap();
+    proxy.inject(Rule::nth("ses:SendEmail", 1, Fault::FailBefore));
+    let settings = AwsSettings {
+        endpoint_url: Some(proxy.endpoint().to_owned()),
+        max_attempts: Some(1),
+        ..moto.settings()
+    };
+    let proxied = moto.admin_config_with(&settings).await;
+    moto.create_user("refused-deployer", &[(OWNER_TAG, "owner@example.com")])
+        .await
+        .unwrap();
+    let refused = SesNotifier::new(
+        aws_sdk_sesv2::Client::new(&proxied),
+        sender,
+        vec!["ops@example.com".into()],
+    )
+    .with_owners(Owners::new(
+        aws_sdk_iam::Client::new(&config),
+        Arc::new(clock.clone()),
+    ));
+    let notice = Notice::Rotated {
+        user: UserName::new("refused-deployer").unwrap(),
+        new: keyrot_core::AccessKeyId::new("AKIANEW0000000000009").unwrap(),
+        old: None,
+    };
+    refused.notify(&notice).await.unwrap();
+    let mails = mails_about(moto, sender, "refused-deployer").await;
+    assert_eq!(mails.len(), 1, "the administrators' only: {mails:?}");
+    assert_eq!(mails[0].0, serde_json::json!(["ops@example.com"]));
+    assert!(
+        mails[0]
+            .1
+            .contains("Could not be sent to the user's owner (keyrot:owner), owner@example.com: "),
+        "{mails:?}"
     );
 }

@@ -70,6 +70,13 @@ const CASES: &[Case] = &[
         None,
     ),
     (
+        Setting::AlertWebhookSecret,
+        "keyrot/alerts/slack webhook",
+        &[],
+        Reader::Rotator,
+        None,
+    ),
+    (
         Setting::KmsKeyId,
         "alias/my key",
         &[],

@@ -39,6 +39,7 @@
 //! | `[aws] alert_from`           | `KEYROT_ALERT_FROM`            |                  | the SES sender of alerts (with `alert_to`)                        | alerts are logged           |
 //! | `[aws] alert_to`             | `KEYROT_ALERT_TO`              |                  | administrators' addresses (a list; commas in the variable)        | alerts are logged           |
 //! | `[aws] alert_repeat_after`   | `KEYROT_ALERT_REPEAT_AFTER`    |                  | a standing condition is mailed again after this long              | `1d`                        |
+//! | `[aws] alert_webhook_secret` | `KEYROT_ALERT_WEBHOOK_SECRET`  |                  | the secret holding a Slack-compatible incoming webhook's URL (notices posted there too) | no webhook |
 //! | `[aws] retry_mode`           | `KEYROT_AWS_RETRY_MODE`        |                  | the SDK's retry mode: `standard` or `adaptive`                    | `standard`                  |
 //! | `[aws] max_attempts`         | `KEYROT_AWS_MAX_ATTEMPTS`      |                  | attempts per AWS call, 1 to 20, the first included                | `5`                         |
 //! | `[aws] connect_timeout`      | `KEYROT_AWS_CONNECT_TIMEOUT`   |                  | time allowed to open a connection                                 | 3.1 s                       |

@@ -173,6 +173,7 @@ impl Sources {
             kms_key_id,
             alert_from,
             alert_to,
+            alert_webhook_secret: self.secret_id(Setting::AlertWebhookSecret)?,
             alert_repeat_after: self
                 .duration(Setting::AlertRepeatAfter)?
                 .unwrap_or(BackendSettings::default().alert_repeat_after),
@@ -245,10 +246,9 @@ impl Sources {
         policy: &Policy,
         default_cache_ttl: Option<Duration>,
     ) -> Result<ApiSettings, ConfigError> {
-        let secret_id = |setting| self.secret_id(setting);
         let api = ApiSettings {
-            signing_key_secret: secret_id(Setting::SigningKeySecret)?,
-            clients_secret: secret_id(Setting::ClientsSecret)?,
+            signing_key_secret: self.secret_id(Setting::SigningKeySecret)?,
+            clients_secret: self.secret_id(Setting::ClientsSecret)?,
             issuer: self
                 .text(Setting::TokenIssuer)?
                 .unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),

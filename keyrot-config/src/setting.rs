@@ -37,6 +37,8 @@ pub enum Setting {
     AlertTo,
     /// A standing condition is mailed again after this long.
     AlertRepeatAfter,
+    /// The secret holding a Slack-compatible incoming webhook's URL (notices posted there).
+    AlertWebhookSecret,
     /// The SDK's retry mode: `standard` or `adaptive`.
     RetryMode,
     /// Attempts per AWS call, 1 to 20, the first included.
@@ -182,7 +184,7 @@ const fn list(spelling: Spelling) -> Spelling {
 
 impl Setting {
     /// Every setting, in the order of the crate's table.
-    pub const ALL: [Self; 57] = [
+    pub const ALL: [Self; 58] = [
         Self::Config,
         Self::Backend,
         Self::Listen,
@@ -197,6 +199,7 @@ impl Setting {
         Self::AlertFrom,
         Self::AlertTo,
         Self::AlertRepeatAfter,
+        Self::AlertWebhookSecret,
         Self::RetryMode,
         Self::MaxAttempts,
         Self::ConnectTimeout,
@@ -266,6 +269,11 @@ impl Setting {
             Self::AlertRepeatAfter => s(
                 aws("alert_repeat_after"),
                 Some("KEYROT_ALERT_REPEAT_AFTER"),
+                None,
+            ),
+            Self::AlertWebhookSecret => s(
+                aws("alert_webhook_secret"),
+                Some("KEYROT_ALERT_WEBHOOK_SECRET"),
                 None,
             ),
             Self::RetryMode => s(aws("retry_mode"), Some("KEYROT_AWS_RETRY_MODE"), None),

@@ -4,9 +4,9 @@
 //! prefix, the metrics namespace and the policy's variables.
 //!
 //! The rotator (`keyrot-rotate`) also needs `KEYROT_LEASE_TABLE` (the template passes its
-//! `LeaseTable`) and reads the alert, KMS and AWS retry and timeout variables; the API
-//! (`keyrot-api`) also needs `KEYROT_SIGNING_KEY_SECRET` and `KEYROT_CLIENTS_SECRET` and reads
-//! the token and cache variables. Every refusal is a [`ConfigError`] naming the variable.
+//! `LeaseTable`) and reads the alert (the webhook's secret among them), KMS and AWS retry and
+//! timeout variables; the API (`keyrot-api`) also needs `KEYROT_SIGNING_KEY_SECRET` and
+//! `KEYROT_CLIENTS_SECRET` and reads the token and cache variables. Every refusal is a [`ConfigError`] naming the variable.
 
 use std::time::Duration;
 
@@ -219,6 +219,10 @@ mod tests {
             ("KEYROT_RECOVERY_WINDOW", "3d"),
             ("KEYROT_ALERT_FROM", "keyrot@example.com"),
             ("KEYROT_ALERT_TO", "admin@example.com, ops@example.org"),
+            (
+                "KEYROT_ALERT_WEBHOOK_SECRET",
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keyrot/alerts/hook-AbCdEf",
+            ),
             ("KEYROT_METRICS_NAMESPACE", "Team/keyrot"),
             (
                 "KEYROT_KMS_KEY_ID",
@@ -238,6 +242,12 @@ mod tests {
         assert_eq!(c.backend.alert_to, ["admin@example.com", "ops@example.org"]);
         assert_eq!(c.backend.alert_from.as_deref(), Some("keyrot@example.com"));
         assert!(c.backend.kms_key_id.is_some());
+        assert!(
+            c.backend
+                .alert_webhook_secret
+                .as_deref()
+                .is_some_and(|id| id.ends_with(":secret:keyrot/alerts/hook-AbCdEf"))
+        );
         assert_eq!(c.metrics_namespace, "Team/keyrot");
         assert_eq!(c.policy.grace(), Duration::from_secs(2 * 24 * 3600));
         assert_eq!(c.policy.exempt().len(), 1);

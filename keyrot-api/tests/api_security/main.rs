@@ -11,6 +11,7 @@
 mod world;
 
 mod accounts;
+mod admin;
 mod arbitrary;
 mod assorted;
 mod cache;

@@ -1,4 +1,4 @@
-//! The world every test runs in: three clients, three stored users, one API; the requests,
+//! The world every test runs in: four clients, three stored users, one API; the requests,
 //! tokens and checks the tests share; and the log capture.
 
 use std::cell::RefCell;
@@ -82,6 +82,11 @@ pub(crate) fn ops_key() -> String {
     ApiKey::generate_from([0xc3; 32])
 }
 
+/// Client `admin` holds the admin right (`keyrot:admin`) and may read no user's key.
+pub(crate) fn admin_key() -> String {
+    ApiKey::generate_from([0xd4; 32])
+}
+
 pub(crate) fn registry() -> ClientRegistry {
     let client = |id: &str, key: &str, scope: &str, cidrs: &str| {
         format!(
@@ -98,6 +103,12 @@ pub(crate) fn registry() -> ClientRegistry {
             r#"["10.0.0.0/8","192.0.2.0/24"]"#,
         ),
         client("ops", &ops_key(), r#"["*"]"#, r#"["10.0.0.0/8"]"#),
+        client(
+            "admin",
+            &admin_key(),
+            r#"["keyrot:admin"]"#,
+            r#"["10.0.0.0/8"]"#,
+        ),
     ];
     ClientRegistry::from_json(&format!(r#"{{"clients":[{}]}}"#, clients.join(","))).unwrap()
 }
@@ -228,7 +239,13 @@ pub(crate) fn body(response: &ApiResponse) -> Value {
 /// What every response must be, whatever it says.
 pub(crate) fn check_every_response(response: &ApiResponse) {
     let headers = response.response().headers();
-    assert_eq!(headers["content-type"], "application/json", "{response:?}");
+    let page = response.outcome() == ApiOutcome::PageServed;
+    let content_type = if page {
+        "text/html; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    assert_eq!(headers["content-type"], content_type, "{response:?}");
     assert_eq!(headers["cache-control"], "no-store", "{response:?}");
     assert_eq!(headers["x-content-type-options"], "nosniff", "{response:?}");
     assert_eq!(response.status(), response.outcome().status());
@@ -246,6 +263,11 @@ pub(crate) fn check_every_response(response: &ApiResponse) {
         response.status() == StatusCode::TOO_MANY_REQUESTS,
         "{response:?}"
     );
+    if page {
+        // The status page: HTML, under the page's own headers (the admin tests check them).
+        assert!(response.response().body().starts_with("<!DOCTYPE html>"));
+        return;
+    }
     let body: Value = serde_json::from_str(response.response().body())
         .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {response:?}"));
     match response.outcome().error() {
