@@ -144,24 +144,30 @@ fn the_many_accounts_roles_allow_exactly_what_keyrot_calls_through_them() {
 }
 
 /// `role`'s delivery statements grant exactly [`DELIVERY_ACTIONS`], each only under a
-/// condition on the delivery parameters, and nothing else grants them.
-fn delivery_is_conditional_and_exact(template: &str, role: &str) {
+/// condition on the delivery parameters, and nothing else grants them; but the users' tags,
+/// when `owners` (the rotator reads the `keyrot:owner` tag for its notices, [`OWNER_ACTIONS`]).
+fn delivery_is_conditional_and_exact(template: &str, role: &str, owners: bool) {
     let (plain, delivery) = split_by_delivery(template, role);
     let granted = delivery_actions(&delivery);
     let needed: BTreeSet<String> = DELIVERY_ACTIONS.iter().map(|a| (*a).to_owned()).collect();
     assert_eq!(granted, needed, "{role}'s delivery statements");
-    // Secrets Manager's and KMS's actions serve keyrot's own secrets too; SSM and the users'
-    // tags serve only delivery.
+    // Secrets Manager's and KMS's actions serve keyrot's own secrets too; SSM serves only
+    // delivery, and the users' tags only delivery and the owners' notices.
     assert!(
-        !plain.contains("ssm:") && !plain.contains("ListUserTags"),
+        !plain.contains("ssm:"),
         "{role}: delivery only under its conditions"
+    );
+    assert_eq!(
+        plain.contains("iam:ListUserTags"),
+        owners && OWNER_ACTIONS.contains(&"iam:ListUserTags"),
+        "{role}: the users' tags only for delivery and the owners"
     );
 }
 
 #[test]
 fn delivery_is_granted_only_with_destinations_and_only_what_it_calls() {
-    delivery_is_conditional_and_exact(&template(), "RotateRole");
-    delivery_is_conditional_and_exact(&template_named("member.yaml"), "MemberRole");
+    delivery_is_conditional_and_exact(&template(), "RotateRole", true);
+    delivery_is_conditional_and_exact(&template_named("member.yaml"), "MemberRole", false);
     // Each delivery condition is on the stack's delivery parameters.
     let template = template();
     let conditions = &template[template.find("\nConditions:\n").unwrap()..];
